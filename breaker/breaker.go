@@ -1,0 +1,415 @@
+package breaker
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Breaker is a circuit breaker. It is safe for concurrent use. Create one with
+// New, or get one per key from a Registry.
+type Breaker struct {
+	// word is the only memory the closed, healthy path touches: one atomic
+	// load before the call and one after. See word in state.go.
+	word atomic.Uint64
+	_    [56]byte // keep counters written by other paths off word's cache line
+
+	successes      atomic.Uint64 // only with CountSuccesses
+	failuresTotal  atomic.Uint64
+	ignoredTotal   atomic.Uint64
+	rejected       atomic.Uint64 // by OPEN or FORCED_OPEN
+	dryRunRejected atomic.Uint64
+	openErr        atomic.Pointer[OpenError] // shared by the rejections of one open episode
+
+	// Immutable after New.
+	cfg            Config
+	name           string
+	classify       Classifier
+	clock          Clock
+	logger         *slog.Logger
+	onTransition   func(Transition)
+	countSuccesses bool
+	timed          bool // slow-call detection: admission reads the clock
+
+	mu sync.Mutex
+	// Guarded by mu.
+	state            State
+	gen              uint64
+	dryRun           bool
+	failures         int // consecutive failures in CLOSED
+	probeSuccesses   int // consecutive successful probes in HALF_OPEN
+	probes           []probe
+	nextProbe        uint64
+	halfOpenRejected uint64
+	staleOutcomes    uint64
+	reopens          int
+	openUntil        time.Time
+	stopOpenTimer    func() bool
+	window           *window
+	transitions      [numStates][numStates]uint64
+	last             Transition
+	pending          []Transition
+	delivering       bool
+	rng              *rand.Rand
+}
+
+// probe is a HALF_OPEN slot lease.
+type probe struct {
+	id       uint64
+	deadline time.Time
+	stop     func() bool
+}
+
+// New returns a CLOSED breaker, or an error naming the first invalid field
+// of cfg.
+func New(cfg Config) (*Breaker, error) {
+	cfg, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	b := &Breaker{
+		cfg:            cfg,
+		name:           cfg.Name,
+		classify:       cfg.Classify,
+		clock:          cfg.Clock,
+		logger:         cfg.Logger,
+		onTransition:   cfg.OnTransition,
+		countSuccesses: cfg.CountSuccesses,
+		dryRun:         cfg.DryRun,
+	}
+	if r := cfg.FailureRate; r != nil {
+		b.window = newWindow(*r, b.clock.Now())
+		b.timed = r.SlowCall > 0
+	}
+	b.storeWord()
+	return b, nil
+}
+
+// Name returns the breaker's name.
+func (b *Breaker) Name() string { return b.name }
+
+// Config returns the breaker's configuration with defaults filled in.
+func (b *Breaker) Config() Config { return b.cfg }
+
+// State returns the current state.
+func (b *Breaker) State() State { return word(b.word.Load()).state() }
+
+// Do runs fn if the breaker allows it and records its outcome. A rejected
+// call returns an error satisfying errors.Is(err, ErrOpen) and fn is not run.
+// Otherwise Do returns fn's error unchanged. If fn panics, the panic counts as
+// a failure and continues up the stack.
+//
+// In CLOSED, a successful call costs two atomic loads and writes nothing.
+func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err error) {
+	w := word(b.word.Load())
+	if s := w.state(); (s != Closed && s != Disabled) || b.timed {
+		t, err := b.Allow()
+		if err != nil {
+			return err
+		}
+		return t.run(ctx, fn)
+	}
+	t := Ticket{b: b, gen: w.gen()}
+	panicked := true
+	defer func() {
+		if panicked {
+			t.Report(Failure)
+		}
+	}()
+	err = fn(ctx)
+	panicked = false
+	if err == nil {
+		if b.countSuccesses {
+			b.successes.Add(1)
+		}
+		// Nothing to write unless the word changed (another call failed, the
+		// state moved on) or a success must reset a failure streak.
+		if word(b.word.Load()) != w || w.slow() {
+			b.record(t, Success)
+		}
+		return nil
+	}
+	t.Done(err)
+	return err
+}
+
+// Call is Do for a function that returns a value.
+func Call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
+	var v T
+	err := b.Do(ctx, func(ctx context.Context) error {
+		var err error
+		v, err = fn(ctx)
+		return err
+	})
+	return v, err
+}
+
+// Ticket is the permission to make one call, returned by Allow. Report the
+// call's outcome exactly once with Done or Report. A probe ticket that is
+// never reported holds its HALF_OPEN slot until ProbeTimeout, then counts as
+// a failed probe.
+type Ticket struct {
+	b     *Breaker
+	gen   uint64
+	probe uint64    // probe slot id, 0 if not a probe
+	start time.Time // set only for slow-call detection
+	stale bool      // let through by dry run: the outcome counts in totals only
+}
+
+// Allow asks for permission to make one call. On success the caller makes
+// the call and reports its outcome on the returned Ticket. On rejection the
+// error satisfies errors.Is(err, ErrOpen). Use Allow where a closure does not
+// fit (HTTP middleware, queue consumers); prefer Do otherwise.
+func (b *Breaker) Allow() (Ticket, error) {
+	w := word(b.word.Load())
+	switch w.state() {
+	case Closed, Disabled:
+		t := Ticket{b: b, gen: w.gen()}
+		if b.timed {
+			t.start = b.clock.Now()
+		}
+		return t, nil
+	case Open, ForcedOpen:
+		if w.dryRun() {
+			b.dryRunRejected.Add(1)
+			return Ticket{b: b, stale: true}, nil
+		}
+		b.rejected.Add(1)
+		return Ticket{}, b.openErr.Load()
+	}
+	return b.allowProbe()
+}
+
+func (b *Breaker) allowProbe() (Ticket, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.state == Closed || b.state == Disabled: // moved on since the load
+		t := Ticket{b: b, gen: b.gen}
+		if b.timed {
+			t.start = b.clock.Now()
+		}
+		return t, nil
+	case b.state != HalfOpen || len(b.probes) >= b.cfg.HalfOpenProbes:
+		if b.dryRun {
+			b.dryRunRejected.Add(1)
+			return Ticket{b: b, stale: true}, nil
+		}
+		if b.state == HalfOpen {
+			b.halfOpenRejected++
+			return Ticket{}, b.halfOpenError()
+		}
+		b.rejected.Add(1)
+		return Ticket{}, b.openErr.Load()
+	}
+	b.nextProbe++
+	id, gen, now := b.nextProbe, b.gen, b.clock.Now()
+	stop := b.clock.AfterFunc(b.cfg.ProbeTimeout, func() { b.probeExpired(gen, id) })
+	b.probes = append(b.probes, probe{id: id, deadline: now.Add(b.cfg.ProbeTimeout), stop: stop})
+	t := Ticket{b: b, gen: gen, probe: id}
+	if b.timed {
+		t.start = now
+	}
+	return t, nil
+}
+
+// halfOpenError is the rejection while every probe slot is taken: retry when
+// the oldest lease runs out at the latest. It requires b.mu.
+func (b *Breaker) halfOpenError() *OpenError {
+	until := b.probes[0].deadline
+	for _, p := range b.probes[1:] {
+		if p.deadline.Before(until) {
+			until = p.deadline
+		}
+	}
+	return &OpenError{Name: b.name, State: HalfOpen, until: until, clock: b.clock}
+}
+
+// Done reports the call's outcome by classifying its error: nil is a
+// success, anything else goes through the breaker's Classifier.
+func (t Ticket) Done(err error) {
+	if err == nil {
+		if t.b.countSuccesses {
+			t.b.successes.Add(1)
+		}
+		t.b.record(t, Success)
+		return
+	}
+	t.Report(t.b.classify(err))
+}
+
+// Report reports the call's outcome directly.
+func (t Ticket) Report(o Outcome) {
+	if o == Success && t.b.countSuccesses {
+		t.b.successes.Add(1)
+	}
+	t.b.record(t, o)
+}
+
+func (t Ticket) run(ctx context.Context, fn func(context.Context) error) (err error) {
+	panicked := true
+	defer func() {
+		if panicked {
+			t.Report(Failure)
+		}
+	}()
+	err = fn(ctx)
+	panicked = false
+	t.Done(err)
+	return err
+}
+
+// record applies an outcome. Successes have been counted by the caller.
+func (b *Breaker) record(t Ticket, o Outcome) {
+	switch o {
+	case Success:
+		if w := word(b.word.Load()); t.probe == 0 && !t.stale && !b.timed && w.gen() == t.gen && !w.slow() {
+			return // CLOSED or DISABLED with no failure streak: nothing to change
+		}
+	case Failure:
+		b.failuresTotal.Add(1)
+	case Ignored:
+		b.ignoredTotal.Add(1)
+		if t.probe == 0 {
+			return // changes nothing, unless it frees a probe slot
+		}
+	}
+	slow := false
+	if b.timed && o == Success && !t.start.IsZero() {
+		slow = b.clock.Now().Sub(t.start) > b.cfg.FailureRate.SlowCall
+	}
+
+	b.mu.Lock()
+	if t.probe != 0 && !b.releaseProbe(t.probe) || t.stale || t.gen != b.gen {
+		// Admitted under an earlier state (or its lease already expired):
+		// it tells nothing about the current one.
+		b.staleOutcomes++
+		b.mu.Unlock()
+		return
+	}
+	switch b.state {
+	case Closed:
+		b.recordClosed(o, slow)
+	case HalfOpen:
+		switch o {
+		case Success:
+			b.probeSuccesses++
+			if b.probeSuccesses >= b.cfg.HalfOpenSuccesses {
+				b.setState(Closed, ReasonProbesSucceeded)
+			}
+		case Failure:
+			b.setState(Open, ReasonProbeFailed)
+		}
+	}
+	b.unlockAndDeliver()
+}
+
+// recordClosed counts an outcome in CLOSED and trips if the policy says so.
+// It requires b.mu.
+func (b *Breaker) recordClosed(o Outcome, slow bool) {
+	if b.window != nil {
+		if o == Ignored {
+			return
+		}
+		if b.window.add(b.clock.Now(), o == Failure, slow) {
+			b.failures = b.window.failures
+			b.setState(Open, ReasonFailureRate)
+		}
+		return
+	}
+	switch o {
+	case Success:
+		if b.failures > 0 {
+			b.failures = 0
+			b.storeWord()
+		}
+	case Failure:
+		b.failures++
+		if b.failures >= b.cfg.FailureThreshold {
+			b.setState(Open, ReasonFailureThreshold)
+		} else if b.failures == 1 {
+			b.storeWord()
+		}
+	}
+}
+
+// releaseProbe frees the slot of probe id and reports whether it was still
+// held. It requires b.mu.
+func (b *Breaker) releaseProbe(id uint64) bool {
+	for i, p := range b.probes {
+		if p.id == id {
+			p.stop()
+			b.probes = append(b.probes[:i], b.probes[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// releaseProbes frees every slot. It requires b.mu.
+func (b *Breaker) releaseProbes() {
+	for _, p := range b.probes {
+		p.stop()
+	}
+	b.probes = b.probes[:0]
+}
+
+func (b *Breaker) probeExpired(gen, id uint64) {
+	b.mu.Lock()
+	if b.gen == gen && b.state == HalfOpen && b.releaseProbe(id) {
+		b.failuresTotal.Add(1)
+		b.setState(Open, ReasonProbeTimeout)
+	}
+	b.unlockAndDeliver()
+}
+
+func (b *Breaker) rand() float64 {
+	if b.rng == nil {
+		b.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return b.rng.Float64()
+}
+
+// ForceOpen rejects every call until Reset or ForceClosed. Nothing moves the
+// breaker out of FORCED_OPEN by itself.
+func (b *Breaker) ForceOpen() { b.manual(ForcedOpen, ReasonForcedOpen) }
+
+// ForceClosed disables the breaker: every call passes, outcomes are still
+// counted, nothing trips, until Reset or ForceOpen.
+func (b *Breaker) ForceClosed() { b.manual(Disabled, ReasonForcedClosed) }
+
+// Reset returns the breaker to CLOSED with its failure streak, window and
+// backoff cleared. Totals (Snapshot counters) are kept: they only grow.
+func (b *Breaker) Reset() {
+	b.mu.Lock()
+	if b.state == Closed {
+		b.failures = 0
+		if b.window != nil {
+			b.window.reset(b.clock.Now())
+		}
+		b.reopens = 0
+		b.storeWord()
+	} else {
+		b.setState(Closed, ReasonReset)
+	}
+	b.unlockAndDeliver()
+}
+
+func (b *Breaker) manual(to State, reason Reason) {
+	b.mu.Lock()
+	if b.state != to {
+		b.setState(to, reason)
+	}
+	b.unlockAndDeliver()
+}
+
+// SetDryRun turns dry-run mode on or off (see Config.DryRun).
+func (b *Breaker) SetDryRun(on bool) {
+	b.mu.Lock()
+	b.dryRun = on
+	b.storeWord()
+	b.mu.Unlock()
+}

@@ -1,0 +1,247 @@
+package breaker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Reason says why a transition happened.
+type Reason uint8
+
+const (
+	// ReasonFailureThreshold: FailureThreshold consecutive failures in CLOSED.
+	ReasonFailureThreshold Reason = iota + 1
+	// ReasonFailureRate: the failure rate over the window reached its threshold.
+	ReasonFailureRate
+	// ReasonOpenTimeout: the open timeout elapsed; probes are allowed.
+	ReasonOpenTimeout
+	// ReasonProbesSucceeded: HalfOpenSuccesses consecutive probes succeeded.
+	ReasonProbesSucceeded
+	// ReasonProbeFailed: a probe failed in HALF_OPEN.
+	ReasonProbeFailed
+	// ReasonProbeTimeout: a probe held its slot longer than ProbeTimeout.
+	ReasonProbeTimeout
+	// ReasonForcedOpen: an operator forced the breaker open.
+	ReasonForcedOpen
+	// ReasonForcedClosed: an operator disabled the breaker.
+	ReasonForcedClosed
+	// ReasonReset: an operator reset the breaker to CLOSED.
+	ReasonReset
+	// ReasonFleet: the state was decided by the fleet of replicas sharing the
+	// breaker (see package redisstate) and applied here.
+	ReasonFleet
+)
+
+var reasonNames = [...]string{"", "failure_threshold", "failure_rate", "open_timeout", "probes_succeeded",
+	"probe_failed", "probe_timeout", "forced_open", "forced_closed", "reset", "fleet"}
+
+// String returns the reason in snake case, e.g. "failure_threshold".
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) && r != 0 {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Transition is the event delivered once per state change.
+type Transition struct {
+	Name       string
+	From, To   State
+	Reason     Reason
+	At         time.Time
+	Generation uint64 // the breaker's generation after the transition
+	// Failures is the consecutive failures (or, for a failure-rate policy,
+	// the failures in the window) that led to the transition.
+	Failures int
+	// Calls is the number of calls in the window (failure-rate policy only).
+	Calls int
+	// Successes is the number of consecutive successful probes.
+	Successes int
+	// OpenFor is, when To is Open, how long until a probe is allowed.
+	OpenFor time.Duration
+}
+
+// Message is the human-readable log line for the transition.
+func (t Transition) Message() string {
+	switch t.To {
+	case Open:
+		switch t.Reason {
+		case ReasonFailureThreshold:
+			return fmt.Sprintf("Circuit breaker OPEN for %s after %d consecutive failures", t.Name, t.Failures)
+		case ReasonFailureRate:
+			return fmt.Sprintf("Circuit breaker OPEN for %s: %d of %d calls failed in the window", t.Name, t.Failures, t.Calls)
+		case ReasonProbeFailed:
+			return fmt.Sprintf("Circuit breaker OPEN for %s again: probe failed, next probe in %v", t.Name, t.OpenFor)
+		case ReasonProbeTimeout:
+			return fmt.Sprintf("Circuit breaker OPEN for %s again: probe timed out, next probe in %v", t.Name, t.OpenFor)
+		}
+		return fmt.Sprintf("Circuit breaker OPEN for %s (%s)", t.Name, t.Reason)
+	case HalfOpen:
+		return fmt.Sprintf("Circuit breaker HALF_OPEN for %s: letting a probe through", t.Name)
+	case Closed:
+		if t.Reason == ReasonProbesSucceeded {
+			return fmt.Sprintf("Circuit breaker CLOSED for %s — recovered after %d successful probes", t.Name, t.Successes)
+		}
+		return fmt.Sprintf("Circuit breaker CLOSED for %s (%s)", t.Name, t.Reason)
+	case ForcedOpen:
+		return fmt.Sprintf("Circuit breaker FORCED OPEN for %s (%s)", t.Name, t.Reason)
+	case Disabled:
+		return fmt.Sprintf("Circuit breaker DISABLED for %s: calls pass, nothing trips (%s)", t.Name, t.Reason)
+	}
+	return fmt.Sprintf("Circuit breaker %s for %s (%s)", t.To, t.Name, t.Reason)
+}
+
+// Level is the log level of the transition: ERROR when opening, WARN when
+// half-opening or disabling, INFO when closing.
+func (t Transition) Level() slog.Level {
+	switch t.To {
+	case Open, ForcedOpen:
+		return slog.LevelError
+	case HalfOpen, Disabled:
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}
+
+// setState moves the breaker to state to and queues the event.
+// It requires that b.mu is held; the caller delivers the event with
+// unlockAndDeliver.
+func (b *Breaker) setState(to State, reason Reason) {
+	from := b.state
+	now := b.clock.Now()
+	t := Transition{Name: b.name, From: from, To: to, Reason: reason, At: now,
+		Failures: b.failures, Successes: b.probeSuccesses}
+	if b.window != nil {
+		t.Failures, t.Calls = b.window.failures, b.window.calls
+	}
+
+	b.gen++
+	b.state = to
+	if b.stopOpenTimer != nil {
+		b.stopOpenTimer()
+		b.stopOpenTimer = nil
+	}
+	b.releaseProbes()
+	b.failures, b.probeSuccesses = 0, 0
+	b.openUntil = time.Time{}
+
+	switch to {
+	case Open:
+		if from == HalfOpen {
+			b.reopens++
+		}
+		d := b.openTimeout()
+		t.OpenFor = d
+		b.openUntil = now.Add(d)
+		b.openErr.Store(&OpenError{Name: b.name, State: Open, until: b.openUntil, clock: b.clock})
+		gen := b.gen
+		b.stopOpenTimer = b.clock.AfterFunc(d, func() { b.openTimeoutElapsed(gen) })
+	case ForcedOpen:
+		b.openErr.Store(&OpenError{Name: b.name, State: ForcedOpen, clock: b.clock})
+	case Closed:
+		b.reopens = 0
+		if b.window != nil {
+			b.window.reset(now)
+		}
+	}
+	t.Generation = b.gen
+	b.storeWord()
+	b.transitions[from][to]++
+	b.last = t
+	b.pending = append(b.pending, t)
+}
+
+// storeWord publishes the state for the lock-free paths. It requires that
+// b.mu is held.
+func (b *Breaker) storeWord() {
+	slow := b.state == Closed && (b.failures > 0 || b.window != nil)
+	w := makeWord(b.state, slow, b.gen)
+	if b.dryRun {
+		w |= wordDryRun
+	}
+	b.word.Store(uint64(w))
+}
+
+// openTimeout is the time to stay OPEN now: the configured timeout, grown by
+// the backoff for each reopen since the last close. It requires b.mu.
+func (b *Breaker) openTimeout() time.Duration {
+	d := b.cfg.OpenTimeout
+	bo := b.cfg.OpenBackoff
+	if bo == nil {
+		return d
+	}
+	f := float64(d)
+	for i := 0; i < b.reopens && f < float64(bo.Max); i++ {
+		f *= bo.Multiplier
+	}
+	f = min(f, float64(bo.Max))
+	if bo.Jitter > 0 {
+		f *= 1 + bo.Jitter*(2*b.rand()-1)
+	}
+	return max(time.Duration(f), time.Millisecond)
+}
+
+func (b *Breaker) openTimeoutElapsed(gen uint64) {
+	b.mu.Lock()
+	if b.gen == gen && b.state == Open {
+		b.setState(HalfOpen, ReasonOpenTimeout)
+	}
+	b.unlockAndDeliver()
+}
+
+// unlockAndDeliver releases b.mu and delivers queued events in order,
+// outside the lock. Only one goroutine delivers at a time; events queued
+// meanwhile by others are delivered by it, so order is kept.
+func (b *Breaker) unlockAndDeliver() {
+	if b.delivering || len(b.pending) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.delivering = true
+	done := false
+	defer func() {
+		if !done { // a listener panicked; b.mu is not held
+			b.mu.Lock()
+			b.delivering = false
+			b.mu.Unlock()
+		}
+	}()
+	for len(b.pending) > 0 {
+		batch := b.pending
+		b.pending = nil
+		b.mu.Unlock()
+		for _, t := range batch {
+			b.emit(t)
+		}
+		b.mu.Lock()
+	}
+	b.delivering = false
+	done = true
+	b.mu.Unlock()
+}
+
+func (b *Breaker) emit(t Transition) {
+	if l := b.logger; l.Enabled(context.Background(), t.Level()) {
+		attrs := []slog.Attr{
+			slog.String("breaker", t.Name),
+			slog.String("from", t.From.String()),
+			slog.String("to", t.To.String()),
+			slog.String("reason", t.Reason.String()),
+			slog.Int("failures", t.Failures),
+			slog.Int("successes", t.Successes),
+			slog.Uint64("generation", t.Generation),
+		}
+		if t.Calls > 0 {
+			attrs = append(attrs, slog.Int("calls", t.Calls))
+		}
+		if t.To == Open {
+			attrs = append(attrs, slog.Duration("open_for", t.OpenFor))
+		}
+		l.LogAttrs(context.Background(), t.Level(), t.Message(), attrs...)
+	}
+	if b.onTransition != nil {
+		b.onTransition(t)
+	}
+}

@@ -1,0 +1,63 @@
+package breaker
+
+import "time"
+
+// window counts calls in a ring of time buckets for the failure-rate policy.
+// It is guarded by Breaker.mu.
+type window struct {
+	rate     FailureRate
+	buckets  []bucket
+	origin   time.Time // bucket indexes count from here, on the monotonic clock
+	head     int64     // index of the newest bucket
+	calls    int       // totals over the live buckets
+	failures int
+}
+
+type bucket struct{ calls, failures int }
+
+func newWindow(r FailureRate, now time.Time) *window {
+	w := &window{rate: r, buckets: make([]bucket, r.Window/r.Bucket), origin: now}
+	w.reset(now)
+	return w
+}
+
+func (w *window) reset(now time.Time) {
+	clear(w.buckets)
+	w.calls, w.failures = 0, 0
+	w.head = w.index(now)
+}
+
+func (w *window) index(now time.Time) int64 { return int64(now.Sub(w.origin) / w.rate.Bucket) }
+
+// advance drops the buckets that slid out of the window by now.
+func (w *window) advance(now time.Time) {
+	idx := w.index(now)
+	n := int64(len(w.buckets))
+	if idx-w.head >= n {
+		clear(w.buckets)
+		w.calls, w.failures = 0, 0
+	} else {
+		for i := w.head + 1; i <= idx; i++ {
+			b := &w.buckets[i%n]
+			w.calls -= b.calls
+			w.failures -= b.failures
+			*b = bucket{}
+		}
+	}
+	if idx > w.head {
+		w.head = idx
+	}
+}
+
+// add records one call and reports whether the window now trips the breaker.
+func (w *window) add(now time.Time, failed, slow bool) bool {
+	w.advance(now)
+	b := &w.buckets[w.head%int64(len(w.buckets))]
+	b.calls++
+	w.calls++
+	if failed || slow {
+		b.failures++
+		w.failures++
+	}
+	return w.calls >= w.rate.MinCalls && float64(w.failures) >= w.rate.Threshold*float64(w.calls)
+}

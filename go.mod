@@ -1,0 +1,3 @@
+module github.com/breakerbox/breakerbox
+
+go 1.24
