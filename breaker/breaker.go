@@ -105,34 +105,37 @@ func (b *Breaker) State() State { return word(b.word.Load()).state() }
 // In CLOSED, a successful call costs two atomic loads and writes nothing.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err error) {
 	w := word(b.word.Load())
-	if s := w.state(); (s != Closed && s != Disabled) || b.timed {
+	if w&wordFast != 0 { // not CLOSED, or timed
+		if s := w.state(); s.rejects() && !w.dryRun() {
+			b.rejected.Add(1)
+			return b.openErr.Load() // set before the word said open
+		}
 		t, err := b.Allow()
 		if err != nil {
 			return err
 		}
 		return t.run(ctx, fn)
 	}
-	t := Ticket{b: b, gen: w.gen()}
 	panicked := true
 	defer func() {
 		if panicked {
-			t.Report(Failure)
+			b.record(Ticket{b: b, gen: w.gen()}, Failure)
 		}
 	}()
 	err = fn(ctx)
 	panicked = false
 	if err == nil {
-		if b.countSuccesses {
+		if w&wordCounted != 0 {
 			b.successes.Add(1)
 		}
 		// Nothing to write unless the word changed (another call failed, the
-		// state moved on) or a success must reset a failure streak.
+		// state moved on) or a success must end a failure streak.
 		if word(b.word.Load()) != w || w.slow() {
-			b.record(t, Success)
+			b.record(Ticket{b: b, gen: w.gen()}, Success)
 		}
 		return nil
 	}
-	t.Done(err)
+	Ticket{b: b, gen: w.gen()}.Done(err)
 	return err
 }
 

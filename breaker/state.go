@@ -55,6 +55,8 @@ func (s State) rejects() bool { return s == Open || s == ForcedOpen }
 //	bit  4     slow: a success must take the locked path (there is a
 //	           failure streak to reset, or a policy that records every call)
 //	bit  5     dry run: rejections are recorded, not enforced
+//	bit  6     timed: admission reads the clock (slow-call detection)
+//	bit  7     counted: every success is counted (Config.CountSuccesses)
 //	bits 8-63  generation: incremented on every transition, so an outcome
 //	           reported for a call admitted in an earlier state is recognised
 //	           as stale and does not count
@@ -66,6 +68,11 @@ const (
 	wordStateMask = 0xf
 	wordSlow      = 1 << 4
 	wordDryRun    = 1 << 5
+	wordTimed     = 1 << 6
+	wordCounted   = 1 << 7
+	// wordFast is what Do checks first: zero means CLOSED and untimed, so
+	// the call runs with no lock and no clock.
+	wordFast = wordStateMask | wordTimed
 	wordGenShift  = 8
 )
 

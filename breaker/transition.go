@@ -116,6 +116,9 @@ func (b *Breaker) setState(to State, reason Reason) {
 	if b.window != nil {
 		t.Failures, t.Calls = b.window.failures, b.window.calls
 	}
+	if from == HalfOpen && to == Open {
+		t.Failures = 1 // the failed or expired probe
+	}
 
 	b.gen++
 	b.state = to
@@ -160,6 +163,12 @@ func (b *Breaker) storeWord() {
 	w := makeWord(b.state, slow, b.gen)
 	if b.dryRun {
 		w |= wordDryRun
+	}
+	if b.timed {
+		w |= wordTimed
+	}
+	if b.countSuccesses {
+		w |= wordCounted
 	}
 	b.word.Store(uint64(w))
 }
