@@ -72,8 +72,8 @@ const (
 	wordCounted   = 1 << 7
 	// wordFast is what Do checks first: zero means CLOSED and untimed, so
 	// the call runs with no lock and no clock.
-	wordFast = wordStateMask | wordTimed
-	wordGenShift  = 8
+	wordFast     = wordStateMask | wordTimed
+	wordGenShift = 8
 )
 
 func makeWord(s State, slow bool, gen uint64) word {

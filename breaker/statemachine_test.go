@@ -22,8 +22,8 @@ func TestStateMachine(t *testing.T) {
 		check func(*harness)
 	}{
 		{
-			name: "ClosedSuccessResetsStreak",
-			from: func(h *harness) { h.fail(2) },
+			name:  "ClosedSuccessResetsStreak",
+			from:  func(h *harness) { h.fail(2) },
 			event: func(h *harness) { h.succeed(1) },
 			want:  breaker.Closed,
 			check: func(h *harness) {
