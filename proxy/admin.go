@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/breakerbox/breakerbox/breaker"
+)
+
+//go:embed dashboard
+var dashboardFS embed.FS
+
+// Circuit is one circuit as the JSON API shows it.
+type Circuit struct {
+	Name                 string            `json:"name"`
+	Service              string            `json:"service"`
+	Region               string            `json:"region,omitempty"`
+	Upstream             string            `json:"upstream"`
+	State                string            `json:"state"`
+	ConsecutiveFailures  int               `json:"consecutive_failures"`
+	ConsecutiveSuccesses int               `json:"consecutive_successes"`
+	ProbesInFlight       int               `json:"probes_in_flight"`
+	Counts               map[string]uint64 `json:"counts"`
+	Rejected             uint64            `json:"rejected"`
+	RejectedHalfOpen     uint64            `json:"rejected_half_open"`
+	RetryAfterSeconds    float64           `json:"retry_after_seconds"`
+	LastTransition       *TransitionJSON   `json:"last_transition"`
+	Settings             SettingsJSON      `json:"settings"`
+}
+
+// SettingsJSON are a circuit's breaker settings.
+type SettingsJSON struct {
+	FailureThreshold  int     `json:"failure_threshold"`
+	OpenTimeout       float64 `json:"open_timeout_seconds"`
+	HalfOpenSuccesses int     `json:"half_open_successes"`
+	HalfOpenProbes    int     `json:"half_open_probes"`
+	Timeout           float64 `json:"timeout_seconds"`
+}
+
+// TransitionJSON is a transition as the API and the event stream show it.
+type TransitionJSON struct {
+	Circuit string    `json:"circuit"`
+	At      time.Time `json:"at"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Reason  string    `json:"reason"`
+	Message string    `json:"message"`
+}
+
+func transitionJSON(t breaker.Transition) *TransitionJSON {
+	return &TransitionJSON{Circuit: t.Name, At: t.At, From: t.From.String(), To: t.To.String(), Reason: t.Reason.String(), Message: t.Message()}
+}
+
+// Circuits returns every configured circuit, sorted by name.
+func (s *Server) Circuits() []Circuit {
+	t := s.table.Load()
+	var out []Circuit
+	for _, b := range s.registry.All() {
+		if r := t.circuits[b.Name()]; r != nil {
+			out = append(out, circuitJSON(r, b.Snapshot()))
+		}
+	}
+	return out
+}
+
+func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
+	c := Circuit{
+		Name: r.circuit, Service: r.service, Region: r.region, Upstream: r.target.String(),
+		State:                snap.State.String(),
+		ConsecutiveFailures:  snap.ConsecutiveFailures,
+		ConsecutiveSuccesses: snap.ConsecutiveSuccesses,
+		ProbesInFlight:       snap.ProbesInFlight,
+		Counts:               map[string]uint64{"success": snap.Successes, "failure": snap.Failures, "ignored": snap.Ignored},
+		Rejected:             snap.Rejected,
+		RejectedHalfOpen:     snap.RejectedHalfOpen,
+		RetryAfterSeconds:    math.Round(snap.RetryAfter.Seconds()*10) / 10,
+		Settings: SettingsJSON{
+			FailureThreshold: r.settings.FailureThreshold, OpenTimeout: time.Duration(r.settings.OpenTimeout).Seconds(),
+			HalfOpenSuccesses: r.settings.HalfOpenSuccesses, HalfOpenProbes: r.settings.HalfOpenProbes,
+			Timeout: time.Duration(r.settings.Timeout).Seconds(),
+		},
+	}
+	if !snap.LastTransition.At.IsZero() {
+		c.LastTransition = transitionJSON(snap.LastTransition)
+	}
+	return c
+}
+
+// Admin is the admin listener's handler: the dashboard at /, the JSON API
+// under /api/, and Prometheus metrics at /metrics.
+func (s *Server) Admin() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/circuits", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Circuits())
+	})
+	mux.HandleFunc("GET /api/circuits/{name...}", s.getCircuit)
+	mux.HandleFunc("POST /api/circuits/{name...}", s.control)
+	mux.HandleFunc("GET /api/transitions", func(w http.ResponseWriter, r *http.Request) {
+		out := []*TransitionJSON{}
+		for _, t := range s.history.recent(100) {
+			out = append(out, transitionJSON(t))
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /api/events", s.events)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
+	static, _ := fs.Sub(dashboardFS, "dashboard")
+	mux.Handle("GET /", http.FileServerFS(static))
+	return mux
+}
+
+func (s *Server) circuit(w http.ResponseWriter, name string) (*route, *breaker.Breaker, bool) {
+	r := s.table.Load().circuits[name]
+	if r == nil {
+		var names []string
+		for _, c := range s.Circuits() {
+			names = append(names, c.Name)
+		}
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no circuit %q", name), "circuits": names})
+		return nil, nil, false
+	}
+	return r, s.registry.Get(name), true
+}
+
+func (s *Server) getCircuit(w http.ResponseWriter, r *http.Request) {
+	if rt, b, ok := s.circuit(w, r.PathValue("name")); ok {
+		writeJSON(w, http.StatusOK, circuitJSON(rt, b.Snapshot()))
+	}
+}
+
+// control is POST /api/circuits/{name}/open|close|reset.
+func (s *Server) control(w http.ResponseWriter, r *http.Request) {
+	path := r.PathValue("name")
+	i := strings.LastIndex(path, "/")
+	if i < 0 {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "want POST /api/circuits/{name}/open, /close or /reset"})
+		return
+	}
+	name, action := path[:i], path[i+1:]
+	token := s.table.Load().cfg.AdminToken
+	switch {
+	case token == "":
+		writeJSON(w, http.StatusForbidden, map[string]any{"error": "manual control is disabled: set admin_token in the config or BREAKERBOX_ADMIN_TOKEN"})
+		return
+	case !validBearer(r.Header.Get("Authorization"), token):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="breakerbox"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "missing or wrong token: send Authorization: Bearer <admin_token>"})
+		return
+	}
+	rt, b, ok := s.circuit(w, name)
+	if !ok {
+		return
+	}
+	switch action {
+	case "open":
+		b.ForceOpen()
+	case "close":
+		b.ForceClosed()
+	case "reset":
+		b.Reset()
+	default:
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("unknown action %q: want open, close or reset", action)})
+		return
+	}
+	s.log.Warn("manual circuit control", slog.String("circuit", name), slog.String("action", action),
+		slog.String("remote", r.RemoteAddr), slog.String("state", b.State().String()))
+	writeJSON(w, http.StatusOK, circuitJSON(rt, b.Snapshot()))
+}
+
+func validBearer(header, token string) bool {
+	got, ok := strings.CutPrefix(header, "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
+// events streams transitions as Server-Sent Events ("transition" events with
+// a TransitionJSON body), with a comment every 15 s to keep proxies from
+// closing an idle stream.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	c, cancel := s.history.subscribe()
+	defer cancel()
+	fmt.Fprint(w, "retry: 1000\n\n")
+	if rc.Flush() != nil {
+		return
+	}
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case t := <-c:
+			data, _ := json.Marshal(transitionJSON(t))
+			fmt.Fprintf(w, "event: transition\ndata: %s\n\n", data)
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+		}
+		if rc.Flush() != nil {
+			return
+		}
+	}
+}
