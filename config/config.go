@@ -76,23 +76,32 @@ type Service struct {
 }
 
 // Duration is a time.Duration written in YAML as a Go duration, e.g. 60s.
-type Duration time.Duration
+// A value that does not parse is kept and reported by validation, which
+// knows the field's name.
+type Duration struct {
+	time.Duration
+	invalid string
+}
+
+// Dur returns a Duration of d.
+func Dur(d time.Duration) Duration { return Duration{Duration: d} }
 
 // UnmarshalYAML parses a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("want a duration such as 60s")
-	}
 	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("%q is not a duration: write it with a unit, e.g. 60s or 1m30s", n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		d.invalid = n.Value
+		if n.Kind != yaml.ScalarNode {
+			d.invalid = "(not a scalar)"
+		}
+		return nil
 	}
-	*d = Duration(v)
+	d.Duration = v
 	return nil
 }
 
 // MarshalYAML writes the duration as a Go duration string.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // Load reads and validates the file at path.
 func Load(path string) (*Config, error) {
@@ -162,8 +171,8 @@ func (c *Config) validate() error {
 		return err
 	}
 	c.Defaults = c.Defaults.inherit(Settings{FailureThreshold: breaker.DefaultFailureThreshold,
-		OpenTimeout: Duration(breaker.DefaultOpenTimeout), HalfOpenSuccesses: breaker.DefaultHalfOpenSuccesses,
-		HalfOpenProbes: breaker.DefaultHalfOpenProbes, Timeout: Duration(30 * time.Second)})
+		OpenTimeout: Dur(breaker.DefaultOpenTimeout), HalfOpenSuccesses: breaker.DefaultHalfOpenSuccesses,
+		HalfOpenProbes: breaker.DefaultHalfOpenProbes, Timeout: Dur(30 * time.Second)})
 	if len(c.Services) == 0 {
 		return errors.New("services: empty: list at least one service with a name and an upstream")
 	}
@@ -232,8 +241,11 @@ func (s Settings) validate(field string) error {
 		name string
 		v    Duration
 	}{{"open_timeout", s.OpenTimeout}, {"probe_timeout", s.ProbeTimeout}, {"timeout", s.Timeout}} {
-		if d.v < 0 {
-			return fmt.Errorf("%s.%s: %v: want a positive duration such as 30s (leave it out to inherit)", field, d.name, time.Duration(d.v))
+		if d.v.invalid != "" {
+			return fmt.Errorf("%s.%s: %q is not a duration: write it with a unit, e.g. 60s or 1m30s", field, d.name, d.v.invalid)
+		}
+		if d.v.Duration < 0 {
+			return fmt.Errorf("%s.%s: %v: want a positive duration such as 30s (leave it out to inherit)", field, d.name, d.v.Duration)
 		}
 	}
 	return nil
@@ -244,7 +256,7 @@ func (s Settings) inherit(base Settings) Settings {
 	if s.FailureThreshold == 0 {
 		s.FailureThreshold = base.FailureThreshold
 	}
-	if s.OpenTimeout == 0 {
+	if s.OpenTimeout.Duration == 0 {
 		s.OpenTimeout = base.OpenTimeout
 	}
 	if s.HalfOpenSuccesses == 0 {
@@ -253,10 +265,10 @@ func (s Settings) inherit(base Settings) Settings {
 	if s.HalfOpenProbes == 0 {
 		s.HalfOpenProbes = base.HalfOpenProbes
 	}
-	if s.ProbeTimeout == 0 {
+	if s.ProbeTimeout.Duration == 0 {
 		s.ProbeTimeout = base.ProbeTimeout
 	}
-	if s.Timeout == 0 {
+	if s.Timeout.Duration == 0 {
 		s.Timeout = base.Timeout
 	}
 	return s
@@ -277,10 +289,10 @@ func (s Service) Regions() []string {
 func (s Settings) Breaker() breaker.Config {
 	return breaker.Config{
 		FailureThreshold:  s.FailureThreshold,
-		OpenTimeout:       time.Duration(s.OpenTimeout),
+		OpenTimeout:       s.OpenTimeout.Duration,
 		HalfOpenSuccesses: s.HalfOpenSuccesses,
 		HalfOpenProbes:    s.HalfOpenProbes,
-		ProbeTimeout:      time.Duration(s.ProbeTimeout),
+		ProbeTimeout:      s.ProbeTimeout.Duration,
 	}
 }
 

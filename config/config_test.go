@@ -30,8 +30,8 @@ func TestDefaultCarriesTheSeedsServiceTable(t *testing.T) {
 			t.Errorf("service %s missing", tt.name)
 			continue
 		}
-		if s.FailureThreshold != tt.threshold || s.HalfOpenSuccesses != tt.successes || time.Duration(s.OpenTimeout) != tt.open ||
-			s.HalfOpenProbes != 1 || time.Duration(s.Timeout) != 30*time.Second {
+		if s.FailureThreshold != tt.threshold || s.HalfOpenSuccesses != tt.successes || s.OpenTimeout.Duration != tt.open ||
+			s.HalfOpenProbes != 1 || s.Timeout.Duration != 30*time.Second {
 			t.Errorf("%s: %+v", tt.name, s.Settings)
 		}
 	}
@@ -52,10 +52,10 @@ services:
 		t.Fatal(err)
 	}
 	a, b := c.Services[0].Settings, c.Services[1].Settings
-	if a.FailureThreshold != 7 || time.Duration(a.OpenTimeout) != time.Minute || time.Duration(a.Timeout) != 5*time.Second || a.HalfOpenSuccesses != 2 {
+	if a.FailureThreshold != 7 || a.OpenTimeout.Duration != time.Minute || a.Timeout.Duration != 5*time.Second || a.HalfOpenSuccesses != 2 {
 		t.Errorf("a: %+v", a)
 	}
-	if b.FailureThreshold != 2 || time.Duration(b.OpenTimeout) != 10*time.Second {
+	if b.FailureThreshold != 2 || b.OpenTimeout.Duration != 10*time.Second {
 		t.Errorf("b: %+v", b)
 	}
 	if bc := c.Services[1].Breaker(); bc.FailureThreshold != 2 || bc.OpenTimeout != 10*time.Second {

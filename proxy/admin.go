@@ -85,9 +85,9 @@ func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
 		RejectedHalfOpen:     snap.RejectedHalfOpen,
 		RetryAfterSeconds:    math.Round(snap.RetryAfter.Seconds()*10) / 10,
 		Settings: SettingsJSON{
-			FailureThreshold: r.settings.FailureThreshold, OpenTimeout: time.Duration(r.settings.OpenTimeout).Seconds(),
+			FailureThreshold: r.settings.FailureThreshold, OpenTimeout: r.settings.OpenTimeout.Duration.Seconds(),
 			HalfOpenSuccesses: r.settings.HalfOpenSuccesses, HalfOpenProbes: r.settings.HalfOpenProbes,
-			Timeout: time.Duration(r.settings.Timeout).Seconds(),
+			Timeout: r.settings.Timeout.Duration.Seconds(),
 		},
 	}
 	if !snap.LastTransition.At.IsZero() {

@@ -170,6 +170,7 @@ func TestT10OverHTTP(t *testing.T) {
 		eu.mu.Lock()
 		eu.block = make(chan struct{})
 		eu.mu.Unlock()
+		base := eu.hits.Load()
 		done := make(chan int)
 		go func() {
 			resp, err := http.Get(f.proxy.URL + path)
@@ -180,13 +181,15 @@ func TestT10OverHTTP(t *testing.T) {
 			resp.Body.Close()
 			done <- resp.StatusCode
 		}()
-		for i := 0; eu.hits.Load() == 0 || f.circuit("genesys/eu-west-1").ProbesInFlight == 0; i++ {
+		for i := 0; eu.hits.Load() == base; i++ {
 			if i > 10000 {
 				t.Fatal("the probe never reached the upstream")
 			}
 			time.Sleep(time.Millisecond) // waiting for a real request to arrive, not timing anything
 		}
-		hits := eu.hits.Load()
+		if n := f.circuit("genesys/eu-west-1").ProbesInFlight; n != 1 {
+			t.Fatalf("probes in flight %d, want 1", n)
+		}
 		resp, _ := f.get(path) // a second caller while the probe is out
 		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 			t.Fatalf("second call during the probe: %d, want 503 with Retry-After", resp.StatusCode)
@@ -198,7 +201,7 @@ func TestT10OverHTTP(t *testing.T) {
 		if code := <-done; code != 200 {
 			t.Fatalf("probe answered %d", code)
 		}
-		if eu.hits.Load() != hits {
+		if eu.hits.Load() != base+1 {
 			t.Fatal("the rejected call reached the upstream")
 		}
 	})

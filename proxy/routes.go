@@ -43,7 +43,7 @@ func newTable(cfg *config.Config) (*table, error) {
 				return nil, err // validated by config; kept for safety
 			}
 			r := &route{circuit: s.Name, service: s.Name, region: region, target: u,
-				timeout: time.Duration(s.Timeout), settings: s.Settings}
+				timeout: s.Timeout.Duration, settings: s.Settings}
 			if region != "" {
 				r.circuit = s.Name + "/" + region
 			}

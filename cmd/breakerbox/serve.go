@@ -81,6 +81,13 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 	fmt.Fprintf(stdout, "dashboard:  http://%s/\n", al.Addr())
 	fmt.Fprintf(stdout, "metrics:    http://%s/metrics   api: http://%s/api/circuits\n", al.Addr(), al.Addr())
 
+	return runServers(ctx, srv, pl, al, path, grace, log)
+}
+
+// runServers serves the proxy on pl and the admin API on al until ctx is
+// done, then drains in-flight proxy requests for up to grace. SIGHUP reloads
+// the config file at path.
+func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, path string, grace time.Duration, log *slog.Logger) error {
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	proxySrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	adminSrv := &http.Server{Handler: srv.Admin(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
@@ -108,7 +115,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	adminSrv.Close() // event streams never end by themselves
-	err = proxySrv.Shutdown(sctx)
+	err := proxySrv.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		proxySrv.Close()
 		return fmt.Errorf("shutdown: requests still in flight after %v", grace)

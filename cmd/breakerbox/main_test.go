@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/proxy"
+)
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("services:\n  - {name: a, upstream: 'http://127.0.0.1:1'}\n  - {name: g, per_region: {r1: 'http://127.0.0.1:2', r2: 'http://127.0.0.1:3'}}\n"), 0o644)
+	os.WriteFile(bad, []byte("services:\n  - {name: a, upstream: 'http://127.0.0.1:1', open_timeout: 60}\n"), 0o644)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"check-config", good}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "ok: 2 services, 3 circuits") {
+		t.Fatalf("output %q", out.String())
+	}
+	err := run(context.Background(), []string{"check-config", bad}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml: services[0].open_timeout") || exitCode(err) != 1 {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestCommandLineErrors(t *testing.T) {
+	for _, args := range [][]string{{"frobnicate"}, {"check-config"}, {"serve", "--nope"}, {"serve", "extra"}, {"status", "--admin"}} {
+		err := run(context.Background(), args, io.Discard, io.Discard)
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "usage:") {
+			t.Errorf("%v: %v (exit %d), want a usage error", args, err, exitCode(err))
+		}
+	}
+}
+
+func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
+	release, arrived := make(chan struct{}), make(chan struct{}, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		fmt.Fprint(w, "finished")
+	}))
+	defer up.Close()
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf("services: [{name: slow, upstream: %q}]", up.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
+	pl, _ := net.Listen("tcp", "127.0.0.1:0")
+	al, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServers(ctx, srv, pl, al, "", 10*time.Second, slog.New(slog.DiscardHandler)) }()
+
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + pl.Addr().String() + "/slow/x")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-arrived
+	cancel() // shutdown begins with the request in flight
+	select {
+	case err := <-done:
+		t.Fatalf("serve returned %v before the request finished", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if b := <-got; b != "finished" {
+		t.Fatalf("in-flight request got %q", b)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if _, err := http.Get("http://" + pl.Addr().String() + "/slow/x"); err == nil {
+		t.Fatal("proxy still accepting after shutdown")
+	}
+}
+
+// buildBinary builds breakerbox into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "breakerbox")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestBinarySIGHUPReloadAndSIGTERM runs the real binary: a valid new config
+// is swapped in on SIGHUP, an invalid one is rejected and the old one kept,
+// and SIGTERM exits 0.
+func TestBinarySIGHUPReloadAndSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	admin := freeAddr(t)
+	cfgPath := filepath.Join(t.TempDir(), "breakerbox.yaml")
+	write := func(body string) {
+		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("listen: %s\nadmin: %s\n%s", freeAddr(t), admin, body)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("services: [{name: one, upstream: 'http://127.0.0.1:9'}]\n")
+	stderr := new(syncBuffer)
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	circuits := func() string {
+		resp, err := http.Get("http://" + admin + "/api/circuits")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		var cs []proxy.Circuit
+		json.NewDecoder(resp.Body).Decode(&cs)
+		var names []string
+		for _, c := range cs {
+			names = append(names, c.Name)
+		}
+		return strings.Join(names, ",")
+	}
+	waitFor(t, func() bool { return circuits() == "one" })
+
+	write("services: [{name: one, upstream: 'http://127.0.0.1:9'}, {name: two, upstream: 'http://127.0.0.1:9'}]\n")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return circuits() == "one,two" })
+
+	write("services: [{name: one, upstream: 'not a url'}]\n")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(stderr.String(), "config rejected, keeping the old one") })
+	if got := circuits(); got != "one,two" {
+		t.Fatalf("after an invalid reload: %s", got)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; !cond(); i++ {
+		if i > 10000 {
+			t.Fatal("condition never held")
+		}
+		time.Sleep(time.Millisecond) // waiting for real I/O to happen, not asserting timing
+	}
+}
