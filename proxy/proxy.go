@@ -94,7 +94,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	next := opts.Transport
 	if next == nil {
-		next = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// A sidecar sends many concurrent requests to few hosts: keep their
+		// connections (the default keeps 2 per host and redials the rest).
+		t.MaxIdleConnsPerHost = 256
+		next = t
 	}
 	rt := httpbreaker.New(s.registry, httpbreaker.WithTransport(next), httpbreaker.WithKey(func(r *http.Request) string {
 		return r.Context().Value(ctxKey{}).(*route).circuit
@@ -103,7 +107,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Rewrite:       s.rewrite,
 		Transport:     rt,
 		ErrorHandler:  s.proxyError,
-		FlushInterval: -1, // stream: flush every write (server-sent events, chunked downloads)
+		// FlushInterval 0: streaming responses (event streams, unknown
+		// length) are flushed on every write anyway; others are buffered.
 		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.promReg = prometheus.NewRegistry()
