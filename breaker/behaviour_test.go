@@ -338,3 +338,34 @@ func TestConfigValidationNamesFieldAndRange(t *testing.T) {
 		}
 	}
 }
+
+func TestZeroTicketReportIsNoOp(t *testing.T) {
+	h := newHarness(t, breaker.Config{})
+	h.b.ForceOpen()
+	tk, err := h.b.Allow()
+	if err == nil {
+		t.Fatal("admitted while forced open")
+	}
+	tk.Done(nil) // a caller that deferred Done before checking err must not crash
+	tk.Report(breaker.Failure)
+	if s := h.b.Snapshot(); s.Failures != 0 {
+		t.Fatalf("failures %d", s.Failures)
+	}
+}
+
+func TestRejectionsAllocateNothing(t *testing.T) {
+	h := newHarness(t, breaker.Config{})
+	h.halfOpen()
+	p, _ := h.b.Allow()
+	defer p.Done(nil)
+	if n := testing.AllocsPerRun(100, func() { h.b.Allow() }); n != 0 {
+		t.Errorf("half-open-full rejection: %v allocs, want 0", n)
+	}
+	if s := h.b.Snapshot(); s.RetryAfter != time.Minute {
+		t.Errorf("Snapshot.RetryAfter with full slots = %v, want the probe lease's 1m", s.RetryAfter)
+	}
+	h.b.ForceOpen()
+	if n := testing.AllocsPerRun(100, func() { h.do(nil) }); n != 0 {
+		t.Errorf("open rejection: %v allocs, want 0", n)
+	}
+}

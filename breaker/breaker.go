@@ -34,6 +34,7 @@ type Breaker struct {
 	countSuccesses bool
 	timed          bool // slow-call detection: admission reads the clock
 
+	_  [64]byte // keep the lock and what it guards off the lines read lock-free
 	mu sync.Mutex
 	// Guarded by mu.
 	state            State
@@ -42,6 +43,7 @@ type Breaker struct {
 	failures         int // consecutive failures in CLOSED
 	probeSuccesses   int // consecutive successful probes in HALF_OPEN
 	probes           []probe
+	halfOpenErr      *OpenError // rejection while the slots are full; nil after they change
 	nextProbe        uint64
 	halfOpenRejected uint64
 	staleOutcomes    uint64
@@ -212,6 +214,7 @@ func (b *Breaker) allowProbe() (Ticket, error) {
 	id, gen, now := b.nextProbe, b.gen, b.clock.Now()
 	stop := b.clock.AfterFunc(b.cfg.ProbeTimeout, func() { b.probeExpired(gen, id) })
 	b.probes = append(b.probes, probe{id: id, deadline: now.Add(b.cfg.ProbeTimeout), stop: stop})
+	b.halfOpenErr = nil
 	t := Ticket{b: b, gen: gen, probe: id}
 	if b.timed {
 		t.start = now
@@ -222,18 +225,25 @@ func (b *Breaker) allowProbe() (Ticket, error) {
 // halfOpenError is the rejection while every probe slot is taken: retry when
 // the oldest lease runs out at the latest. It requires b.mu.
 func (b *Breaker) halfOpenError() *OpenError {
-	until := b.probes[0].deadline
-	for _, p := range b.probes[1:] {
-		if p.deadline.Before(until) {
-			until = p.deadline
+	if b.halfOpenErr == nil {
+		until := b.probes[0].deadline
+		for _, p := range b.probes[1:] {
+			if p.deadline.Before(until) {
+				until = p.deadline
+			}
 		}
+		b.halfOpenErr = &OpenError{Name: b.name, State: HalfOpen, until: until, clock: b.clock}
 	}
-	return &OpenError{Name: b.name, State: HalfOpen, until: until, clock: b.clock}
+	return b.halfOpenErr
 }
 
 // Done reports the call's outcome by classifying its error: nil is a
-// success, anything else goes through the breaker's Classifier.
+// success, anything else goes through the breaker's Classifier. Done on the
+// zero Ticket (returned with a rejection) does nothing.
 func (t Ticket) Done(err error) {
+	if t.b == nil {
+		return
+	}
 	if err == nil {
 		if t.b.countSuccesses {
 			t.b.successes.Add(1)
@@ -244,8 +254,12 @@ func (t Ticket) Done(err error) {
 	t.Report(t.b.classify(err))
 }
 
-// Report reports the call's outcome directly.
+// Report reports the call's outcome directly. Report on the zero Ticket
+// does nothing.
 func (t Ticket) Report(o Outcome) {
+	if t.b == nil {
+		return
+	}
 	if o == Success && t.b.countSuccesses {
 		t.b.successes.Add(1)
 	}
@@ -346,6 +360,7 @@ func (b *Breaker) releaseProbe(id uint64) bool {
 		if p.id == id {
 			p.stop()
 			b.probes = append(b.probes[:i], b.probes[i+1:]...)
+			b.halfOpenErr = nil
 			return true
 		}
 	}
@@ -358,6 +373,7 @@ func (b *Breaker) releaseProbes() {
 		p.stop()
 	}
 	b.probes = b.probes[:0]
+	b.halfOpenErr = nil
 }
 
 func (b *Breaker) probeExpired(gen, id uint64) {

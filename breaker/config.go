@@ -201,6 +201,9 @@ func (r FailureRate) resolve() (FailureRate, error) {
 	}
 	if r.Bucket == 0 {
 		r.Bucket = r.Window / 10
+		if r.Window%10 != 0 { // too short or odd to split in ten: one bucket
+			r.Bucket = r.Window
+		}
 	}
 	switch {
 	case r.Window < r.Bucket:
@@ -235,7 +238,8 @@ func (b Backoff) resolve(openTimeout time.Duration) (Backoff, error) {
 }
 
 // Merge returns c with every zero field replaced by the field of base. It is
-// how a registry builds a breaker from a default and a profile.
+// how a registry builds a breaker from a default and a profile. The flags
+// CountSuccesses and DryRun are on if either side sets them.
 func (c Config) Merge(base Config) Config {
 	if c.Name == "" {
 		c.Name = base.Name

@@ -41,8 +41,9 @@ type Snapshot struct {
 
 	// OpenUntil is when the open timeout ends (OPEN only).
 	OpenUntil time.Time
-	// RetryAfter is how long until a probe is allowed (OPEN only), computed
-	// at the time of the snapshot.
+	// RetryAfter is how long until a probe is allowed, computed at the time
+	// of the snapshot: the rest of the open timeout in OPEN, the time until
+	// the oldest probe's lease ends in HALF_OPEN with every slot taken, else 0.
 	RetryAfter time.Duration
 }
 
@@ -75,9 +76,12 @@ func (b *Breaker) Snapshot() Snapshot {
 	s.StaleOutcomes = b.staleOutcomes
 	s.Transitions = b.transitions
 	s.LastTransition = b.last
-	if b.state == Open {
+	switch {
+	case b.state == Open:
 		s.OpenUntil = b.openUntil
 		s.RetryAfter = max(b.openUntil.Sub(b.clock.Now()), 0)
+	case b.state == HalfOpen && len(b.probes) >= b.cfg.HalfOpenProbes:
+		s.RetryAfter = b.halfOpenError().RetryAfter()
 	}
 	return s
 }

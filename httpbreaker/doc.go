@@ -15,7 +15,9 @@
 // errors.Is(err, breaker.ErrOpen) and breaker.RetryAfter(err) tells how
 // long until a probe is allowed. Otherwise the request goes to the wrapped
 // transport and the outcome is reported to the breaker as soon as the
-// response headers arrive (or the round trip fails).
+// response headers arrive (or the round trip fails). http.Client follows a
+// redirect with another round trip, so each hop goes through the breaker of
+// its own key.
 //
 // What counts as a failure is T10's rule, DefaultClassifier: 5xx responses,
 // timeouts and connection errors are failures; other responses, 4xx

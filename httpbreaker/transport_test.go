@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,8 +134,14 @@ func TestDefaultClassificationOfTransportErrors(t *testing.T) {
 	t.Cleanup(hang.Close)
 
 	reset := newResetServer(t)
-	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	tlsSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake failure is expected
+	tlsSrv.StartTLS()
 	t.Cleanup(tlsSrv.Close)
+	timeout := func(err error) bool {
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout()
+	}
 
 	tests := []struct {
 		name   string
@@ -141,32 +149,41 @@ func TestDefaultClassificationOfTransportErrors(t *testing.T) {
 		client func(rt http.RoundTripper) *http.Client
 		ctx    func() (context.Context, context.CancelFunc)
 		inner  func(t *testing.T) http.RoundTripper // nil: a plain http.Transport
+		is     func(error) bool                     // the error is of the kind the case is about
 		want   counts
 	}{
-		{name: "ConnectionRefusedIsFailure", url: "http://" + closedPort(t) + "/", want: counts{failures: 1}},
-		{name: "ConnectionResetIsFailure", url: reset, want: counts{failures: 1}},
+		{name: "ConnectionRefusedIsFailure", url: "http://" + closedPort(t) + "/",
+			is: func(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }, want: counts{failures: 1}},
+		{name: "ConnectionResetIsFailure", url: reset,
+			is: func(err error) bool { return errors.Is(err, syscall.ECONNRESET) }, want: counts{failures: 1}},
 		{name: "ClientTimeoutIsFailure", url: hang.URL,
-			client: func(rt http.RoundTripper) *http.Client { return &http.Client{Transport: rt, Timeout: 50 * time.Millisecond} },
-			want:   counts{failures: 1}},
+			client: func(rt http.RoundTripper) *http.Client {
+				return &http.Client{Transport: rt, Timeout: 50 * time.Millisecond}
+			},
+			is: timeout, want: counts{failures: 1}},
 		{name: "ContextDeadlineIsFailure", url: hang.URL,
-			ctx:  func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 50*time.Millisecond) },
-			want: counts{failures: 1}},
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 50*time.Millisecond)
+			},
+			is: func(err error) bool { return errors.Is(err, context.DeadlineExceeded) }, want: counts{failures: 1}},
 		{name: "TransportResponseHeaderTimeoutIsFailure", url: hang.URL,
 			inner: func(t *testing.T) http.RoundTripper {
 				tr := newTransport(t)
 				tr.ResponseHeaderTimeout = 50 * time.Millisecond
 				return tr
 			},
-			want: counts{failures: 1}},
+			is: timeout, want: counts{failures: 1}},
 		{name: "CallerCancellationIsIgnored", url: hang.URL,
 			ctx: func() (context.Context, context.CancelFunc) {
 				ctx, cancel := context.WithCancel(context.Background())
 				time.AfterFunc(50*time.Millisecond, cancel)
 				return ctx, cancel
 			},
-			want: counts{ignored: 1}},
-		{name: "TLSHandshakeFailureIsFailure", url: tlsSrv.URL, want: counts{failures: 1}}, // certificate not trusted
-		{name: "DNSFailureIsFailure", url: "http://breakerbox-test.invalid/", inner: dnsFailingTransport, want: counts{failures: 1}},
+			is: func(err error) bool { return errors.Is(err, context.Canceled) }, want: counts{ignored: 1}},
+		{name: "TLSHandshakeFailureIsFailure", url: tlsSrv.URL, // its certificate is not trusted
+			is: func(err error) bool { var ce *tls.CertificateVerificationError; return errors.As(err, &ce) }, want: counts{failures: 1}},
+		{name: "DNSFailureIsFailure", url: "http://breakerbox-test.invalid/", inner: dnsFailingTransport,
+			is: func(err error) bool { var de *net.DNSError; return errors.As(err, &de) }, want: counts{failures: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,7 +206,9 @@ func TestDefaultClassificationOfTransportErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("GET succeeded, want an error")
 			}
-			t.Logf("error: %v", err)
+			if !tt.is(err) {
+				t.Fatalf("err = %v (%T), not the kind of error this case is about", err, errors.Unwrap(err))
+			}
 			all := reg.All()
 			if len(all) != 1 {
 				t.Fatalf("breakers = %d, want 1", len(all))
@@ -205,7 +224,13 @@ func TestOpenBreakerRejectsWithoutNetworkIO(t *testing.T) {
 	up := newUpstream(t, 503)
 	clock := breakertest.NewClock()
 	reg := newRegistry(t, clock, 3)
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)))}
+	var trips atomic.Int32 // round trips that reached the real transport
+	inner := newTransport(t)
+	counting := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		trips.Add(1)
+		return inner.RoundTrip(r)
+	})
+	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(counting))}
 	for range 3 {
 		if code, err := get(client, context.Background(), up.URL); code != 503 || err != nil {
 			t.Fatalf("GET = %d, %v; want 503", code, err)
@@ -222,8 +247,8 @@ func TestOpenBreakerRejectsWithoutNetworkIO(t *testing.T) {
 	if d, ok := breaker.RetryAfter(err); !ok || d != 45*time.Second {
 		t.Fatalf("RetryAfter = %v, %v; want 45s, true", d, ok)
 	}
-	if n := up.hits.Load(); n != 3 {
-		t.Fatalf("upstream saw %d requests, want 3: a rejection must not reach it", n)
+	if n, m := up.hits.Load(), trips.Load(); n != 3 || m != 3 {
+		t.Fatalf("upstream saw %d requests and the transport %d round trips, want 3 each: a rejection must not reach them", n, m)
 	}
 	if !body.closed.Load() {
 		t.Fatal("the rejected request's body was not closed")
@@ -308,7 +333,7 @@ func TestProbeIsReportedOnHeadersEvenIfTheBodyIsNeverRead(t *testing.T) {
 	reg := newRegistry(t, clock, 1)
 	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)))}
 	get(client, context.Background(), up.URL) // opens the breaker
-	clock.Advance(time.Minute)               // HALF_OPEN: one probe at a time
+	clock.Advance(time.Minute)                // HALF_OPEN: one probe at a time
 	b := reg.All()[0]
 	if s := b.State(); s != breaker.HalfOpen {
 		t.Fatalf("state = %v, want half_open", s)
@@ -490,6 +515,51 @@ func dnsFailingTransport(t *testing.T) http.RoundTripper {
 	dialer := &net.Dialer{Resolver: resolver, Timeout: 2 * time.Second}
 	tr := newTransport(t)
 	tr.DialContext = dialer.DialContext
-	tr.TLSClientConfig = &tls.Config{}
 	return tr
+}
+
+func TestConcurrentRequestsNeverLeakAProbeSlot(t *testing.T) {
+	up := newUpstream(t, 500)
+	clock := breakertest.NewClock()
+	reg := newRegistry(t, clock, 3)
+	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)))}
+
+	const workers, perWorker = 8, 40
+	var answered, rejected atomic.Int32
+	done := make(chan struct{})
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range perWorker {
+				if w == 0 && i%10 == 5 {
+					clock.Advance(time.Minute) // let probes through now and then
+					if i == 25 {
+						up.status.Store(200) // the upstream recovers
+					}
+				}
+				_, err := get(client, context.Background(), up.URL)
+				switch {
+				case err == nil:
+					answered.Add(1)
+				case errors.Is(err, breaker.ErrOpen):
+					rejected.Add(1)
+				default:
+					t.Errorf("unexpected error: %v", err)
+				}
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	if got := answered.Load() + rejected.Load(); got != workers*perWorker {
+		t.Fatalf("%d requests accounted for, want %d", got, workers*perWorker)
+	}
+	s := reg.All()[0].Snapshot()
+	if s.ProbesInFlight != 0 {
+		t.Fatalf("%d probe slots still held after every request returned", s.ProbesInFlight)
+	}
+	if int(up.hits.Load()) != int(answered.Load()) {
+		t.Fatalf("upstream saw %d requests, %d were answered: rejections must not reach it", up.hits.Load(), answered.Load())
+	}
 }

@@ -27,7 +27,8 @@
 //
 // The breaker then counts one outcome per logical call, not one per attempt,
 // so a burst of retries cannot open it by itself; and while it is open, no
-// attempt is made at all. The other order would retry rejections in a loop.
+// attempt is made at all. In the other order every attempt would count
+// toward opening the breaker (Do still stops at its first rejection).
 //
 // # HTTP
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -14,11 +15,14 @@ import (
 	"github.com/breakerbox/breakerbox/retry"
 )
 
+// quiet drops the breakers' transition logs, which would go to stderr.
+var quiet = slog.New(slog.DiscardHandler)
+
 // The breaker wraps the whole retried call; retry wraps the attempts. The
 // breaker counts one outcome per call, and while it is open no attempt is
 // made.
 func Example_breakerOutsideRetryInside() {
-	b, _ := breaker.New(breaker.Config{Name: "genesys/eu-west-1"})
+	b, _ := breaker.New(breaker.Config{Name: "genesys/eu-west-1", Logger: quiet})
 	policy := retry.Policy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
 
 	attempts := 0
@@ -49,7 +53,7 @@ func Example_breakerOutsideRetryInside() {
 // Retrying around a breaker would retry its rejections; retry.Do never does,
 // so even in that order an open breaker costs one call, not MaxAttempts.
 func ExampleDo_rejectionIsNotRetried() {
-	b, _ := breaker.New(breaker.Config{Name: "cloudflare"})
+	b, _ := breaker.New(breaker.Config{Name: "cloudflare", Logger: quiet})
 	b.ForceOpen()
 
 	calls := 0

@@ -1,0 +1,7 @@
+//go:build !race
+
+package breaker_test
+
+// Without the race detector the model test runs its full ≥ 10^6 steps (see
+// model_test.go for the counts).
+const modelRaceDivisor = 1
