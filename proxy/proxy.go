@@ -104,12 +104,12 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return r.Context().Value(ctxKey{}).(*route).circuit
 	}))
 	s.rp = &httputil.ReverseProxy{
-		Rewrite:       s.rewrite,
-		Transport:     rt,
-		ErrorHandler:  s.proxyError,
+		Rewrite:      s.rewrite,
+		Transport:    rt,
+		ErrorHandler: s.proxyError,
 		// FlushInterval 0: streaming responses (event streams, unknown
 		// length) are flushed on every write anyway; others are buffered.
-		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.promReg = prometheus.NewRegistry()
 	s.metrics = newMetrics()
