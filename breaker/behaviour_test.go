@@ -369,3 +369,15 @@ func TestRejectionsAllocateNothing(t *testing.T) {
 		t.Errorf("open rejection: %v allocs, want 0", n)
 	}
 }
+
+func TestExpiredProbeCountsOnceAsFailure(t *testing.T) {
+	h := newHarness(t, breaker.Config{ProbeTimeout: time.Second})
+	h.halfOpen()
+	before := h.b.Snapshot().Failures
+	p, _ := h.b.Allow()
+	h.clk.Advance(time.Second) // the lease expires: one failed probe
+	p.Done(errBoom)            // its late report changes nothing
+	if got := h.b.Snapshot().Failures - before; got != 1 {
+		t.Fatalf("one expired probe counted as %d failures", got)
+	}
+}

@@ -127,14 +127,15 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 	err = fn(ctx)
 	panicked = false
 	if err == nil {
-		if w&wordCounted != 0 {
-			b.successes.Add(1)
-		}
 		// Nothing to write unless the word changed (another call failed, the
 		// state moved on) or a success must end a failure streak.
-		if word(b.word.Load()) != w || w.slow() {
-			b.record(Ticket{b: b, gen: w.gen()}, Success)
+		if word(b.word.Load()) == w && !w.slow() {
+			if w&wordCounted != 0 {
+				b.successes.Add(1)
+			}
+			return nil
 		}
+		b.record(Ticket{b: b, gen: w.gen()}, Success)
 		return nil
 	}
 	Ticket{b: b, gen: w.gen()}.Done(err)
@@ -245,13 +246,10 @@ func (t Ticket) Done(err error) {
 		return
 	}
 	if err == nil {
-		if t.b.countSuccesses {
-			t.b.successes.Add(1)
-		}
 		t.b.record(t, Success)
 		return
 	}
-	t.Report(t.b.classify(err))
+	t.b.record(t, t.b.classify(err))
 }
 
 // Report reports the call's outcome directly. Report on the zero Ticket
@@ -259,9 +257,6 @@ func (t Ticket) Done(err error) {
 func (t Ticket) Report(o Outcome) {
 	if t.b == nil {
 		return
-	}
-	if o == Success && t.b.countSuccesses {
-		t.b.successes.Add(1)
 	}
 	t.b.record(t, o)
 }
@@ -279,19 +274,18 @@ func (t Ticket) run(ctx context.Context, fn func(context.Context) error) (err er
 	return err
 }
 
-// record applies an outcome. Successes have been counted by the caller.
+// record applies an outcome and counts it in the totals.
 func (b *Breaker) record(t Ticket, o Outcome) {
-	switch o {
-	case Success:
-		if w := word(b.word.Load()); t.probe == 0 && !t.stale && !b.timed && w.gen() == t.gen && !w.slow() {
-			return // CLOSED or DISABLED with no failure streak: nothing to change
+	if t.probe == 0 {
+		if o == Success {
+			if w := word(b.word.Load()); !t.stale && !b.timed && w.gen() == t.gen && !w.slow() {
+				b.count(Success) // CLOSED or DISABLED with no failure streak: nothing to change
+				return
+			}
 		}
-	case Failure:
-		b.failuresTotal.Add(1)
-	case Ignored:
-		b.ignoredTotal.Add(1)
-		if t.probe == 0 {
-			return // changes nothing, unless it frees a probe slot
+		b.count(o)
+		if o == Ignored {
+			return // changes nothing
 		}
 	}
 	slow := false
@@ -300,9 +294,17 @@ func (b *Breaker) record(t Ticket, o Outcome) {
 	}
 
 	b.mu.Lock()
-	if t.probe != 0 && !b.releaseProbe(t.probe) || t.stale || t.gen != b.gen {
-		// Admitted under an earlier state (or its lease already expired):
-		// it tells nothing about the current one.
+	if t.probe != 0 {
+		if !b.releaseProbe(t.probe) {
+			// The lease expired and was counted as a failed probe then.
+			b.staleOutcomes++
+			b.mu.Unlock()
+			return
+		}
+		b.count(o)
+	}
+	if t.stale || t.gen != b.gen {
+		// Admitted under an earlier state: it tells nothing about this one.
 		b.staleOutcomes++
 		b.mu.Unlock()
 		return
@@ -322,6 +324,20 @@ func (b *Breaker) record(t Ticket, o Outcome) {
 		}
 	}
 	b.unlockAndDeliver()
+}
+
+// count adds an outcome to the totals.
+func (b *Breaker) count(o Outcome) {
+	switch o {
+	case Success:
+		if b.countSuccesses {
+			b.successes.Add(1)
+		}
+	case Failure:
+		b.failuresTotal.Add(1)
+	case Ignored:
+		b.ignoredTotal.Add(1)
+	}
 }
 
 // recordClosed counts an outcome in CLOSED and trips if the policy says so.

@@ -42,9 +42,9 @@ func TestConcurrentTransitionsExactlyOnce(t *testing.T) {
 		probes       = 2
 		probeTimeout = 4 * time.Second
 	)
-	workers, iters := 8, 3000
+	workers, iters := 8, 20000
 	if testing.Short() || concRace {
-		iters = 1000
+		iters = 10000
 	}
 
 	clk := breakertest.NewClock()
@@ -153,13 +153,22 @@ func TestConcurrentTransitionsExactlyOnce(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(w), 42))
 			ctx := context.Background()
 			for range iters {
-				switch rng.IntN(400) {
+				switch rng.IntN(3000) {
 				case 0:
 					b.Reset()
 					continue
 				case 1:
 					b.ForceOpen()
 					continue
+				}
+				// A rejected caller backs off until the clock moves (bounded),
+				// so that the workers keep pace with the controller.
+				backOff := func() {
+					rejected.Add(1)
+					now := clk.Now()
+					for i := 0; i < 1000 && clk.Now().Equal(now); i++ {
+						runtime.Gosched()
+					}
 				}
 				pre := b.Snapshot()
 				res := outcome(rng)
@@ -169,7 +178,7 @@ func TestConcurrentTransitionsExactlyOnce(t *testing.T) {
 						if !errors.Is(err, breaker.ErrOpen) {
 							violation("Allow: %v does not satisfy errors.Is(err, ErrOpen)", err)
 						}
-						rejected.Add(1)
+						backOff()
 						continue
 					}
 					body(rng, pre, b.Snapshot())
@@ -182,7 +191,7 @@ func TestConcurrentTransitionsExactlyOnce(t *testing.T) {
 				})
 				switch {
 				case errors.Is(err, breaker.ErrOpen):
-					rejected.Add(1)
+					backOff()
 				case err != res:
 					violation("Do returned %v, want the function's %v", err, res)
 				}

@@ -91,8 +91,9 @@ type FailureRate struct {
 	MinCalls int
 	// Window is the length of the sliding window. 0 means 60 s.
 	Window time.Duration
-	// Bucket is the width of one bucket of the window. 0 means Window/10.
-	// Window must be a whole multiple of it, with at most 1000 buckets.
+	// Bucket is the width of one bucket of the window. 0 means Window/10, or
+	// Window itself when Window does not split into ten. Window must be a
+	// whole multiple of it, with at most 1000 buckets.
 	Bucket time.Duration
 	// SlowCall, if positive, makes a successful call that took longer than it
 	// count as a failure for tripping. It costs two clock reads per call.
@@ -230,6 +231,9 @@ func (b Backoff) resolve(openTimeout time.Duration) (Backoff, error) {
 	}
 	if b.Max == 0 {
 		b.Max = 10 * openTimeout
+		if b.Max/10 != openTimeout { // overflow
+			b.Max = math.MaxInt64
+		}
 	}
 	if b.Max < openTimeout {
 		return b, fieldErr("OpenBackoff.Max", b.Max, fmt.Sprintf("must be ≥ OpenTimeout (%v)", openTimeout))

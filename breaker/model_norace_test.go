@@ -5,3 +5,6 @@ package breaker_test
 // Without the race detector the model test runs its full ≥ 10^6 steps (see
 // model_test.go for the counts).
 const modelRaceDivisor = 1
+
+// concRace shortens the concurrency test under the race detector.
+const concRace = false

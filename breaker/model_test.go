@@ -9,13 +9,25 @@ package breaker_test
 // model and to a real *breaker.Breaker on a manual clock and, after every
 // step, checks that they agree on every admission (admitted or rejected,
 // probe or not, the rejecting state and RetryAfter), on State(), on the
-// events emitted, and on the Snapshot.
+// events emitted, and on the Snapshot (a probe shows as ProbesInFlight).
+//
+// Operations: Allow (the two-step form; admitted tickets stay outstanding),
+// Report or Done on a random outstanding ticket (stale ones from earlier
+// generations included; the oldest is dropped unreported beyond 24), clock
+// advances (small, landing on/just before/just after the next open or probe
+// deadline or window bucket boundary, and long), Do and Call with a function
+// that returns nil, an error, context.Canceled or DeadlineExceeded, or
+// panics, and that may advance the clock or make another operation while it
+// runs, ForceOpen, ForceClosed, Reset and SetDryRun.
 //
 // Step counts (TestModelRandomized): len(modelConfigs) = 8 configs ×
 // modelSeedsPerConfig = 8 seeds × modelStepsPerRun steps:
-//   - normal run:   8 × 8 × 16 000 = 1 024 000 steps (≥ 10^6);
-//   - with -race:   8 × 8 ×  4 000 =   256 000 steps (model_race_test.go);
-//   - with -short:  8 × 2 ×  2 000 =    32 000 steps.
+//   - normal run:  8 × 8 × 16 000 = 1 024 000 steps (≥ 10^6), ~1.5 s of CPU;
+//   - with -race:  the same 1 024 000 steps (modelRaceDivisor = 1 in
+//     model_race_test.go), ~10 s of CPU, ~6 s wall on 2 cores;
+//   - with -short: 8 × 2 ×  2 000 =    32 000 steps.
+//
+// FuzzModel (fuzz_test.go) drives the same check from fuzz bytes.
 // Seeds are fixed (so a failure reproduces); set BREAKER_MODEL_SEED to run
 // other seeds.
 
@@ -103,6 +115,7 @@ type mTicket struct {
 	gen   uint64    // generation at admission
 	probe int       // probe slot id, 0 if not a probe
 	start time.Time // admission time (for slow calls)
+	dry   bool      // let through by dry-run mode instead of rejected
 }
 
 type mProbe struct {
@@ -135,7 +148,10 @@ type refModel struct {
 	calls     []mCall // failure-rate policy: calls counted in CLOSED since it was entered
 
 	// Totals.
+	dryRun bool // Config.DryRun / SetDryRun
+
 	failuresTotal, ignoredTotal      uint64
+	dryRunRejected                   uint64
 	rejected, rejectedHalfOpen       uint64
 	staleSure, staleMaybe            uint64 // StaleOutcomes must lie in [staleSure, staleSure+staleMaybe]
 	transitions                      [5][5]uint64
@@ -233,9 +249,17 @@ func (m *refModel) allow() (t mTicket, ok bool, rejectedBy breaker.State, retry 
 	case breaker.Closed, breaker.Disabled:
 		return mTicket{gen: m.gen, start: m.now}, true, 0, 0
 	case breaker.Open:
+		if m.dryRun {
+			m.dryRunRejected++
+			return mTicket{dry: true}, true, 0, 0
+		}
 		m.rejected++
 		return mTicket{}, false, breaker.Open, m.openUntil.Sub(m.now)
 	case breaker.ForcedOpen:
+		if m.dryRun {
+			m.dryRunRejected++
+			return mTicket{dry: true}, true, 0, 0
+		}
 		m.rejected++
 		return mTicket{}, false, breaker.ForcedOpen, 0
 	case breaker.HalfOpen:
@@ -243,6 +267,10 @@ func (m *refModel) allow() (t mTicket, ok bool, rejectedBy breaker.State, retry 
 			m.lastProbe++
 			m.probes = append(m.probes, mProbe{id: m.lastProbe, deadline: m.now.Add(m.p.probeTimeout)})
 			return mTicket{gen: m.gen, probe: m.lastProbe, start: m.now}, true, 0, 0
+		}
+		if m.dryRun {
+			m.dryRunRejected++
+			return mTicket{dry: true}, true, 0, 0
 		}
 		m.rejectedHalfOpen++
 		first := m.probes[0].deadline
@@ -260,11 +288,22 @@ func (m *refModel) allow() (t mTicket, ok bool, rejectedBy breaker.State, retry 
 func (m *refModel) report(t mTicket, o breaker.Outcome) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch o {
-	case breaker.Failure:
-		m.failuresTotal++
-	case breaker.Ignored:
-		m.ignoredTotal++
+	countTotals := func() {
+		switch o {
+		case breaker.Failure:
+			m.failuresTotal++
+		case breaker.Ignored:
+			m.ignoredTotal++
+		}
+	}
+	if t.probe == 0 {
+		countTotals()
+	}
+	if t.dry {
+		// Would have been rejected: it counts in the totals only. Whether
+		// it is tallied as a stale outcome is not pinned down by the docs.
+		m.staleMaybe++
+		return
 	}
 	if t.probe != 0 {
 		held := false
@@ -276,9 +315,12 @@ func (m *refModel) report(t mTicket, o breaker.Outcome) {
 			}
 		}
 		if !held || t.gen != m.gen {
-			m.staleSure++ // the slot is gone: the probe's episode is over
+			// The slot is gone: the probe's episode is over, and an expired
+			// lease was already counted as a failure when it expired.
+			m.staleSure++
 			return
 		}
+		countTotals()
 	} else if t.gen != m.gen {
 		// Admitted under an earlier state: it says nothing about this one.
 		// Whether an ignored stale outcome is tallied as stale is not
@@ -409,6 +451,12 @@ func (m *refModel) forceClosed() {
 	}
 }
 
+func (m *refModel) setDryRun(on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dryRun = on
+}
+
 func (m *refModel) reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -454,6 +502,7 @@ const (
 	mOpForceOpen
 	mOpForceClosed
 	mOpReset
+	mOpDryRun
 )
 
 // How a protected function in Do ends.
@@ -474,6 +523,7 @@ type modelOp struct {
 	end     int             // mOpDo
 	useCall bool            // mOpDo: breaker.Call instead of Do
 	nested  *modelOp        // mOpDo: an operation made while the function runs
+	on      bool            // mOpDryRun
 
 	result string // filled in by exec, for the failure report
 }
@@ -507,6 +557,8 @@ func (op modelOp) String() string {
 		s = "ForceClosed()"
 	case mOpReset:
 		s = "Reset()"
+	case mOpDryRun:
+		s = fmt.Sprintf("SetDryRun(%v)", op.on)
 	}
 	if op.result != "" {
 		s += " → " + op.result
@@ -729,8 +781,11 @@ func (r *modelRun) nextOp(src opSource) modelOp {
 			op.nested = &n
 		}
 		return op
-	case k < 970:
+	case k < 966:
 		return modelOp{kind: mOpAdvance, d: r.pickAdvance(src)}
+	case k < 970:
+		// Dry run is on for a while (about 1/4 of the time) now and then.
+		return modelOp{kind: mOpDryRun, on: src.intn(4) == 0}
 	case k < 982:
 		return modelOp{kind: mOpReset}
 	case k < 991:
@@ -801,16 +856,23 @@ func (r *modelRun) apply(slot *modelOp) {
 			r.fail("Allow admitted, model rejects by %v", by)
 		case ok:
 			r.addTicket(t, mt)
-			slot.result = fmt.Sprintf("admitted #%d (gen %d, probe %d)", r.admitted, mt.gen, mt.probe)
+			slot.result = fmt.Sprintf("admitted #%d (gen %d, probe %d, dry-run %v)", r.admitted, mt.gen, mt.probe, mt.dry)
 		default:
 			slot.result = fmt.Sprintf("rejected by %v, retry %v", by, retry)
 			r.checkRejection(err, by, retry)
+			// The zero Ticket returned with a rejection ignores reports.
+			switch r.admitted % 3 {
+			case 0:
+				t.Report(breaker.Failure)
+			case 1:
+				t.Done(errModelBoom)
+			}
 		}
 
 	case mOpReport:
 		tk := r.tickets[op.ticket]
 		r.tickets = append(r.tickets[:op.ticket:op.ticket], r.tickets[op.ticket+1:]...)
-		slot.result = fmt.Sprintf("ticket #%d (gen %d, probe %d)", tk.seq, tk.m.gen, tk.m.probe)
+		slot.result = fmt.Sprintf("ticket #%d (gen %d, probe %d, dry-run %v)", tk.seq, tk.m.gen, tk.m.probe, tk.m.dry)
 		r.m.report(tk.m, op.outcome)
 		if op.viaDone {
 			end := map[breaker.Outcome]int{breaker.Success: mEndNil, breaker.Failure: mEndBoom, breaker.Ignored: mEndCanceled}[op.outcome]
@@ -824,7 +886,7 @@ func (r *modelRun) apply(slot *modelOp) {
 		// operation and the clock advance happen during the call.
 		mt, ok, by, retry := r.m.allow()
 		if ok {
-			slot.result = fmt.Sprintf("model runs it (gen %d, probe %d)", mt.gen, mt.probe)
+			slot.result = fmt.Sprintf("model runs it (gen %d, probe %d, dry-run %v)", mt.gen, mt.probe, mt.dry)
 		} else {
 			slot.result = fmt.Sprintf("model rejects by %v, retry %v", by, retry)
 		}
@@ -904,6 +966,9 @@ func (r *modelRun) apply(slot *modelOp) {
 	case mOpReset:
 		r.m.reset()
 		r.b.Reset()
+	case mOpDryRun:
+		r.m.setDryRun(op.on)
+		r.b.SetDryRun(op.on)
 	}
 }
 
@@ -922,6 +987,9 @@ type modelView struct {
 	last                        breaker.Transition
 	events                      []breaker.Transition
 	openUntil                   time.Time
+	retryAfter                  time.Duration
+	dryRun                      bool
+	dryRunRejected              uint64
 }
 
 func (m *refModel) view() modelView {
@@ -931,9 +999,15 @@ func (m *refModel) view() modelView {
 		probes: len(m.probes), rate: m.p.rate, closed: m.state == breaker.Closed,
 		failuresTotal: m.failuresTotal, ignoredTotal: m.ignoredTotal, rejected: m.rejected,
 		rejectedHalfOpen: m.rejectedHalfOpen, staleSure: m.staleSure, staleMaybe: m.staleMaybe,
-		transitions: m.transitions, last: m.last, events: m.events, openUntil: m.openUntil}
+		transitions: m.transitions, last: m.last, events: m.events, openUntil: m.openUntil,
+		dryRun: m.dryRun, dryRunRejected: m.dryRunRejected}
 	if m.p.rate {
 		v.windowCalls, v.windowFailures = m.windowCounts()
+	}
+	// How long until a probe is allowed: the rest of the open timeout, or,
+	// with every probe slot taken, until the earliest lease ends.
+	if at, ok := m.nextDeadline(); ok && (m.state == breaker.Open || len(m.probes) >= m.p.halfOpenProbe) {
+		v.retryAfter = at.Sub(m.now)
 	}
 	m.events = nil
 	return v
@@ -986,6 +1060,8 @@ func (r *modelRun) check() {
 	cmp("Ignored", s.Ignored, m.ignoredTotal)
 	cmp("Rejected", s.Rejected, m.rejected)
 	cmp("RejectedHalfOpen", s.RejectedHalfOpen, m.rejectedHalfOpen)
+	cmp("DryRun", s.DryRun, m.dryRun)
+	cmp("DryRunRejected", s.DryRunRejected, m.dryRunRejected)
 	if s.StaleOutcomes < m.staleSure || s.StaleOutcomes > m.staleSure+m.staleMaybe {
 		diffs = append(diffs, fmt.Sprintf("StaleOutcomes = %d, model %d..%d", s.StaleOutcomes, m.staleSure, m.staleSure+m.staleMaybe))
 	}
@@ -995,12 +1071,10 @@ func (r *modelRun) check() {
 			diffs = append(diffs, "LastTransition: "+d)
 		}
 	}
-	if m.state == breaker.Open {
-		if !s.OpenUntil.Equal(m.openUntil) {
-			diffs = append(diffs, fmt.Sprintf("OpenUntil = %v, model %v", s.OpenUntil, m.openUntil))
-		}
-		cmp("RetryAfter", s.RetryAfter, m.openUntil.Sub(m.now))
+	if !s.OpenUntil.Equal(m.openUntil) { // zero unless OPEN
+		diffs = append(diffs, fmt.Sprintf("OpenUntil = %v, model %v", s.OpenUntil, m.openUntil))
 	}
+	cmp("Snapshot.RetryAfter", s.RetryAfter, m.retryAfter)
 	if len(diffs) > 0 {
 		r.fail("snapshot disagrees:\n  %s", strings.Join(diffs, "\n  "))
 	}
