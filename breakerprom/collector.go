@@ -12,7 +12,7 @@
 //	breakerbox_rejected_total{circuit, reason}          counter; reason is open (OPEN or FORCED_OPEN)
 //	                                                   or half_open_full (every probe slot taken)
 //	breakerbox_transitions_total{circuit, from, to}     counter
-//	breakerbox_open_until_seconds{circuit}              gauge, seconds until a probe is allowed (0 unless OPEN)
+//	breakerbox_open_until_seconds{circuit}              gauge, seconds until a probe is allowed (OPEN, or HALF_OPEN with every probe slot taken; else 0)
 //
 // outcome="success" is exported only for breakers with
 // breaker.Config.CountSuccesses set: without it the breaker does not count
@@ -61,7 +61,7 @@ func NewCollector(registry *breaker.Registry) *Collector {
 			"State transitions of the circuit breaker.",
 			[]string{"circuit", "from", "to"}, nil),
 		openUntil: prometheus.NewDesc("breakerbox_open_until_seconds",
-			"Seconds until the open circuit breaker allows a probe; 0 unless open.",
+			"Seconds until the circuit breaker allows a probe: the rest of the open timeout, or while every half-open probe slot is taken the time until one frees; else 0.",
 			[]string{"circuit"}, nil),
 	}
 }

@@ -108,11 +108,11 @@ breakerbox_circuit_state{circuit="smtp",state="disabled"} 0
 breakerbox_circuit_state{circuit="smtp",state="forced_open"} 1
 breakerbox_circuit_state{circuit="smtp",state="half_open"} 0
 breakerbox_circuit_state{circuit="smtp",state="open"} 0
-# HELP breakerbox_open_until_seconds Seconds until the open circuit breaker allows a probe; 0 unless open.
+# HELP breakerbox_open_until_seconds Seconds until the circuit breaker allows a probe: the rest of the open timeout, or while every half-open probe slot is taken the time until one frees; else 0.
 # TYPE breakerbox_open_until_seconds gauge
 breakerbox_open_until_seconds{circuit="cloudflare"} 0
 breakerbox_open_until_seconds{circuit="genesys/eu-west-1"} 45
-breakerbox_open_until_seconds{circuit="namecheap"} 0
+breakerbox_open_until_seconds{circuit="namecheap"} 45
 breakerbox_open_until_seconds{circuit="smtp"} 0
 # HELP breakerbox_rejected_total Calls rejected by the circuit breaker without running, by reason.
 # TYPE breakerbox_rejected_total counter
