@@ -2,6 +2,7 @@
 # Load benchmark of the sidecar against one local upstream, side by side:
 #   direct            wrk → upstream
 #   reverseproxy      wrk → plain net/http/httputil.ReverseProxy → upstream
+#   reverseproxy+pool the same with a BufferPool (as breakerbox has): like for like
 #   breakerbox        wrk → breakerbox (closed circuit) → upstream
 #   nginx             wrk → nginx proxy_pass (keepalive) → upstream
 # Prints requests/s and p50/p99 latency as a Markdown table. Loopback only.
@@ -27,12 +28,13 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-up=127.0.0.1:$BASE; rp=127.0.0.1:$((BASE+1)); bb=127.0.0.1:$((BASE+2)); bbadmin=127.0.0.1:$((BASE+3)); ngx=127.0.0.1:$((BASE+4))
+up=127.0.0.1:$BASE; rp=127.0.0.1:$((BASE+1)); bb=127.0.0.1:$((BASE+2)); bbadmin=127.0.0.1:$((BASE+3)); ngx=127.0.0.1:$((BASE+4)); rpp=127.0.0.1:$((BASE+5))
 go build -o "$tmp/proxyload" ./proxyload
 (cd .. && go build -o "$tmp/breakerbox" ./cmd/breakerbox)
 
 "$tmp/proxyload" -mode upstream -listen "$up" & pids+=($!)
 "$tmp/proxyload" -mode proxy -listen "$rp" -upstream "http://$up" & pids+=($!)
+"$tmp/proxyload" -mode proxy -pool -listen "$rpp" -upstream "http://$up" & pids+=($!)
 cat > "$tmp/bb.yaml" <<YAML
 listen: $bb
 admin: $bbadmin
@@ -60,7 +62,7 @@ http {
 NGINX
 nginx -c "$tmp/nginx.conf" -p "$tmp" -g 'daemon off;' & pids+=($!)
 
-for addr in "$up" "$rp" "$bb" "$ngx"; do
+for addr in "$up" "$rp" "$rpp" "$bb" "$ngx"; do
   for i in $(seq 100); do curl -fs -o /dev/null "http://$addr/up/ping" 2>/dev/null && break; [ "$addr" = "$up" ] && curl -fs -o /dev/null "http://$addr/ping" && break; sleep 0.1; done
 done
 
@@ -78,5 +80,6 @@ echo "| target | requests/s | p50 | p99 | errors |"
 echo "|---|---:|---:|---:|---|"
 run direct "http://$up/ping"
 run reverseproxy "http://$rp/up/ping"
+run reverseproxy+pool "http://$rpp/up/ping"
 run breakerbox "http://$bb/up/ping"
 run nginx "http://$ngx/up/ping"

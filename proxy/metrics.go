@@ -28,9 +28,26 @@ func newMetrics() *metrics {
 	}
 }
 
-func (m *metrics) observe(r *route, status int, d time.Duration) {
-	m.requests.WithLabelValues(r.service, r.region, strconv.Itoa(status/100)+"xx").Inc()
-	m.latency.WithLabelValues(r.service, r.region).Observe(d.Seconds())
+// routeMetrics are one route's series, resolved once so that a request
+// does no label lookup.
+type routeMetrics struct {
+	byClass [6]prometheus.Counter // index: status / 100
+	latency prometheus.Observer
+}
+
+func (m *metrics) forRoute(r *route) *routeMetrics {
+	rm := &routeMetrics{latency: m.latency.WithLabelValues(r.service, r.region)}
+	for c := 1; c < len(rm.byClass); c++ {
+		rm.byClass[c] = m.requests.WithLabelValues(r.service, r.region, strconv.Itoa(c)+"xx")
+	}
+	return rm
+}
+
+func (rm *routeMetrics) observe(status int, d time.Duration) {
+	if c := status / 100; c > 0 && c < len(rm.byClass) {
+		rm.byClass[c].Inc()
+	}
+	rm.latency.Observe(d.Seconds())
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {

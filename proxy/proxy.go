@@ -63,7 +63,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	t, err := newTable(cfg)
+	s.metrics = newMetrics()
+	t, err := newTable(cfg, s.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -107,12 +108,12 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Rewrite:      s.rewrite,
 		Transport:    rt,
 		ErrorHandler: s.proxyError,
+		BufferPool:   bufferPool{},
 		// FlushInterval 0: streaming responses (event streams, unknown
 		// length) are flushed on every write anyway; others are buffered.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.promReg = prometheus.NewRegistry()
-	s.metrics = newMetrics()
 	s.promReg.MustRegister(breakerprom.NewCollector(s.registry), s.metrics,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	// Create every configured circuit up front so the dashboard and metrics
@@ -135,7 +136,7 @@ func (s *Server) Config() *config.Config { return s.table.Load().cfg }
 func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	nt, err := newTable(cfg)
+	nt, err := newTable(cfg, s.metrics)
 	if err != nil {
 		return err
 	}
@@ -175,7 +176,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	sw := &statusWriter{ResponseWriter: w}
 	s.rp.ServeHTTP(sw, r.WithContext(ctx))
-	s.metrics.observe(rt, sw.status(), time.Since(start))
+	rt.metrics.observe(sw.status(), time.Since(start))
 }
 
 func (s *Server) rewrite(pr *httputil.ProxyRequest) {
@@ -225,6 +226,15 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		})
 	}
 }
+
+// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies through;
+// without it every response allocates and zeroes one.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+func (bufferPool) Get() []byte  { return buffers.Get().(*[32 << 10]byte)[:] }
+func (bufferPool) Put(b []byte) { buffers.Put((*[32 << 10]byte)(b)) }
 
 func isTimeout(err error) bool {
 	var ne net.Error

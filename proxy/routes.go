@@ -17,6 +17,7 @@ type route struct {
 	target   *url.URL
 	timeout  time.Duration
 	settings config.Settings
+	metrics  *routeMetrics
 }
 
 // table is an immutable routing table built from one config; a reload swaps
@@ -33,7 +34,7 @@ type service struct {
 	regions map[string]*route // set for a per-region service
 }
 
-func newTable(cfg *config.Config) (*table, error) {
+func newTable(cfg *config.Config, m *metrics) (*table, error) {
 	t := &table{cfg: cfg, services: map[string]*service{}, circuits: map[string]*route{}}
 	for _, s := range cfg.Services {
 		svc := &service{name: s.Name}
@@ -47,6 +48,7 @@ func newTable(cfg *config.Config) (*table, error) {
 			if region != "" {
 				r.circuit = s.Name + "/" + region
 			}
+			r.metrics = m.forRoute(r)
 			t.circuits[r.circuit] = r
 			return r, nil
 		}
