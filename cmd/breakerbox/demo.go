@@ -43,8 +43,9 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return http.StatusOK
 	})
+	regionOutage := *outage * 3 / 2
 	regionDown := fakeUpstream(func() int {
-		if time.Since(start) < *outage+10*time.Second {
+		if time.Since(start) < regionOutage {
 			return http.StatusBadGateway
 		}
 		return http.StatusOK
@@ -52,6 +53,10 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for _, u := range []*httptest.Server{healthy, flaky, regionDown} {
 		defer u.Close()
 	}
+
+	// Open timeouts scale with the outage so a short tour still shows
+	// probes failing, then succeeding: 5s for the default 20s outage.
+	openTimeout := max(*outage/4, time.Second)
 
 	pl, err := listenOrAny(*listen)
 	if err != nil {
@@ -65,7 +70,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg, err := config.Parse("demo.yaml", []byte(fmt.Sprintf(`
 listen: %s
 admin: %s
-defaults: {failure_threshold: 5, open_timeout: 5s, half_open_successes: 2, timeout: 2s}
+defaults: {failure_threshold: 5, open_timeout: %s, half_open_successes: 2, timeout: 2s}
 services:
   - name: payments
     upstream: %s
@@ -74,11 +79,11 @@ services:
   - name: genesys
     failure_threshold: 10
     half_open_successes: 3
-    open_timeout: 8s
+    open_timeout: %s
     per_region:
       us-east-1: %s
       eu-west-1: %s
-`, pl.Addr(), al.Addr(), healthy.URL, flaky.URL, healthy.URL, regionDown.URL)))
+`, pl.Addr(), al.Addr(), openTimeout, healthy.URL, flaky.URL, 2*openTimeout, healthy.URL, regionDown.URL)))
 	if err != nil {
 		return err
 	}
@@ -88,7 +93,7 @@ services:
 		return err
 	}
 	fmt.Fprintf(stdout, "breakerbox demo: open the dashboard at http://%s/\n", al.Addr())
-	fmt.Fprintf(stdout, "  registrar is down for the first %v; genesys/eu-west-1 for %v; payments and genesys/us-east-1 stay healthy.\n", *outage, *outage+10*time.Second)
+	fmt.Fprintf(stdout, "  registrar is down for the first %v; genesys/eu-west-1 for %v; payments and genesys/us-east-1 stay healthy.\n", *outage, regionOutage)
 	fmt.Fprintf(stdout, "  Traffic goes through http://%s/ for %v (Ctrl-C stops it sooner). Transitions are logged below.\n\n", pl.Addr(), *duration)
 
 	var wg sync.WaitGroup

@@ -203,3 +203,56 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond) // waiting for real I/O to happen, not asserting timing
 	}
 }
+
+func TestStatusPrintsCircuitsTable(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer up.Close()
+	cfg, _ := config.Parse("t.yaml", []byte(fmt.Sprintf("services: [{name: svc, upstream: %q, failure_threshold: 2}, {name: ok, upstream: %q}]", up.URL, up.URL)))
+	srv, _ := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
+	p, admin := httptest.NewServer(srv), httptest.NewServer(srv.Admin())
+	defer p.Close()
+	defer admin.Close()
+	for range 2 {
+		resp, err := http.Get(p.URL + "/svc/x")
+		if err == nil {
+			resp.Body.Close()
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"status", "--admin", strings.TrimPrefix(admin.URL, "http://")}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "CIRCUIT") ||
+		!strings.HasPrefix(lines[1], "ok ") || !strings.Contains(lines[1], "closed") ||
+		!strings.HasPrefix(lines[2], "svc ") || !strings.Contains(lines[2], " open ") || !strings.Contains(lines[2], "closed→open (failure_threshold)") {
+		t.Fatalf("status output:\n%s", out.String())
+	}
+	err := run(context.Background(), []string{"status", "--admin", freeAddr(t)}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "is breakerbox running?") {
+		t.Fatalf("status against nothing: %v", err)
+	}
+}
+
+func TestDemoOpensProbesAndClosesByItself(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a few seconds of real traffic")
+	}
+	var out, logs syncBuffer
+	err := run(context.Background(), []string{"demo", "--duration", "6s", "--outage", "2s",
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, &out, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"open the dashboard at http://127.0.0.1:", "demo over:", "registrar"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, want := range []string{"Circuit breaker OPEN for registrar", "Circuit breaker HALF_OPEN for registrar",
+		"Circuit breaker CLOSED for registrar — recovered", "Circuit breaker OPEN for genesys/eu-west-1"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %q:\n%s", want, logs.String())
+		}
+	}
+}
