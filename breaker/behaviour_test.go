@@ -381,3 +381,30 @@ func TestExpiredProbeCountsOnceAsFailure(t *testing.T) {
 		t.Fatalf("one expired probe counted as %d failures", got)
 	}
 }
+
+func TestChangedIsClosedAtTheNextTransition(t *testing.T) {
+	h := newHarness(t, breaker.Config{FailureThreshold: 2})
+	ch := h.b.Changed()
+	h.fail(1)
+	select {
+	case <-ch:
+		t.Fatal("Changed closed without a transition")
+	default:
+	}
+	h.fail(1) // opens
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Changed not closed by the transition to OPEN")
+	}
+	next := h.b.Changed()
+	if next == ch {
+		t.Fatal("Changed returned the closed channel again")
+	}
+	h.clk.Advance(time.Minute) // HALF_OPEN
+	select {
+	case <-next:
+	default:
+		t.Fatal("Changed not closed by the transition to HALF_OPEN")
+	}
+}

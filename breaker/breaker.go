@@ -55,6 +55,7 @@ type Breaker struct {
 	last             Transition
 	pending          []Transition
 	delivering       bool
+	changed          chan struct{} // closed at the next transition; nil until asked for
 	rng              *rand.Rand
 }
 
@@ -439,6 +440,18 @@ func (b *Breaker) manual(to State, reason Reason) {
 		b.setState(to, reason)
 	}
 	b.unlockAndDeliver()
+}
+
+// Changed returns a channel that is closed at the breaker's next transition,
+// for code that waits for a state change instead of polling (a queue
+// consumer paused while the circuit is open). Ask again after each wake-up.
+func (b *Breaker) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.changed
 }
 
 // SetDryRun turns dry-run mode on or off (see Config.DryRun).

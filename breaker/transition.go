@@ -151,6 +151,10 @@ func (b *Breaker) setState(to State, reason Reason) {
 	}
 	t.Generation = b.gen
 	b.storeWord()
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 	b.transitions[from][to]++
 	b.last = t
 	b.pending = append(b.pending, t)
