@@ -33,6 +33,7 @@ type Breaker struct {
 	onTransition   func(Transition)
 	countSuccesses bool
 	timed          bool // slow-call detection: admission reads the clock
+	sync           Sync // nil unless the breaker is shared with a fleet
 
 	_  [64]byte // keep the lock and what it guards off the lines read lock-free
 	mu sync.Mutex
@@ -57,6 +58,7 @@ type Breaker struct {
 	delivering       bool
 	changed          chan struct{} // closed at the next transition; nil until asked for
 	rng              *rand.Rand
+	fleetStreak      bool // the fleet has a failure streak: report the next success
 }
 
 // probe is a HALF_OPEN slot lease.
@@ -82,12 +84,16 @@ func New(cfg Config) (*Breaker, error) {
 		onTransition:   cfg.OnTransition,
 		countSuccesses: cfg.CountSuccesses,
 		dryRun:         cfg.DryRun,
+		sync:           cfg.Sync,
 	}
 	if r := cfg.FailureRate; r != nil {
 		b.window = newWindow(*r, b.clock.Now())
 		b.timed = r.SlowCall > 0
 	}
 	b.storeWord()
+	if b.sync != nil {
+		b.sync.Attach(b)
+	}
 	return b, nil
 }
 
@@ -192,7 +198,27 @@ func (b *Breaker) Allow() (Ticket, error) {
 
 func (b *Breaker) allowProbe() (Ticket, error) {
 	b.mu.Lock()
+	t, err := b.takeProbe()
+	b.mu.Unlock()
+	if err != nil || t.probe == 0 || b.sync == nil {
+		return t, err
+	}
+	// The slot is ours locally; the fleet may still hold its slots
+	// elsewhere. Asked outside the lock: it may wait on the network.
+	ok, retry := b.sync.AcquireProbe(b, t.probe)
+	if ok {
+		return t, nil
+	}
+	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.releaseProbe(t.probe)
+	b.halfOpenRejected++
+	return Ticket{}, &OpenError{Name: b.name, State: HalfOpen, until: b.clock.Now().Add(retry), clock: b.clock}
+}
+
+// takeProbe admits a call in a state that is not CLOSED at the last load. It
+// requires b.mu.
+func (b *Breaker) takeProbe() (Ticket, error) {
 	switch {
 	case b.state == Closed || b.state == Disabled: // moved on since the load
 		t := Ticket{b: b, gen: b.gen}
@@ -324,7 +350,22 @@ func (b *Breaker) record(t Ticket, o Outcome) {
 			b.setState(Open, ReasonProbeFailed)
 		}
 	}
+	if t.probe != 0 {
+		b.report(o, t.probe)
+	}
 	b.unlockAndDeliver()
+}
+
+// report tells the fleet, if any, an outcome it needs. It requires b.mu.
+func (b *Breaker) report(o Outcome, probe uint64) {
+	if b.sync == nil {
+		return
+	}
+	r := Report{Outcome: o, Probe: probe}
+	if b.state == Open {
+		r.OpenFor = b.openUntil.Sub(b.clock.Now())
+	}
+	b.sync.Report(b, r)
 }
 
 // count adds an outcome to the totals.
@@ -356,9 +397,11 @@ func (b *Breaker) recordClosed(o Outcome, slow bool) {
 	}
 	switch o {
 	case Success:
-		if b.failures > 0 {
+		if b.failures > 0 || b.fleetStreak {
 			b.failures = 0
+			b.fleetStreak = false
 			b.storeWord()
+			b.report(Success, 0)
 		}
 	case Failure:
 		b.failures++
@@ -367,6 +410,7 @@ func (b *Breaker) recordClosed(o Outcome, slow bool) {
 		} else if b.failures == 1 {
 			b.storeWord()
 		}
+		b.report(Failure, 0)
 	}
 }
 
@@ -398,6 +442,7 @@ func (b *Breaker) probeExpired(gen, id uint64) {
 	if b.gen == gen && b.state == HalfOpen && b.releaseProbe(id) {
 		b.failuresTotal.Add(1)
 		b.setState(Open, ReasonProbeTimeout)
+		b.report(Failure, id)
 	}
 	b.unlockAndDeliver()
 }

@@ -77,6 +77,10 @@ type Config struct {
 	// OnTransition, if set, is called once per transition, in order, outside
 	// any lock of the breaker. It may call the breaker's methods.
 	OnTransition func(Transition)
+
+	// Sync, if set, shares the breaker's state with other processes (see
+	// package redisstate). nil keeps the breaker local.
+	Sync Sync
 }
 
 // FailureRate is a trip policy: the breaker opens when, over the last Window,
@@ -280,6 +284,9 @@ func (c Config) Merge(base Config) Config {
 	}
 	if c.OnTransition == nil {
 		c.OnTransition = base.OnTransition
+	}
+	if c.Sync == nil {
+		c.Sync = base.Sync
 	}
 	return c
 }

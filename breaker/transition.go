@@ -76,13 +76,18 @@ func (t Transition) Message() string {
 			return fmt.Sprintf("Circuit breaker OPEN for %s again: probe failed, next probe in %v", t.Name, t.OpenFor)
 		case ReasonProbeTimeout:
 			return fmt.Sprintf("Circuit breaker OPEN for %s again: probe timed out, next probe in %v", t.Name, t.OpenFor)
+		case ReasonFleet:
+			return fmt.Sprintf("Circuit breaker OPEN for %s: opened by the fleet, next probe in %v", t.Name, t.OpenFor.Round(time.Millisecond))
 		}
 		return fmt.Sprintf("Circuit breaker OPEN for %s (%s)", t.Name, t.Reason)
 	case HalfOpen:
 		return fmt.Sprintf("Circuit breaker HALF_OPEN for %s: letting a probe through", t.Name)
 	case Closed:
-		if t.Reason == ReasonProbesSucceeded {
+		switch t.Reason {
+		case ReasonProbesSucceeded:
 			return fmt.Sprintf("Circuit breaker CLOSED for %s — recovered after %d successful probes", t.Name, t.Successes)
+		case ReasonFleet:
+			return fmt.Sprintf("Circuit breaker CLOSED for %s — recovered (closed by the fleet)", t.Name)
 		}
 		return fmt.Sprintf("Circuit breaker CLOSED for %s (%s)", t.Name, t.Reason)
 	case ForcedOpen:
@@ -108,7 +113,11 @@ func (t Transition) Level() slog.Level {
 // setState moves the breaker to state to and queues the event.
 // It requires that b.mu is held; the caller delivers the event with
 // unlockAndDeliver.
-func (b *Breaker) setState(to State, reason Reason) {
+func (b *Breaker) setState(to State, reason Reason) { b.setStateFor(to, reason, 0) }
+
+// setStateFor is setState with the open timeout given (if openFor > 0)
+// instead of computed: the fleet hands its remaining time to each replica.
+func (b *Breaker) setStateFor(to State, reason Reason, openFor time.Duration) {
 	from := b.state
 	now := b.clock.Now()
 	t := Transition{Name: b.name, From: from, To: to, Reason: reason, At: now,
@@ -135,16 +144,17 @@ func (b *Breaker) setState(to State, reason Reason) {
 		if from == HalfOpen {
 			b.reopens++
 		}
-		d := b.openTimeout()
+		d := openFor
+		if d <= 0 {
+			d = b.openTimeout()
+		}
 		t.OpenFor = d
-		b.openUntil = now.Add(d)
-		b.openErr.Store(&OpenError{Name: b.name, State: Open, until: b.openUntil, clock: b.clock})
-		gen := b.gen
-		b.stopOpenTimer = b.clock.AfterFunc(d, func() { b.openTimeoutElapsed(gen) })
+		b.armOpen(now, d)
 	case ForcedOpen:
 		b.openErr.Store(&OpenError{Name: b.name, State: ForcedOpen, clock: b.clock})
 	case Closed:
 		b.reopens = 0
+		b.fleetStreak = false
 		if b.window != nil {
 			b.window.reset(now)
 		}
@@ -160,10 +170,22 @@ func (b *Breaker) setState(to State, reason Reason) {
 	b.pending = append(b.pending, t)
 }
 
+// armOpen sets the end of the open timeout to now+d and starts its timer.
+// It requires b.mu and b.state == Open.
+func (b *Breaker) armOpen(now time.Time, d time.Duration) {
+	if b.stopOpenTimer != nil {
+		b.stopOpenTimer()
+	}
+	b.openUntil = now.Add(d)
+	b.openErr.Store(&OpenError{Name: b.name, State: Open, until: b.openUntil, clock: b.clock})
+	gen := b.gen
+	b.stopOpenTimer = b.clock.AfterFunc(d, func() { b.openTimeoutElapsed(gen) })
+}
+
 // storeWord publishes the state for the lock-free paths. It requires that
 // b.mu is held.
 func (b *Breaker) storeWord() {
-	slow := b.state == Closed && (b.failures > 0 || b.window != nil)
+	slow := b.state == Closed && (b.failures > 0 || b.window != nil || b.fleetStreak)
 	w := makeWord(b.state, slow, b.gen)
 	if b.dryRun {
 		w |= wordDryRun
@@ -253,6 +275,9 @@ func (b *Breaker) emit(t Transition) {
 			attrs = append(attrs, slog.Duration("open_for", t.OpenFor))
 		}
 		l.LogAttrs(context.Background(), t.Level(), t.Message(), attrs...)
+	}
+	if b.sync != nil && t.Reason != ReasonFleet {
+		b.sync.Transition(b, t)
 	}
 	if b.onTransition != nil {
 		b.onTransition(t)

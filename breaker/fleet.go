@@ -1,0 +1,73 @@
+package breaker
+
+import "time"
+
+// Sync connects a breaker to state shared by a fleet of replicas, so that
+// one breaker per key holds across processes (package redisstate implements
+// it on Redis). The breaker keeps deciding locally; Sync hears what the fleet
+// needs to know and the fleet answers through ApplyFleet.
+//
+// A healthy call in CLOSED never reaches Sync. Implementations must not call
+// the breaker back from Attach or Report.
+type Sync interface {
+	// Attach is called once by New, before the breaker is used.
+	Attach(b *Breaker)
+	// Report is called, with the breaker's lock held, for every outcome the
+	// fleet counts: each counted failure in CLOSED, the first success after a
+	// failure streak (the breaker's own, or the fleet's as told by
+	// ApplyFleet), and every probe's outcome in HALF_OPEN (Probe non-zero,
+	// expired probes as failures). It must not block.
+	Report(b *Breaker, r Report)
+	// AcquireProbe is called, outside the lock, when a call is about to run
+	// as a HALF_OPEN probe with local slot id probe. false rejects the call,
+	// which may be retried after retryAfter. It may wait on the network, for
+	// a bounded time; when the fleet cannot be asked, it should say true and
+	// let the local decision stand.
+	AcquireProbe(b *Breaker, probe uint64) (ok bool, retryAfter time.Duration)
+	// Transition is called outside the lock for each transition the breaker
+	// made by itself (every reason but ReasonFleet), before OnTransition.
+	Transition(b *Breaker, t Transition)
+}
+
+// Report is an outcome passed to Sync.Report.
+type Report struct {
+	Outcome Outcome
+	// Probe is the HALF_OPEN slot id of the call, 0 for a call in CLOSED.
+	Probe uint64
+	// OpenFor is, when the outcome left the breaker OPEN, how long it stays
+	// open (the open timeout with backoff applied).
+	OpenFor time.Duration
+}
+
+// FleetState is a state decided by the fleet, for ApplyFleet.
+type FleetState struct {
+	State State
+	// OpenFor is, in Open, the time left until a probe is allowed, counted
+	// from the fleet's clock: a duration, never another host's wall time.
+	OpenFor time.Duration
+	// Streak says the fleet (in Closed) has a failure streak in progress: the
+	// next success here is reported so the fleet-wide streak can end.
+	Streak bool
+}
+
+// ApplyFleet moves the breaker to the fleet's state. A change of state is a
+// transition with ReasonFleet: listeners and logs see it like any other. In
+// the same state, an Open breaker takes the fleet's remaining time. It
+// reports whether the state changed.
+func (b *Breaker) ApplyFleet(f FleetState) bool {
+	b.mu.Lock()
+	changed := false
+	switch {
+	case f.State != b.state:
+		b.setStateFor(f.State, ReasonFleet, f.OpenFor)
+		changed = true
+	case f.State == Open && f.OpenFor > 0:
+		b.armOpen(b.clock.Now(), f.OpenFor)
+	}
+	if b.state == Closed && b.fleetStreak != f.Streak {
+		b.fleetStreak = f.Streak
+		b.storeWord()
+	}
+	b.unlockAndDeliver()
+	return changed
+}

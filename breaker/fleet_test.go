@@ -1,0 +1,177 @@
+package breaker_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/breakerbox/breakerbox/breaker"
+)
+
+// recordingSync is a Sync that records what the breaker tells it and grants
+// or denies probes as told. (The real one, on Redis, is tested in redisstate.)
+type recordingSync struct {
+	mu          sync.Mutex
+	attached    *breaker.Breaker
+	reports     []breaker.Report
+	transitions []breaker.Transition
+	acquired    []uint64
+	deny        bool
+	retry       time.Duration
+}
+
+func (s *recordingSync) Attach(b *breaker.Breaker) { s.attached = b }
+func (s *recordingSync) Report(_ *breaker.Breaker, r breaker.Report) {
+	s.mu.Lock()
+	s.reports = append(s.reports, r)
+	s.mu.Unlock()
+}
+func (s *recordingSync) AcquireProbe(_ *breaker.Breaker, id uint64) (bool, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acquired = append(s.acquired, id)
+	return !s.deny, s.retry
+}
+func (s *recordingSync) Transition(_ *breaker.Breaker, t breaker.Transition) {
+	s.mu.Lock()
+	s.transitions = append(s.transitions, t)
+	s.mu.Unlock()
+}
+
+func (s *recordingSync) takeReports() []breaker.Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.reports
+	s.reports = nil
+	return r
+}
+
+func TestSyncHearsFailuresAndTheSuccessThatEndsAStreakOnly(t *testing.T) {
+	s := &recordingSync{}
+	h := newHarness(t, breaker.Config{FailureThreshold: 3, Sync: s})
+	if s.attached != h.b {
+		t.Fatal("Attach was not called with the new breaker")
+	}
+	h.succeed(5) // healthy: the fleet hears nothing
+	if r := s.takeReports(); len(r) != 0 {
+		t.Fatalf("healthy successes reported: %+v", r)
+	}
+	h.fail(2)
+	h.succeed(3) // the first success ends the streak; the rest are healthy again
+	got := s.takeReports()
+	want := []breaker.Outcome{breaker.Failure, breaker.Failure, breaker.Success}
+	if len(got) != len(want) {
+		t.Fatalf("reports = %+v, want outcomes %v", got, want)
+	}
+	for i, r := range got {
+		if r.Outcome != want[i] || r.Probe != 0 {
+			t.Fatalf("report %d = %+v, want outcome %v in CLOSED", i, r, want[i])
+		}
+	}
+	h.fail(3) // opens: the last report says for how long
+	got = s.takeReports()
+	if last := got[len(got)-1]; last.OpenFor != time.Minute {
+		t.Fatalf("tripping report OpenFor = %v, want 1m", last.OpenFor)
+	}
+}
+
+func TestFleetStreakMakesTheNextSuccessReported(t *testing.T) {
+	s := &recordingSync{}
+	h := newHarness(t, breaker.Config{Sync: s})
+	h.b.ApplyFleet(breaker.FleetState{State: breaker.Closed, Streak: true})
+	h.succeed(2)
+	got := s.takeReports()
+	if len(got) != 1 || got[0].Outcome != breaker.Success {
+		t.Fatalf("reports = %+v, want exactly one success (the one that ends the fleet's streak)", got)
+	}
+	if len(h.events) != 0 {
+		t.Fatalf("a streak is not a transition, got %+v", h.events)
+	}
+}
+
+func TestFleetDeniedProbeIsRejectedAndReleasesTheLocalSlot(t *testing.T) {
+	s := &recordingSync{deny: true, retry: 3 * time.Second}
+	h := newHarness(t, breaker.Config{FailureThreshold: 1, Sync: s})
+	h.fail(1)
+	h.clk.Advance(time.Minute)
+	h.wantState(breaker.HalfOpen)
+	calls := h.calls
+	err := h.do(nil)
+	if !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("denied probe: got %v, want ErrOpen", err)
+	}
+	if d, _ := breaker.RetryAfter(err); d != 3*time.Second {
+		t.Fatalf("RetryAfter = %v, want the fleet's 3s", d)
+	}
+	if h.calls != calls {
+		t.Fatal("the function ran although the fleet denied the probe")
+	}
+	if snap := h.b.Snapshot(); snap.ProbesInFlight != 0 || snap.RejectedHalfOpen != 1 {
+		t.Fatalf("after denial: %d probes in flight, %d half-open rejections; want 0 and 1", snap.ProbesInFlight, snap.RejectedHalfOpen)
+	}
+
+	s.mu.Lock()
+	s.deny = false
+	s.mu.Unlock()
+	s.takeReports()
+	h.fail(1) // granted probe fails: reopens, reported with its slot id and open time
+	h.wantState(breaker.Open)
+	got := s.takeReports()
+	if len(got) != 1 || got[0].Probe == 0 || got[0].Outcome != breaker.Failure || got[0].OpenFor != time.Minute {
+		t.Fatalf("probe report = %+v, want one failed probe with its slot id and OpenFor 1m", got)
+	}
+	if s.acquired[1] != got[0].Probe {
+		t.Fatalf("reported probe id %d, acquired %d", got[0].Probe, s.acquired[1])
+	}
+}
+
+func TestExpiredProbeIsReportedAsFailedProbe(t *testing.T) {
+	s := &recordingSync{}
+	h := newHarness(t, breaker.Config{FailureThreshold: 1, ProbeTimeout: time.Second, Sync: s})
+	h.fail(1)
+	h.clk.Advance(time.Minute)
+	if _, err := h.b.Allow(); err != nil {
+		t.Fatal(err)
+	}
+	s.takeReports()
+	h.clk.Advance(time.Second)
+	h.wantState(breaker.Open)
+	got := s.takeReports()
+	if len(got) != 1 || got[0].Probe == 0 || got[0].Outcome != breaker.Failure {
+		t.Fatalf("reports = %+v, want one failed probe", got)
+	}
+}
+
+func TestApplyFleetIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
+	s := &recordingSync{}
+	h := newHarness(t, breaker.Config{Name: "genesys/eu-west-1", Sync: s})
+	if !h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: 42 * time.Second}) {
+		t.Fatal("ApplyFleet(Open) on a CLOSED breaker reported no change")
+	}
+	h.wantState(breaker.Open)
+	if ev := h.events[0]; ev.Reason != breaker.ReasonFleet || ev.OpenFor != 42*time.Second {
+		t.Fatalf("event = %+v, want reason fleet and OpenFor 42s", ev)
+	}
+	if d := h.b.Snapshot().RetryAfter; d != 42*time.Second {
+		t.Fatalf("RetryAfter = %v, want the fleet's 42s", d)
+	}
+	// Same state, new remaining time: no event, the deadline moves.
+	if h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: 10 * time.Second}) {
+		t.Fatal("ApplyFleet(Open) on an OPEN breaker reported a change")
+	}
+	h.clk.Advance(10 * time.Second)
+	h.wantState(breaker.HalfOpen)
+	h.b.ApplyFleet(breaker.FleetState{State: breaker.Closed})
+	h.wantState(breaker.Closed)
+	if len(h.events) != 3 {
+		t.Fatalf("events = %d, want 3 (open, half_open, closed)", len(h.events))
+	}
+	// Only the local timer's transition is the breaker's own.
+	if len(s.transitions) != 1 || s.transitions[0].Reason != breaker.ReasonOpenTimeout {
+		t.Fatalf("Sync.Transition saw %+v, want only the open_timeout transition", s.transitions)
+	}
+	if msg := h.events[0].Message(); msg != "Circuit breaker OPEN for genesys/eu-west-1: opened by the fleet, next probe in 42s" {
+		t.Fatalf("message = %q", msg)
+	}
+}
