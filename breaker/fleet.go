@@ -71,3 +71,14 @@ func (b *Breaker) ApplyFleet(f FleetState) bool {
 	b.unlockAndDeliver()
 	return changed
 }
+
+// SetFleetStreak tells a CLOSED breaker whether the fleet has a failure
+// streak in progress (see FleetState.Streak). It does nothing in other states.
+func (b *Breaker) SetFleetStreak(on bool) {
+	b.mu.Lock()
+	if b.state == Closed && b.fleetStreak != on {
+		b.fleetStreak = on
+		b.storeWord()
+	}
+	b.mu.Unlock()
+}

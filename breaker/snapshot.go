@@ -16,6 +16,9 @@ type Snapshot struct {
 	// ConsecutiveSuccesses is the number of successful probes in this
 	// HALF_OPEN episode.
 	ConsecutiveSuccesses int
+	// FleetStreak says the fleet sharing this breaker (Config.Sync) has a
+	// failure streak in progress that this replica has not yet ended.
+	FleetStreak bool
 	// ProbesInFlight is the number of HALF_OPEN slots taken.
 	ProbesInFlight int
 	// WindowCalls and WindowFailures are the failure-rate window's counts
@@ -67,6 +70,7 @@ func (b *Breaker) Snapshot() Snapshot {
 	s.ConsecutiveFailures = b.failures
 	s.ConsecutiveSuccesses = b.probeSuccesses
 	s.ProbesInFlight = len(b.probes)
+	s.FleetStreak = b.fleetStreak
 	if b.window != nil {
 		b.window.advance(b.clock.Now())
 		s.WindowCalls, s.WindowFailures = b.window.calls, b.window.failures

@@ -1,0 +1,171 @@
+package redisstate
+
+import "github.com/redis/go-redis/v9"
+
+// The fleet's state for one breaker lives in three keys that share a hash
+// tag, so a Redis Cluster keeps them in one slot:
+//
+//	<prefix>{<name>}      hash: st (state), ep (epoch), fl (fleet-wide
+//	                      consecutive failures), ou (open until, ms of
+//	                      Redis's clock), sc (successful probes)
+//	<prefix>{<name>}:r    set: replicas that reported the current streak (quorum)
+//	<prefix>{<name>}:l    hash: probe leases, "<replica>:<slot>" → expiry (ms)
+//
+// Every decision is one script, so it is atomic. Times come from Redis's own
+// TIME and leave Redis only as remaining durations. The epoch grows with every
+// transition and is at least Redis's clock in ms, so it keeps growing across
+// a restart that lost the keys. A missing hash is a CLOSED fleet with no
+// streak; the keys expire after a day without writes.
+//
+// Each transition is published on the fleet's channel as
+//
+//	<epoch> <state> <remaining ms> <streak 0|1> <reason> <hash key>
+//
+// and every script returns the same fields as a reply:
+// {granted, retry ms, state, epoch, remaining ms, streak}.
+const prelude = `
+local K, R, L = KEYS[1], KEYS[2], KEYS[3]
+local T = redis.call('TIME')
+local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+local channel = ARGV[2]
+
+local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc')
+local s = {st = f[1] or 'closed', ep = tonumber(f[2] or '0'), fl = tonumber(f[3] or '0'),
+           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0')}
+if s.st == 'open' and now >= s.ou then
+  -- the open timeout ended: HALF_OPEN, lazily (replicas run their own timers)
+  s.st = 'half_open'
+  redis.call('HSET', K, 'st', 'half_open')
+end
+
+local function remaining()
+  if s.st == 'open' then return math.max(s.ou - now, 1) end
+  return 0
+end
+
+local function streak()
+  if s.st == 'closed' and s.fl > 0 then return 1 end
+  return 0
+end
+
+local function publish(reason)
+  redis.call('PUBLISH', channel, string.format('%d %s %d %d %s %s', s.ep, s.st, remaining(), streak(), reason, K))
+end
+
+local function touch()
+  redis.call('PEXPIRE', K, ttl)
+end
+
+local function transition(to, open_ms, reason)
+  s.ep = math.max(s.ep + 1, now)
+  s.st, s.fl, s.sc, s.ou = to, 0, 0, 0
+  if to == 'open' then s.ou = now + open_ms end
+  redis.call('DEL', K, R, L)
+  redis.call('HSET', K, 'st', to, 'ep', string.format('%d', s.ep), 'ou', string.format('%d', s.ou), 'fl', 0, 'sc', 0)
+  touch()
+  publish(reason)
+end
+
+local function reply(granted, retry)
+  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak()}
+end
+`
+
+// reportScript applies a replica's outcomes in order.
+// ARGV: ttl, channel, replica, known epoch, failure threshold, open ms,
+// successes to close, quorum, then one event per outcome:
+// "f" failure, "s" success ending a streak, "p<s|f|i><slot>:<open ms>" probe.
+var reportScript = redis.NewScript(prelude + `
+local replica, known = ARGV[3], tonumber(ARGV[4])
+local threshold, open_ms, needed, quorum = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+for i = 9, #ARGV do
+  local e = ARGV[i]
+  local c = string.sub(e, 1, 1)
+  if c == 'f' then
+    -- a failure observed under an older epoch tells nothing about this one
+    if s.st == 'closed' and known >= s.ep then
+      s.fl = s.fl + 1
+      redis.call('HSET', K, 'fl', s.fl)
+      redis.call('SADD', R, replica)
+      redis.call('PEXPIRE', R, ttl)
+      touch()
+      if s.fl == 1 then publish('streak') end
+      if s.fl >= threshold and redis.call('SCARD', R) >= quorum then
+        transition('open', open_ms, 'failure_threshold')
+      end
+    end
+  elseif c == 's' then
+    if s.st == 'closed' and s.fl > 0 and known >= s.ep then
+      s.fl = 0
+      redis.call('HSET', K, 'fl', 0)
+      redis.call('DEL', R)
+    end
+  elseif c == 'p' then
+    local o = string.sub(e, 2, 2)
+    local sep = string.find(e, ':', 3, true)
+    local lease = replica .. ':' .. string.sub(e, 3, sep - 1)
+    local om = tonumber(string.sub(e, sep + 1))
+    -- only a probe that still holds its lease counts; an expired one was
+    -- given to another replica
+    if redis.call('HDEL', L, lease) == 1 and s.st == 'half_open' then
+      if o == 's' then
+        s.sc = s.sc + 1
+        redis.call('HSET', K, 'sc', s.sc)
+        if s.sc >= needed then transition('closed', 0, 'probes_succeeded') end
+      elseif o == 'f' then
+        if om <= 0 then om = open_ms end
+        transition('open', om, 'probe_failed')
+      end
+    end
+  end
+end
+return reply(0, 0)
+`)
+
+// acquireScript leases a probe slot.
+// ARGV: ttl, channel, replica, slot, probe slots, lease ms.
+var acquireScript = redis.NewScript(prelude + `
+local lease, slots, lease_ms = ARGV[3] .. ':' .. ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+if s.st == 'half_open' then
+  local held, soonest = 0, nil
+  local all = redis.call('HGETALL', L)
+  for i = 1, #all, 2 do
+    local exp = tonumber(all[i + 1])
+    if exp <= now then
+      redis.call('HDEL', L, all[i]) -- its holder died or hung: the slot is free
+    else
+      held = held + 1
+      if soonest == nil or exp < soonest then soonest = exp end
+    end
+  end
+  if held >= slots then return reply(0, soonest - now) end
+  redis.call('HSET', L, lease, now + lease_ms)
+  redis.call('PEXPIRE', L, ttl)
+  return reply(1, 0)
+elseif s.st == 'open' then
+  return reply(0, remaining())
+elseif s.st == 'forced_open' then
+  return reply(0, 1000)
+end
+-- CLOSED (or disabled) fleet-wide: this replica opened on its own counts,
+-- and its probes are its own affair.
+return reply(1, 0)
+`)
+
+// syncScript reads the fleet's state, and optionally changes it.
+// ARGV: ttl, channel, mode, state, open ms, reason, known epoch. Modes:
+// "read"; "force" (an operator's action: always applies); "join" (a
+// replica's own OPEN, published only if the fleet has none: it is CLOSED and
+// made no transition the replica has not seen, or it lost its keys).
+var syncScript = redis.NewScript(prelude + `
+local mode, to, open_ms, reason, known = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+if mode == 'force' and (s.st ~= to or to == 'closed') then
+  transition(to, open_ms, reason)
+elseif mode == 'join' and s.st == 'closed' and s.ep <= known then
+  transition('open', open_ms, reason)
+end
+return reply(0, 0)
+`)
+
+var allScripts = []*redis.Script{reportScript, acquireScript, syncScript}
