@@ -20,6 +20,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,8 +45,15 @@ type Config struct {
 	// requests with "Authorization: Bearer <token>". The environment
 	// variable BREAKERBOX_ADMIN_TOKEN, if set, takes precedence.
 	AdminToken string `yaml:"admin_token"`
-	// State is where circuit state lives: "memory" (default).
+	// State is where circuit state lives: "memory" (default), each process
+	// on its own, or a Redis URL (redis://host:port/db, rediss:// for TLS)
+	// shared by every replica pointed at it, so a fleet acts as one breaker
+	// per circuit (see package redisstate).
 	State string `yaml:"state"`
+	// Quorum, with a Redis state, is the number of distinct replicas whose
+	// failures must be in a streak before the fleet opens a circuit. 0 or 1:
+	// any replica's failures count.
+	Quorum int `yaml:"quorum"`
 	// Defaults are the breaker settings of services that do not set their own.
 	Defaults Settings `yaml:"defaults"`
 	// Services are the upstreams breakerbox forwards to.
@@ -163,9 +171,17 @@ func (c *Config) validate() error {
 		c.State = "memory"
 	case c.State == "memory":
 	case strings.HasPrefix(c.State, "redis://"), strings.HasPrefix(c.State, "rediss://"):
-		return fmt.Errorf("state: %q: shared state on Redis is not available in this build; use memory", c.State)
+		if err := checkRedisURL(c.State); err != nil {
+			return fmt.Errorf("state: %q: %v; want redis://[user:password@]host:port[/db]", c.State, err)
+		}
 	default:
-		return fmt.Errorf("state: %q: want memory", c.State)
+		return fmt.Errorf("state: %q: want memory, or redis://host:port/db to share circuits across replicas", c.State)
+	}
+	switch {
+	case c.Quorum < 0:
+		return fmt.Errorf("quorum: %d: must be ≥ 0", c.Quorum)
+	case c.Quorum > 1 && c.State == "memory":
+		return fmt.Errorf("quorum: %d: needs a shared state (state: redis://...); remove it for memory", c.Quorum)
 	}
 	if err := c.Defaults.validate("defaults"); err != nil {
 		return err
@@ -304,4 +320,30 @@ func (c *Config) Service(name string) (*Service, bool) {
 		}
 	}
 	return nil, false
+}
+
+// checkRedisURL catches what a person gets wrong in a Redis URL; the Redis
+// client checks the rest when it connects.
+func checkRedisURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	if _, port, err := net.SplitHostPort(u.Host); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not a number in 1-65535", port)
+		}
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 {
+			return fmt.Errorf("database %q is not a number", db)
+		}
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("query and fragment are not supported")
+	}
+	return nil
 }

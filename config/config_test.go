@@ -84,6 +84,11 @@ func TestBadConfigNamesFieldAndFix(t *testing.T) {
 		{"bad listen", "listen: 7070\nservices: [{name: a, upstream: 'http://x'}]", `listen: "7070" is not host:port`},
 		{"same ports", "listen: 127.0.0.1:1\nadmin: 127.0.0.1:1\nservices: [{name: a, upstream: 'http://x'}]", "admin: \"127.0.0.1:1\" is also the proxy's listen address"},
 		{"bad state", "state: disk\nservices: [{name: a, upstream: 'http://x'}]", `state: "disk": want memory`},
+		{"redis url without host", "state: 'redis:///0'\nservices: [{name: a, upstream: 'http://x'}]", `state: "redis:///0": no host`},
+		{"redis url bad db", "state: 'redis://127.0.0.1:6379/x'\nservices: [{name: a, upstream: 'http://x'}]", `database "x" is not a number`},
+		{"redis url bad port", "state: 'redis://127.0.0.1:99999/0'\nservices: [{name: a, upstream: 'http://x'}]", `port "99999"`},
+		{"quorum without redis", "quorum: 2\nservices: [{name: a, upstream: 'http://x'}]", "quorum: 2: needs a shared state"},
+		{"negative quorum", "state: 'redis://127.0.0.1:6379/0'\nquorum: -1\nservices: [{name: a, upstream: 'http://x'}]", "quorum: -1: must be ≥ 0"},
 		{"services not a list", "services: {name: a}", "cannot unmarshal"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,5 +111,15 @@ func TestAdminTokenFromEnvironment(t *testing.T) {
 func TestLoadMissingFile(t *testing.T) {
 	if _, err := config.Load("/nonexistent/breakerbox.yaml"); err == nil || !strings.Contains(err.Error(), "/nonexistent/breakerbox.yaml") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRedisStateIsAccepted(t *testing.T) {
+	c, err := config.Parse("t.yaml", []byte("state: 'redis://user:pw@127.0.0.1:6379/2'\nquorum: 2\nservices: [{name: a, upstream: 'http://x'}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != "redis://user:pw@127.0.0.1:6379/2" || c.Quorum != 2 {
+		t.Fatalf("state %q quorum %d", c.State, c.Quorum)
 	}
 }

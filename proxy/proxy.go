@@ -40,6 +40,12 @@ type Options struct {
 	// Transport makes the upstream round trips. nil means a clone of
 	// http.DefaultTransport.
 	Transport http.RoundTripper
+	// Sync, if set, shares every circuit with the other replicas of a fleet
+	// (a *redisstate.Fleet for state: redis://).
+	Sync breaker.Sync
+	// Collectors are registered on /metrics beside the proxy's own (e.g. the
+	// fleet's health).
+	Collectors []prometheus.Collector
 }
 
 // Server is the proxy and its admin API. Create it with New, serve Handler
@@ -74,6 +80,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Logger:         s.log,
 		CountSuccesses: true, // a proxied request costs microseconds; exact counts are worth an atomic add
 		OnTransition:   s.history.add,
+		Sync:           opts.Sync,
 	}
 	s.registry, err = breaker.NewRegistry(breaker.RegistryConfig{
 		Default: base,
@@ -116,6 +123,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.promReg = prometheus.NewRegistry()
 	s.promReg.MustRegister(breakerprom.NewCollector(s.registry), s.metrics,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	for _, c := range opts.Collectors {
+		if err := s.promReg.Register(c); err != nil {
+			return nil, fmt.Errorf("proxy: Options.Collectors: %w", err)
+		}
+	}
 	// Create every configured circuit up front so the dashboard and metrics
 	// list them before their first request.
 	for key := range t.circuits {

@@ -59,7 +59,17 @@ func loadConfig(path string) (*config.Config, error) {
 // serve runs the proxy and admin listeners until ctx is done, then drains.
 // SIGHUP reloads the config file.
 func serve(ctx context.Context, cfg *config.Config, path string, grace time.Duration, log *slog.Logger, stdout io.Writer) error {
-	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
+	opts := proxy.Options{Logger: log}
+	fleet, err := openFleet(cfg, log)
+	if err != nil {
+		return err
+	}
+	if fleet != nil {
+		defer fleet.Close()
+		opts.Sync = fleet
+		opts.Collectors = append(opts.Collectors, newFleetCollector(fleet))
+	}
+	srv, err := proxy.New(cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -80,6 +90,11 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 	fmt.Fprintf(stdout, "proxy:      http://%s/<service>/...  (e.g. http://%s/cloudflare/client/v4/zones)\n", pl.Addr(), pl.Addr())
 	fmt.Fprintf(stdout, "dashboard:  http://%s/\n", al.Addr())
 	fmt.Fprintf(stdout, "metrics:    http://%s/metrics   api: http://%s/api/circuits\n", al.Addr(), al.Addr())
+	if fleet != nil {
+		fmt.Fprintf(stdout, "state:      %s, shared by the fleet (this replica: %s)\n", redacted(cfg.State), fleet.Replica())
+	} else {
+		fmt.Fprintf(stdout, "state:      memory (this process only)\n")
+	}
 
 	return runServers(ctx, srv, pl, al, path, grace, log)
 }
@@ -131,6 +146,12 @@ func reload(srv *proxy.Server, path string, log *slog.Logger) {
 	}
 	cfg, err := config.Load(path)
 	if err == nil {
+		if old := srv.Config(); cfg.State != old.State || cfg.Quorum != old.Quorum {
+			err = fmt.Errorf("state and quorum cannot change on reload (was %s, quorum %d): restart breakerbox to change them",
+				redacted(old.State), old.Quorum)
+		}
+	}
+	if err == nil {
 		err = srv.Reload(cfg)
 	}
 	if err != nil {
@@ -146,10 +167,13 @@ func checkConfigCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkFleet(cfg); err != nil {
+		return fmt.Errorf("%s: %w", args[0], err)
+	}
 	circuits := 0
 	for _, s := range cfg.Services {
 		circuits += max(len(s.PerRegion), 1)
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d services, %d circuits, state %s\n", args[0], len(cfg.Services), circuits, cfg.State)
+	fmt.Fprintf(stdout, "%s: ok: %d services, %d circuits, state %s\n", args[0], len(cfg.Services), circuits, redacted(cfg.State))
 	return nil
 }

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/redisstate"
+)
+
+// openFleet connects the shared state of a redis:// config. An unreachable
+// Redis is not an error here: the fleet starts degraded and says so loudly.
+func openFleet(cfg *config.Config, log *slog.Logger) (*redisstate.Fleet, error) {
+	if cfg.State == "memory" {
+		return nil, nil
+	}
+	f, err := redisstate.New(redisstate.Options{URL: cfg.State, Quorum: cfg.Quorum, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return f, nil
+}
+
+// checkFleet makes an unreachable Redis an error, for check-config.
+func checkFleet(cfg *config.Config) error {
+	f, err := openFleet(cfg, slog.New(slog.DiscardHandler))
+	if err != nil || f == nil {
+		return err
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := f.Ping(ctx); err != nil {
+		return fmt.Errorf("state: %s: %w", redacted(cfg.State), err)
+	}
+	return nil
+}
+
+// redacted hides a password in a URL.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Redacted()
+}
+
+// fleetCollector exports the fleet's health on /metrics.
+type fleetCollector struct {
+	f        *redisstate.Fleet
+	degraded *prometheus.Desc
+	counters []fleetCounter
+}
+
+type fleetCounter struct {
+	desc *prometheus.Desc
+	get  func(redisstate.Stats) uint64
+}
+
+func newFleetCollector(f *redisstate.Fleet) *fleetCollector {
+	labels := prometheus.Labels{"replica": f.Replica()}
+	counter := func(name, help string, get func(redisstate.Stats) uint64) fleetCounter {
+		return fleetCounter{prometheus.NewDesc("breakerbox_fleet_"+name, help, nil, labels), get}
+	}
+	return &fleetCollector{f: f,
+		degraded: prometheus.NewDesc("breakerbox_fleet_degraded",
+			"1 while this replica cannot reach Redis and its breakers decide on local counts alone.", nil, labels),
+		counters: []fleetCounter{
+			counter("outcomes_reported_total", "Outcomes queued for Redis.", func(s redisstate.Stats) uint64 { return s.Reported }),
+			counter("outcomes_dropped_total", "Outcomes not sent: queue full or Redis unreachable.", func(s redisstate.Stats) uint64 { return s.Dropped }),
+			counter("applied_total", "Fleet states applied to local breakers.", func(s redisstate.Stats) uint64 { return s.Applied }),
+			counter("resyncs_total", "Full resynchronisations with Redis (joins, reconnects).", func(s redisstate.Stats) uint64 { return s.Resyncs }),
+			counter("faults_total", "Redis errors seen.", func(s redisstate.Stats) uint64 { return s.Faults }),
+			counter("degradations_total", "Times this replica lost Redis.", func(s redisstate.Stats) uint64 { return s.Degradations }),
+		}}
+}
+
+func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.degraded
+	for _, k := range c.counters {
+		ch <- k.desc
+	}
+}
+
+func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.f.Stats()
+	d := 0.0
+	if s.Degraded {
+		d = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.degraded, prometheus.GaugeValue, d)
+	for _, k := range c.counters {
+		ch <- prometheus.MustNewConstMetric(k.desc, prometheus.CounterValue, float64(k.get(s)))
+	}
+}
