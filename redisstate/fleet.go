@@ -226,6 +226,7 @@ type Stats struct {
 	// DegradedFor is how long the replica has been deciding alone.
 	DegradedFor time.Duration
 	Members     int
+	Queued      int    // outcomes waiting to be sent
 	Reported    uint64 // outcomes queued for Redis
 	Dropped     uint64 // outcomes dropped: queue full, or Redis unreachable
 	Batches     uint64 // script round trips that carried outcomes
@@ -245,6 +246,7 @@ func (f *Fleet) Stats() Stats {
 	if s.Degraded {
 		s.DegradedFor = time.Since(time.Unix(0, f.degradedSince.Load()))
 	}
+	s.Queued = len(f.queue)
 	f.members.Range(func(any, any) bool { s.Members++; return true })
 	return s
 }
@@ -382,6 +384,8 @@ func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
 	}
 	switch t.Reason {
 	case breaker.ReasonForcedOpen, breaker.ReasonForcedClosed, breaker.ReasonReset:
+		// Outcomes queued after this action count under the epoch it makes.
+		m.knownEpoch.Store(-1)
 		f.enqueue(op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String()})
 	case breaker.ReasonFailureRate:
 		f.enqueue(op{m: m, mode: "join", state: "open", reason: t.Reason.String(), openMs: t.OpenFor.Milliseconds(), known: m.knownEpoch.Load()})
@@ -507,7 +511,7 @@ func (f *Fleet) setDegraded(err error, loud bool) {
 // in one pipeline.
 func (f *Fleet) flushLoop() {
 	defer f.wg.Done()
-	batch := make([]op, 0, 256)
+	batch := make([]op, 0, 1024)
 	for {
 		select {
 		case <-f.ctx.Done():
@@ -553,9 +557,19 @@ func (f *Fleet) flush(batch []op) {
 		}
 		// Consecutive outcomes of one breaker known under one epoch go in one call.
 		args := []any{f.opts.KeyTTL.Milliseconds(), f.channel, f.opts.Replica, o.known, o.threshold, o.openTimeout, o.needed, f.opts.Quorum}
-		j := i
+		j, run := i, 0
 		for ; j < len(batch) && batch[j].m == o.m && batch[j].event != "" && batch[j].known == o.known; j++ {
+			if batch[j].event == "f" { // a run of failures is one argument
+				run++
+				continue
+			}
+			if run > 0 {
+				args, run = append(args, "f"+strconv.Itoa(run)), 0
+			}
 			args = append(args, batch[j].event)
+		}
+		if run > 0 {
+			args = append(args, "f"+strconv.Itoa(run))
 		}
 		calls = append(calls, call{o.m, reportScript.EvalSha(ctx, pipe, o.m.keys, args...)})
 		f.stats.batches.Add(1)

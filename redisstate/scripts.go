@@ -74,8 +74,10 @@ end
 
 // reportScript applies a replica's outcomes in order.
 // ARGV: ttl, channel, replica, known epoch, failure threshold, open ms,
-// successes to close, quorum, then one event per outcome:
-// "f" failure, "s" success ending a streak, "p<s|f|i><slot>:<open ms>" probe.
+// successes to close, quorum, then the outcomes in order: "f<n>" n
+// consecutive failures, "s" a success ending a streak, "p<s|f|i><slot>:<open
+// ms>" a probe's outcome. A known epoch of -1 means "the current one": the
+// replica's own manual action, queued before these outcomes, made it.
 var reportScript = redis.NewScript(prelude + `
 local replica, known = ARGV[3], tonumber(ARGV[4])
 local threshold, open_ms, needed, quorum = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -84,19 +86,20 @@ for i = 9, #ARGV do
   local c = string.sub(e, 1, 1)
   if c == 'f' then
     -- a failure observed under an older epoch tells nothing about this one
-    if s.st == 'closed' and known >= s.ep then
-      s.fl = s.fl + 1
+    if s.st == 'closed' and (known >= s.ep or known < 0) then
+      local first = s.fl == 0
+      s.fl = s.fl + tonumber(string.sub(e, 2))
       redis.call('HSET', K, 'fl', s.fl)
       redis.call('SADD', R, replica)
       redis.call('PEXPIRE', R, ttl)
       touch()
-      if s.fl == 1 then publish('streak') end
+      if first then publish('streak') end
       if s.fl >= threshold and redis.call('SCARD', R) >= quorum then
         transition('open', open_ms, 'failure_threshold')
       end
     end
   elseif c == 's' then
-    if s.st == 'closed' and s.fl > 0 and known >= s.ep then
+    if s.st == 'closed' and s.fl > 0 and (known >= s.ep or known < 0) then
       s.fl = 0
       redis.call('HSET', K, 'fl', 0)
       redis.call('DEL', R)
