@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -524,4 +525,64 @@ func dumpLogs(t *testing.T, f fleet) {
 	for _, r := range f {
 		t.Logf("%s stats %+v logs:\n%s", r.name, r.f.Stats(), r.logs)
 	}
+}
+
+func TestEvictedKeysNeverFailCallsAndTheFleetOpensAgainAfterwards(t *testing.T) {
+	srv := redistest.Start(t)
+	f := newFleet(t, srv, 3, t10(200*time.Millisecond), redisstate.Options{})
+	f[0].fail(10)
+	f.wantState(t, breaker.Open, "10 failures")
+	// Redis evicts the breaker's keys (maxmemory, or an operator's DEL).
+	hash := "breakerbox:{" + key + "}"
+	if err := srv.Client().Del(context.Background(), hash, hash+":r", hash+":l").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Each replica recovers on its own timers and probes.
+	eventually(t, 5*time.Second, func() bool {
+		for _, r := range f {
+			if r.b().State() == breaker.HalfOpen {
+				r.succeed(1)
+			}
+		}
+		for _, r := range f {
+			if r.b().State() != breaker.Closed {
+				return false
+			}
+		}
+		return true
+	}, "every replica recovers without the fleet's keys")
+	for _, r := range f {
+		if s := r.f.Stats(); s.Degraded {
+			t.Fatalf("%s degraded by an eviction: %+v", r.name, s)
+		}
+	}
+	// The fleet starts over with a new, larger epoch: replicas accept it.
+	f[1].fail(5)
+	f[2].fail(5)
+	eventually(t, 5*time.Second, func() bool {
+		for _, r := range f {
+			if r.b().State() != breaker.Open { // 5 + 5 failures: only the fleet can open it
+				return false
+			}
+		}
+		return true
+	}, "failures after the eviction open the fleet again everywhere")
+}
+
+func TestCloseWithAPausedRedisDoesNotHangOrLeak(t *testing.T) {
+	srv := redistest.Start(t)
+	before := runtime.NumGoroutine()
+	f := newReplica(t, srv, "replica-1", t10(time.Minute), redisstate.Options{Timeout: 20 * time.Millisecond})
+	f.fail(3) // outcomes in flight
+	srv.Pause()
+	defer srv.Resume()
+	f.fail(3)
+	done := make(chan error, 1)
+	go func() { done <- f.f.Close() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs on a paused Redis")
+	}
+	eventually(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before }, "the fleet's goroutines end after Close")
 }

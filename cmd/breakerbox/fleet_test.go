@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,8 +191,9 @@ func TestCheckConfigNamesAnUnreachableRedis(t *testing.T) {
 func TestServeStartsDegradedWhenRedisIsUnreachable(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.yaml")
+	admin := freeAddr(t)
 	os.WriteFile(path, []byte(fmt.Sprintf("listen: %s\nadmin: %s\nstate: 'redis://127.0.0.1:1/0'\nservices: [{name: a, upstream: 'http://127.0.0.1:9'}]\n",
-		freeAddr(t), freeAddr(t))), 0o644)
+		freeAddr(t), admin)), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr := new(syncBuffer), new(syncBuffer)
 	done := make(chan error, 1)
@@ -199,8 +202,27 @@ func TestServeStartsDegradedWhenRedisIsUnreachable(t *testing.T) {
 	if !strings.Contains(stderr.String(), "DEGRADED at start") {
 		t.Fatalf("no loud log of the degraded start:\n%s", stderr)
 	}
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^breakerbox_fleet_degraded\{replica="[^"]+"\} 1$`).Match(body) {
+		t.Fatalf("/metrics does not say the replica is degraded:\n%s", grepLines(string(body), "breakerbox_fleet"))
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
