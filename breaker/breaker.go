@@ -466,17 +466,23 @@ func (b *Breaker) ForceClosed() { b.manual(Disabled, ReasonForcedClosed) }
 // backoff cleared. Totals (Snapshot counters) are kept: they only grow.
 func (b *Breaker) Reset() {
 	b.mu.Lock()
-	if b.state == Closed {
-		b.failures = 0
-		if b.window != nil {
-			b.window.reset(b.clock.Now())
-		}
-		b.reopens = 0
-		b.storeWord()
-	} else {
+	if b.state != Closed {
 		b.setState(Closed, ReasonReset)
+		b.unlockAndDeliver()
+		return
 	}
-	b.unlockAndDeliver()
+	b.failures = 0
+	b.fleetStreak = false
+	if b.window != nil {
+		b.window.reset(b.clock.Now())
+	}
+	b.reopens = 0
+	b.storeWord()
+	t := Transition{Name: b.name, From: Closed, To: Closed, Reason: ReasonReset, At: b.clock.Now(), Generation: b.gen}
+	b.mu.Unlock()
+	if b.sync != nil {
+		b.sync.Transition(b, t) // the fleet's streak is reset too
+	}
 }
 
 func (b *Breaker) manual(to State, reason Reason) {

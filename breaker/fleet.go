@@ -25,7 +25,9 @@ type Sync interface {
 	// let the local decision stand.
 	AcquireProbe(b *Breaker, probe uint64) (ok bool, retryAfter time.Duration)
 	// Transition is called outside the lock for each transition the breaker
-	// made by itself (every reason but ReasonFleet), before OnTransition.
+	// made by itself (every reason but ReasonFleet), before OnTransition;
+	// and for a Reset of a CLOSED breaker, which is no transition (From and
+	// To are Closed) but resets the fleet's failure streak too.
 	Transition(b *Breaker, t Transition)
 }
 

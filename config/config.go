@@ -172,7 +172,7 @@ func (c *Config) validate() error {
 	case c.State == "memory":
 	case strings.HasPrefix(c.State, "redis://"), strings.HasPrefix(c.State, "rediss://"):
 		if err := checkRedisURL(c.State); err != nil {
-			return fmt.Errorf("state: %q: %v; want redis://[user:password@]host:port[/db]", c.State, err)
+			return fmt.Errorf("state: %q: %v; want redis://[user:password@]host:port[/db]", redactURL(c.State), err)
 		}
 	default:
 		return fmt.Errorf("state: %q: want memory, or redis://host:port/db to share circuits across replicas", c.State)
@@ -346,4 +346,13 @@ func checkRedisURL(raw string) error {
 		return errors.New("query and fragment are not supported")
 	}
 	return nil
+}
+
+// redactURL hides a password in a URL for error messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

@@ -7,22 +7,25 @@ import "github.com/redis/go-redis/v9"
 //
 //	<prefix>{<name>}      hash: st (state), ep (epoch), fl (fleet-wide
 //	                      consecutive failures), ou (open until, ms of
-//	                      Redis's clock), sc (successful probes)
+//	                      Redis's clock), sc (successful probes), sq (streak
+//	                      sequence: grows when a streak starts or ends)
 //	<prefix>{<name>}:r    set: replicas that reported the current streak (quorum)
 //	<prefix>{<name>}:l    hash: probe leases, "<replica>:<slot>" → expiry (ms)
 //
 // Every decision is one script, so it is atomic. Times come from Redis's own
 // TIME and leave Redis only as remaining durations. The epoch grows with every
 // transition and is at least Redis's clock in ms, so it keeps growing across
-// a restart that lost the keys. A missing hash is a CLOSED fleet with no
-// streak; the keys expire after a day without writes.
+// a restart that lost the keys; so does the streak sequence, which orders
+// news of streaks within an epoch. A missing hash is a CLOSED fleet with no
+// streak (epoch 0); the keys expire after a day without writes.
 //
-// Each transition is published on the fleet's channel as
+// Each transition, and each start of a streak, is published on the fleet's
+// channel as
 //
-//	<epoch> <state> <remaining ms> <streak 0|1> <reason> <hash key>
+//	<epoch> <state> <remaining ms> <streak 0|1> <streak seq> <reason> <hash key>
 //
 // and every script returns the same fields as a reply:
-// {granted, retry ms, state, epoch, remaining ms, streak}.
+// {granted, retry ms, state, epoch, remaining ms, streak, streak seq}.
 const prelude = `
 local K, R, L = KEYS[1], KEYS[2], KEYS[3]
 local T = redis.call('TIME')
@@ -30,9 +33,9 @@ local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local ttl = tonumber(ARGV[1])
 local channel = ARGV[2]
 
-local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc')
+local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq')
 local s = {st = f[1] or 'closed', ep = tonumber(f[2] or '0'), fl = tonumber(f[3] or '0'),
-           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0')}
+           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0'), sq = tonumber(f[6] or '0')}
 if s.st == 'open' and now >= s.ou then
   -- the open timeout ended: HALF_OPEN, lazily (replicas run their own timers)
   s.st = 'half_open'
@@ -50,7 +53,12 @@ local function streak()
 end
 
 local function publish(reason)
-  redis.call('PUBLISH', channel, string.format('%d %s %d %d %s %s', s.ep, s.st, remaining(), streak(), reason, K))
+  redis.call('PUBLISH', channel, string.format('%d %s %d %d %d %s %s', s.ep, s.st, remaining(), streak(), s.sq, reason, K))
+end
+
+local function bump()
+  s.sq = math.max(s.sq + 1, now)
+  redis.call('HSET', K, 'sq', string.format('%d', s.sq))
 end
 
 local function touch()
@@ -59,16 +67,18 @@ end
 
 local function transition(to, open_ms, reason)
   s.ep = math.max(s.ep + 1, now)
+  s.sq = math.max(s.sq + 1, now)
   s.st, s.fl, s.sc, s.ou = to, 0, 0, 0
   if to == 'open' then s.ou = now + open_ms end
   redis.call('DEL', K, R, L)
-  redis.call('HSET', K, 'st', to, 'ep', string.format('%d', s.ep), 'ou', string.format('%d', s.ou), 'fl', 0, 'sc', 0)
+  redis.call('HSET', K, 'st', to, 'ep', string.format('%d', s.ep), 'ou', string.format('%d', s.ou), 'fl', 0, 'sc', 0,
+    'sq', string.format('%d', s.sq))
   touch()
   publish(reason)
 end
 
 local function reply(granted, retry)
-  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak()}
+  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq)}
 end
 `
 
@@ -88,6 +98,10 @@ for i = 9, #ARGV do
     -- a failure observed under an older epoch tells nothing about this one
     if s.st == 'closed' and (known >= s.ep or known < 0) then
       local first = s.fl == 0
+      if first then
+        redis.call('DEL', R) -- reporters of an older streak (their hash was evicted)
+        bump()
+      end
       s.fl = s.fl + tonumber(string.sub(e, 2))
       redis.call('HSET', K, 'fl', s.fl)
       redis.call('SADD', R, replica)
@@ -103,6 +117,7 @@ for i = 9, #ARGV do
       s.fl = 0
       redis.call('HSET', K, 'fl', 0)
       redis.call('DEL', R)
+      bump()
     end
   elseif c == 'p' then
     local o = string.sub(e, 2, 2)
@@ -158,15 +173,16 @@ return reply(1, 0)
 
 // syncScript reads the fleet's state, and optionally changes it.
 // ARGV: ttl, channel, mode, state, open ms, reason, known epoch. Modes:
-// "read"; "force" (an operator's action: always applies); "join" (a
-// replica's own OPEN, published only if the fleet has none: it is CLOSED and
-// made no transition the replica has not seen, or it lost its keys).
+// "read"; "force" (an operator's action: always applies); "join" (a state
+// the replica holds on its own, published only if the fleet has none: the
+// fleet is CLOSED and made no transition the replica has not seen, or it
+// lost its keys).
 var syncScript = redis.NewScript(prelude + `
 local mode, to, open_ms, reason, known = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 if mode == 'force' and (s.st ~= to or to == 'closed') then
   transition(to, open_ms, reason)
 elseif mode == 'join' and s.st == 'closed' and s.ep <= known then
-  transition('open', open_ms, reason)
+  transition(to, open_ms, reason)
 end
 return reply(0, 0)
 `)

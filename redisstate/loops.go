@@ -1,0 +1,335 @@
+package redisstate
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox/breaker"
+)
+
+// flushLoop sends queued outcomes in batches: whatever is queued when the
+// previous batch returns goes in the next, one script call per breaker, all
+// in one pipeline.
+func (f *Fleet) flushLoop() {
+	defer f.wg.Done()
+	batch := make([]op, 0, 1024)
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case o := <-f.queue:
+			batch = append(batch[:0], o)
+		}
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case o := <-f.queue:
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		if f.degraded.Load() {
+			f.stats.dropped.Add(uint64(len(batch)))
+			f.unqueueManual(batch)
+			continue
+		}
+		f.flush(batch)
+	}
+}
+
+// call is one script call of a batch.
+type call struct {
+	op  op // the first op of the call
+	cmd *redis.Cmd
+}
+
+func (f *Fleet) flush(batch []op) {
+	ctx, cancel := context.WithTimeout(f.ctx, 10*f.opts.Timeout)
+	defer cancel()
+	pipe := f.client.Pipeline()
+	calls := make([]call, 0, len(batch))
+	for i := 0; i < len(batch); {
+		o := batch[i]
+		if o.event == "" {
+			cmd := syncScript.EvalSha(ctx, pipe, o.m.keys, f.opts.KeyTTL.Milliseconds(), f.channel, o.mode, o.state, o.openMs, o.reason, o.known)
+			calls = append(calls, call{o, cmd})
+			i++
+			continue
+		}
+		// Consecutive outcomes of one breaker known under one epoch go in one call.
+		args := []any{f.opts.KeyTTL.Milliseconds(), f.channel, f.opts.Replica, o.known, o.threshold, o.openTimeout, o.needed, f.opts.Quorum}
+		j, run := i, 0
+		for ; j < len(batch) && batch[j].m == o.m && batch[j].event != "" && batch[j].known == o.known; j++ {
+			if batch[j].event == "f" { // a run of failures is one argument
+				run++
+				continue
+			}
+			if run > 0 {
+				args, run = append(args, "f"+strconv.Itoa(run)), 0
+			}
+			args = append(args, batch[j].event)
+		}
+		if run > 0 {
+			args = append(args, "f"+strconv.Itoa(run))
+		}
+		calls = append(calls, call{o, reportScript.EvalSha(ctx, pipe, o.m.keys, args...)})
+		f.stats.batches.Add(1)
+		i = j
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil && isNoScript(err) {
+		// Redis restarted and lost the scripts: load them and send again the
+		// calls that failed for it, and only those (the others ran).
+		if err = f.loadScripts(ctx); err == nil {
+			pipe = f.client.Pipeline()
+			for i, c := range calls {
+				if isNoScript(c.cmd.Err()) {
+					args := c.cmd.Args() // evalsha sha numkeys keys... argv...
+					calls[i].cmd = pipe.EvalSha(ctx, args[1].(string), c.op.m.keys, args[3+len(c.op.m.keys):]...)
+				}
+			}
+			_, err = pipe.Exec(ctx)
+		}
+	}
+	if err != nil {
+		f.unqueueManual(batch)
+		f.fault(err)
+		return
+	}
+	for _, c := range calls {
+		rep, err := parseReply(c.cmd.Val())
+		if err != nil {
+			continue
+		}
+		if c.op.manual {
+			c.op.m.manual.CompareAndSwap(c.op.pending, nil) // acknowledged
+			c.op.m.manualQueued.Store(false)
+		}
+		f.apply(c.op.m, rep, c.op.event == "", true)
+	}
+}
+
+// unqueueManual marks the manual actions of a batch that did not reach
+// Redis as pending again.
+func (f *Fleet) unqueueManual(batch []op) {
+	for _, o := range batch {
+		if o.manual {
+			o.m.manualQueued.Store(false)
+		}
+	}
+}
+
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
+
+func (f *Fleet) loadScripts(ctx context.Context) error {
+	// One by one: go-redis does not send SCRIPT LOAD from a pipeline.
+	for _, s := range allScripts {
+		if err := s.Load(ctx, f.client).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subscribeLoop applies the fleet's transitions as they are published. A
+// (re)subscription means messages may have been missed: resynchronise. A
+// subscription silent for a HealthInterval is pinged; one that does not
+// answer the ping either is dead (a lost NAT entry, a failover behind a
+// virtual IP) and is replaced.
+func (f *Fleet) subscribeLoop() {
+	defer f.wg.Done()
+	ps := f.subscribe()
+	backoff, pinged := f.opts.Timeout, false
+	for {
+		msg, err := ps.ReceiveTimeout(f.ctx, f.opts.HealthInterval)
+		if f.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !pinged {
+				pinged = ps.Ping(f.ctx) == nil
+				if pinged {
+					continue
+				}
+			}
+			if pinged {
+				err = errors.New("the pub/sub connection stopped answering")
+			}
+			f.fault(err)
+			ps, pinged = f.subscribe(), false
+			if !f.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, f.opts.MaxBackoff)
+			continue
+		}
+		backoff, pinged = f.opts.Timeout, false
+		switch msg := msg.(type) {
+		case *redis.Subscription:
+			if msg.Kind == "subscribe" {
+				f.rejoin() // missed messages while unsubscribed; or the first join
+			}
+		case *redis.Message:
+			name, rep, err := f.parseMessage(msg.Payload)
+			if err != nil {
+				f.log.Warn("ignoring fleet message", "err", err)
+				continue
+			}
+			if v, ok := f.members.Load(name); ok {
+				f.apply(v.(*member), rep, false, true)
+			}
+		}
+	}
+}
+
+// subscribe replaces the fleet's subscription with a new one.
+func (f *Fleet) subscribe() *redis.PubSub {
+	f.psMu.Lock()
+	defer f.psMu.Unlock()
+	if f.pubsub != nil {
+		f.pubsub.Close()
+	}
+	f.pubsub = f.client.Subscribe(f.ctx)
+	if err := f.pubsub.Subscribe(f.ctx, f.channel); err != nil {
+		f.fault(err)
+	}
+	return f.pubsub
+}
+
+// healthLoop pings Redis: every HealthInterval while healthy, with backoff
+// while degraded, rejoining the fleet when Redis answers again.
+func (f *Fleet) healthLoop() {
+	defer f.wg.Done()
+	backoff := f.opts.Timeout
+	for {
+		wait := f.opts.HealthInterval
+		if f.degraded.Load() {
+			wait = backoff
+			backoff = min(2*backoff, f.opts.MaxBackoff)
+		} else {
+			backoff = f.opts.Timeout
+		}
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-f.wake:
+			if !f.sleep(f.opts.Timeout) { // a fault just happened: give Redis a moment
+				return
+			}
+		case <-time.After(wait):
+		}
+		ctx, cancel := context.WithTimeout(f.ctx, 10*f.opts.Timeout)
+		err := f.client.Ping(ctx).Err()
+		cancel()
+		switch {
+		case err != nil:
+			f.fault(err)
+		case f.degraded.Load():
+			f.rejoin()
+		default:
+			f.members.Range(func(_, v any) bool { f.sendManual(v.(*member)); return true })
+		}
+		f.sweep()
+	}
+}
+
+// rejoin resynchronises every shared breaker with the fleet. An operator's
+// action not yet acknowledged is applied. Otherwise the fleet's state wins if
+// it has one; a state the replica holds without the fleet is published if
+// the fleet has none: an OPEN it decided while alone (unless a quorum is
+// required), or the fleet's own OPEN, FORCED_OPEN or DISABLED, which Redis
+// lost in a restart or an eviction.
+func (f *Fleet) rejoin() {
+	ctx, cancel := context.WithTimeout(f.ctx, 10*f.opts.Timeout)
+	defer cancel()
+	if err := f.loadScripts(ctx); err != nil {
+		f.fault(err)
+		return
+	}
+	var calls []call
+	pipe := f.client.Pipeline()
+	f.members.Range(func(_, v any) bool {
+		m := v.(*member)
+		b := m.breaker()
+		if b == nil {
+			return true
+		}
+		o := op{m: m, mode: "read", known: m.applied()}
+		snap := b.Snapshot()
+		fromFleet := snap.LastTransition.Reason == breaker.ReasonFleet
+		switch {
+		case m.manual.Load() != nil:
+			o = *m.manual.Load()
+			m.manualQueued.Store(true)
+		case snap.State == breaker.Open && (fromFleet || m.openedWhileDegraded.Load() && f.opts.Quorum <= 1):
+			o.mode, o.state, o.reason, o.openMs = "join", "open", "rejoin", max(snap.RetryAfter.Milliseconds(), 1)
+		case (snap.State == breaker.ForcedOpen || snap.State == breaker.Disabled) && fromFleet:
+			o.mode, o.state, o.reason = "join", snap.State.String(), "rejoin"
+		}
+		cmd := syncScript.EvalSha(ctx, pipe, m.keys, f.opts.KeyTTL.Milliseconds(), f.channel, o.mode, o.state, o.openMs, o.reason, o.known)
+		calls = append(calls, call{o, cmd})
+		return true
+	})
+	if len(calls) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			for _, c := range calls {
+				if c.op.manual {
+					c.op.m.manualQueued.Store(false)
+				}
+			}
+			f.fault(err)
+			return
+		}
+	}
+	for _, c := range calls {
+		c.op.m.openedWhileDegraded.Store(false)
+		if c.op.manual {
+			c.op.m.manual.CompareAndSwap(c.op.pending, nil)
+			c.op.m.manualQueued.Store(false)
+		}
+		if rep, err := parseReply(c.cmd.Val()); err == nil {
+			f.apply(c.op.m, rep, true, true)
+		}
+	}
+	f.stats.resyncs.Add(1)
+	if f.degraded.Swap(false) {
+		since := time.Unix(0, f.degradedSince.Load())
+		if f.stats.degradations.Load() > 0 {
+			f.log.Info("fleet state REJOINED: Redis answers again", "degraded_for", time.Since(since).Round(time.Millisecond), "breakers", len(calls))
+		}
+	}
+}
+
+// sweep forgets breakers that were garbage collected (evicted from their
+// registry).
+func (f *Fleet) sweep() {
+	f.members.Range(func(k, v any) bool {
+		m := v.(*member)
+		m.mu.Lock()
+		if m.breaker() == nil {
+			m.dead = true
+			f.members.CompareAndDelete(k, m)
+		}
+		m.mu.Unlock()
+		return true
+	})
+}
+
+func (f *Fleet) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-f.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,199 @@
+package redisstate_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/internal/redistest"
+	"github.com/breakerbox/breakerbox/redisstate"
+)
+
+func TestAListenerMayCallTheBreakerWhenTheFleetMovesIt(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newReplica(t, srv, "replica-1", t10(50*time.Millisecond), redisstate.Options{})
+	a.fail(10)
+	eventually(t, 5*time.Second, func() bool { return a.b().State() == breaker.HalfOpen }, "the fleet half-opens")
+
+	// replica-2 joins now; its breaker learns HALF_OPEN from the fleet and
+	// its listener makes a call right away (a probe, which asks for a lease).
+	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return !f.Stats().Degraded }, "replica-2 joins")
+	var bp atomic.Pointer[breaker.Breaker] // set once New returns; the fleet may move the breaker before
+	var listenerCalls atomic.Int32
+	b, err := breaker.New(breaker.Config{Name: key, FailureThreshold: 10, OpenTimeout: 50 * time.Millisecond, Sync: f, Logger: quiet,
+		OnTransition: func(tr breaker.Transition) {
+			if tr.To != breaker.HalfOpen {
+				return
+			}
+			for deadline := time.Now().Add(5 * time.Second); bp.Load() == nil && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			bp.Load().Do(context.Background(), func(context.Context) error { return nil })
+			listenerCalls.Add(1)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp.Store(b)
+	eventually(t, 5*time.Second, func() bool { return listenerCalls.Load() > 0 }, "the listener's call returns")
+	done := make(chan error)
+	go func() { done <- f.Close() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs: a fleet goroutine is deadlocked")
+	}
+}
+
+func TestARecreatedBreakerTakesTheFleetsOpenState(t *testing.T) {
+	srv := redistest.Start(t)
+	f := newFleet(t, srv, 2, t10(time.Minute), redisstate.Options{})
+	f[0].fail(10)
+	f.wantState(t, breaker.Open, "10 failures")
+	f[1].reg.Remove(key) // a reload with new settings re-creates the breaker
+	eventually(t, 5*time.Second, func() bool { return f[1].b().State() == breaker.Open }, "the re-created breaker learns the fleet is OPEN")
+}
+
+func TestAStreakEndsAcrossReplicasAfterRedisLostTheKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := breaker.Config{FailureThreshold: 5, OpenTimeout: time.Minute}
+	f := newFleet(t, srv, 2, cfg, redisstate.Options{})
+	f[0].fail(5)
+	f.wantState(t, breaker.Open, "5 failures")
+	f[0].b().Reset()
+	f.wantState(t, breaker.Closed, "reset")
+	hash := "breakerbox:{" + key + "}"
+	srv.Client().Del(context.Background(), hash, hash+":r", hash+":l")
+
+	f[0].fail(1)
+	eventually(t, 5*time.Second, func() bool { return f[1].b().Snapshot().FleetStreak }, "replica-2 hears of the new streak")
+	f[1].succeed(1) // ends it
+	eventually(t, 5*time.Second, func() bool { return streak(srv) == 0 }, "the fleet's streak ends")
+	f[0].fail(4)
+	time.Sleep(50 * time.Millisecond) // give a wrong OPEN the time to arrive
+	if got := f[1].b().State(); got != breaker.Closed {
+		t.Fatalf("replica-2 = %v: 1 + 4 failures separated by a success opened the fleet", got)
+	}
+}
+
+func TestResetOfAClosedBreakerResetsTheFleetsStreak(t *testing.T) {
+	srv := redistest.Start(t)
+	f := newFleet(t, srv, 2, t10(time.Minute), redisstate.Options{})
+	f[0].fail(6)
+	eventually(t, 5*time.Second, func() bool { return streak(srv) == 6 }, "6 failures counted")
+	f[1].b().Reset()
+	eventually(t, 5*time.Second, func() bool { return streak(srv) == 0 }, "an operator's reset on replica-2 clears the fleet's count")
+}
+
+func TestAManualActionWhileRedisIsDownIsPublishedOnRejoin(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := redisstate.Options{Timeout: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+	f := newFleet(t, srv, 2, t10(time.Minute), opts)
+	srv.Kill()
+	eventually(t, 5*time.Second, func() bool { return f[0].f.Stats().Degraded }, "replica-1 notices")
+	f[0].b().ForceOpen()
+	srv.Restart()
+	f.wantState(t, breaker.ForcedOpen, "the operator's action reaches the fleet once Redis is back")
+}
+
+// blackhole forwards TCP connections to a server until frozen: then the
+// subscription connections it holds (those that sent SUBSCRIBE) stay open and
+// carry nothing, as behind a lost NAT entry; other and new connections work.
+type blackhole struct {
+	l      net.Listener
+	frozen atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newBlackhole(t *testing.T, target string) *blackhole {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &blackhole{l: l}
+	t.Cleanup(func() {
+		l.Close()
+		h.mu.Lock()
+		for _, c := range h.conns {
+			c.Close()
+		}
+		h.mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			h.mu.Lock()
+			h.conns = append(h.conns, c, up)
+			h.mu.Unlock()
+			frozenAtStart := h.frozen.Load()
+			var sub atomic.Bool
+			pipe := func(dst, src net.Conn) {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(buf)
+					if err != nil {
+						return
+					}
+					if src == c && strings.Contains(strings.ToLower(string(buf[:n])), "subscribe") {
+						sub.Store(true)
+					}
+					if sub.Load() && h.frozen.Load() && !frozenAtStart {
+						continue // swallow: the connection is dead but not closed
+					}
+					if _, err := dst.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	return h
+}
+
+func TestASilentSubscriptionIsNoticedAndReplaced(t *testing.T) {
+	srv := redistest.Start(t)
+	hole := newBlackhole(t, srv.Addr())
+	a := newReplica(t, srv, "replica-1", t10(time.Minute), redisstate.Options{})
+	fb, err := redisstate.New(redisstate.Options{URL: "redis://" + hole.l.Addr().String() + "/0", Replica: "replica-2",
+		HealthInterval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	eventually(t, 5*time.Second, func() bool { return !fb.Stats().Degraded }, "replica-2 joins")
+	b, err := breaker.New(breaker.Config{Name: key, FailureThreshold: 10, OpenTimeout: time.Minute, Sync: fb, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One round trip of the fleet while the link is sound.
+	a.fail(10)
+	eventually(t, 5*time.Second, func() bool { return b.State() == breaker.Open }, "replica-2 learns the first OPEN")
+	a.b().Reset()
+	eventually(t, 5*time.Second, func() bool { return b.State() == breaker.Closed }, "replica-2 learns the reset")
+	hole.frozen.Store(true) // replica-2's subscription goes silent; commands still work
+	a.fail(10)
+	eventually(t, 10*time.Second, func() bool { return b.State() == breaker.Open }, "replica-2 replaces its dead subscription and learns the OPEN")
+	if fb.Stats().Faults == 0 {
+		t.Fatal("the dead subscription was not noticed as a fault")
+	}
+}
