@@ -3,6 +3,7 @@ package redisstate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -128,10 +129,12 @@ func BenchmarkFailureReport(b *testing.B) {
 	rdb := srv.Client()
 	boom := errors.New("boom")
 	fail := func(context.Context) error { return boom }
+	runs := 0
 	for _, sparse := range []bool{true, false} {
 		name := map[bool]string{true: "sparse", false: "burst"}[sparse]
 		b.Run(name, func(b *testing.B) {
-			key := "failures-" + name
+			runs++ // a fresh key per run: -count and b.N probing run this more than once
+			key := fmt.Sprintf("failures-%s-%d", name, runs)
 			counted := func() uint64 {
 				n, _ := rdb.HGet(context.Background(), "breakerbox:{"+key+"}", "fl").Uint64()
 				return n
