@@ -45,8 +45,40 @@
 //     breaker (a breaker never counts its own rejections).
 //   - an error marked with MarkDeadLetter (a 4xx: the message is bad): the
 //     queue's ordinary dead-letter path, untouched by the gate.
-//   - any other error (a 5xx after the retries, a timeout): Retry, after
-//     Config.RetryDelay, or once the circuit has opened, after its RetryAfter.
+//   - any other error (a 5xx after the retries, a timeout) while the circuit
+//     stays closed: Retry, after Config.RetryDelay, charged to the message's
+//     retry budget (it may be the message's fault).
+//   - the same failure of a HALF_OPEN probe, or with the circuit open once
+//     it failed (it opened the circuit, or came as it opened): Defer with
+//     Verdict.Outage, after the breaker's RetryAfter. The breaker counted the
+//     failure; the message is not charged, so however many probes fail in a
+//     long outage, no healthy message runs out of retries because of it.
+//   - a handler cut short because its context ended (a consumer stopping
+//     past its drain timeout): Defer after RetryDelay, never at once.
+//
+// # A circuit other than the gate's
+//
+// The gate pauses the consumer only while its own circuit is open. A handler
+// that also calls through another breaker (a second service, a shared
+// dependency) gets that breaker's rejection while it is open; the message is
+// deferred by that breaker's RetryAfter, as it should be, but the gate's own
+// circuit is closed, so the consumer keeps fetching: every message is taken,
+// rejected and given back, one delivery each per RetryAfter, for as long as
+// the other circuit stays open. That is no spin (every message waits out its
+// delay), but it is no pause either: it costs a delivery and a broker round
+// trip per message and RetryAfter, and on JetStream with a MaxDeliver, or a
+// queue with a delivery limit, it spends the budget. Gate each consumer on the
+// circuit its messages depend on; a handler that depends on two services
+// should have its messages split per service, or be gated on the one that
+// fails.
+//
+// # Stopping
+//
+// The adapters run handlers on a context that is not cancelled with the
+// consumer's (context.WithoutCancel), for up to a drain timeout: on shutdown
+// they stop fetching, let the calls in flight finish and settle them, so a
+// call to the service is not cut in the middle and sent again. A consumer
+// loop of one's own should do the same.
 //
 // # Using it
 //
@@ -68,7 +100,9 @@
 //		switch v.Action {
 //		case queuegate.Ack:
 //			msg.Ack()
-//		case queuegate.Defer, queuegate.Retry:
+//		case queuegate.Defer: // the outage's: not charged to the message
+//			msg.NackWithDelay(v.Delay)
+//		case queuegate.Retry: // charged: dead-letter once it failed too often
 //			msg.NackWithDelay(v.Delay)
 //		case queuegate.DeadLetter:
 //			msg.Reject()

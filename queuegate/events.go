@@ -76,9 +76,19 @@ type Stats struct {
 	// InFlight is the number of permits given and not yet released.
 	InFlight int
 
-	// Verdicts by action. Deferred counts the messages given back unattempted
-	// because their circuit was open.
+	// Verdicts by action. Deferred counts the messages given back because
+	// of the outage: unattempted because their circuit was open, failed as
+	// a probe or as the circuit opened (OutageFailures among them), or cut
+	// short by a stopping consumer (CutShort among them). Retried counts
+	// only failures charged to the message (the circuit stayed closed).
 	Acked, Deferred, Retried, DeadLettered uint64
+	// OutageFailures counts the deferred messages that were attempted and
+	// failed, as a HALF_OPEN probe or with the circuit open once they
+	// failed: the breaker counted them, the message's budget does not.
+	OutageFailures uint64
+	// CutShort counts the deferred messages whose handler's context ended
+	// before the handler did (a consumer stopping past its drain timeout).
+	CutShort uint64
 }
 
 // Stats returns the gate's counters and mode.
@@ -97,6 +107,9 @@ func (g *Gate) Stats() Stats {
 		Deferred:     g.deferred.Load(),
 		Retried:      g.retried.Load(),
 		DeadLettered: g.deadLetters.Load(),
+
+		OutageFailures: g.outageFailures.Load(),
+		CutShort:       g.cutShort.Load(),
 	}
 	if !g.notFlowing.IsZero() {
 		s.PausedTime += g.clock.Now().Sub(g.notFlowing)
@@ -108,18 +121,26 @@ func (g *Gate) Stats() Stats {
 // observe records that the gate saw its circuit in mode m, and emits an
 // event if that changes the gate's mode. The flowing path reads one atomic
 // word and takes no lock.
+//
+// m was read before the lock, so it may be stale by now: another goroutine
+// may have seen a later transition and recorded it. Under the lock the
+// breaker's state is read again and that, not m, is recorded, so a stale
+// observation never overwrites a fresher one (nor emits a spurious pair of
+// events).
 func (g *Gate) observe(m Mode) {
 	if Mode(g.mode.Load()) == m {
 		return
 	}
 	g.mu.Lock()
+	b := g.breaker()
+	m = modeOf(b, b.State())
 	from := Mode(g.mode.Load())
 	if from == m {
 		g.mu.Unlock()
 		return
 	}
 	g.mode.Store(uint32(m))
-	g.refresh(g.breaker())
+	g.refresh(b)
 	now := g.clock.Now()
 	e := Event{Gate: g.name, From: from, To: m, At: now}
 	switch {

@@ -46,8 +46,8 @@ func Example() {
 		return permit.Run(context.Background(), forward)
 	}
 
-	for range 10 { // the outage: 10 failures open the circuit
-		consume()
+	for range 10 { // the outage: 10 failures open the circuit; the 10th is
+		consume() // charged to the outage (deferred), the 9 before it retried
 	}
 	v := consume()
 	fmt.Printf("while open: %v, back in [60s, 65s]: %v\n", v.Action, v.Delay >= 60*time.Second && v.Delay <= 65*time.Second)
@@ -63,7 +63,8 @@ func Example() {
 	fmt.Println("mode:", gate.Mode())
 
 	s := gate.Stats()
-	fmt.Printf("pauses %d, resumes %d, retried %d, deferred %d, acked %d\n", s.Pauses, s.Resumes, s.Retried, s.Deferred, s.Acked)
+	fmt.Printf("pauses %d, resumes %d, retried %d, deferred %d (outage failures %d), acked %d\n",
+		s.Pauses, s.Resumes, s.Retried, s.Deferred, s.OutageFailures, s.Acked)
 	// Output:
 	// event: paused
 	// while open: defer, back in [60s, 65s]: true
@@ -72,7 +73,7 @@ func Example() {
 	// probe: ack
 	// event: resumed
 	// mode: flowing
-	// pauses 1, resumes 1, retried 10, deferred 1, acked 3
+	// pauses 1, resumes 1, retried 9, deferred 2 (outage failures 1), acked 3
 }
 
 // A message that is bad in itself (the service answered 4xx) goes to the

@@ -90,6 +90,7 @@ type Gate struct {
 
 	admitted, probesAdmitted              atomic.Uint64
 	acked, deferred, retried, deadLetters atomic.Uint64
+	outageFailures, cutShort              atomic.Uint64
 	inFlight                              atomic.Int64
 
 	mu sync.Mutex
@@ -358,11 +359,12 @@ func (p *Permit) Run(ctx context.Context, fn func(context.Context) error) Verdic
 		return p.g.Defer()
 	}
 	var err error
+	probe := p.probe
 	func() {
 		defer p.Release()
 		err = fn(ctx)
 	}()
-	return p.g.judge(ctx, err)
+	return p.g.judge(ctx, err, probe)
 }
 
 // stillAdmits reports whether the circuit still admits the permit's message:
@@ -425,8 +427,9 @@ func (g *Gate) delay(after time.Duration) time.Duration {
 	return max(after, minDelay) + time.Duration(g.rand()*float64(jitter))
 }
 
-// judge turns a handler's error into a verdict.
-func (g *Gate) judge(ctx context.Context, err error) Verdict {
+// judge turns a handler's error into a verdict. probe tells whether the
+// message was a HALF_OPEN probe.
+func (g *Gate) judge(ctx context.Context, err error, probe bool) Verdict {
 	if err == nil {
 		g.acked.Add(1)
 		return Verdict{Action: Ack}
@@ -440,10 +443,15 @@ func (g *Gate) judge(ctx context.Context, err error) Verdict {
 		return g.deferFor(after, err)
 	}
 	if ctx.Err() != nil {
-		// The consumer is stopping: the message was cut short, not judged.
-		// Give it back at once for another consumer.
+		// The handler's context ended first: with the adapters, the
+		// consumer is stopping and its drain timeout ran out. The call
+		// may or may not have reached the service, so the message is
+		// neither judged nor charged; it comes back after RetryDelay,
+		// never at once (an immediate requeue would send it again while
+		// the cut-short call may still be landing).
 		g.deferred.Add(1)
-		return Verdict{Action: Defer, Err: err}
+		g.cutShort.Add(1)
+		return Verdict{Action: Defer, Delay: g.cfg.RetryDelay + g.jitter(), Err: err}
 	}
 	switch a := g.classify(err); a {
 	case Ack:
@@ -453,13 +461,26 @@ func (g *Gate) judge(ctx context.Context, err error) Verdict {
 		g.deadLetters.Add(1)
 		return Verdict{Action: DeadLetter, Err: err}
 	}
-	g.retried.Add(1)
 	b := g.breaker()
-	if s := b.State(); s == breaker.Open || s == breaker.ForcedOpen {
-		// This failure (or a concurrent one) opened the circuit: come
-		// back when a probe may run, not sooner.
-		return Verdict{Action: Retry, Delay: g.delay(b.Snapshot().RetryAfter), Err: err}
+	s := b.State()
+	open := (s == breaker.Open || s == breaker.ForcedOpen) && !b.Snapshot().DryRun
+	if probe || open {
+		// The failure is the outage's, not the message's: a failed
+		// probe (the service is still down), or a failure that opened
+		// the circuit or came as it opened. Charging it to the message
+		// would spend its delivery budget on an outage, once per probe,
+		// and dead-letter healthy messages in a long one. Defer it: back
+		// when a probe may run, not counted against it.
+		g.deferred.Add(1)
+		g.outageFailures.Add(1)
+		g.Mode()
+		delay := g.cfg.RetryDelay + g.jitter()
+		if open {
+			delay = g.delay(b.Snapshot().RetryAfter)
+		}
+		return Verdict{Action: Defer, Delay: delay, Err: err, Outage: true}
 	}
+	g.retried.Add(1)
 	return Verdict{Action: Retry, Delay: g.cfg.RetryDelay + g.jitter(), Err: err}
 }
 

@@ -3,6 +3,7 @@ package queuegate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -346,17 +347,112 @@ func TestFailedProbePausesAgain(t *testing.T) {
 	f.halfOpen()
 	p, _ := f.g.TryAcquire()
 	v := p.Run(context.Background(), f.call(errDown))
-	// The probe was attempted: a real failure, retried once a probe may run
-	// again.
-	if v.Action != queuegate.Retry || v.Delay != time.Minute {
-		t.Fatalf("failed probe: verdict %v after %v, want retry after the 60s open timeout", v.Action, v.Delay)
+	// The probe was attempted and failed: the breaker counted it, but the
+	// failure is the outage's, not the message's. Deferred, not charged,
+	// back once a probe may run again.
+	if v.Action != queuegate.Defer || !v.Outage || v.Delay != time.Minute || !errors.Is(v.Err, errDown) {
+		t.Fatalf("failed probe: verdict %+v, want an outage defer after the 60s open timeout", v)
 	}
 	if _, ok := f.g.TryAcquire(); ok {
 		t.Fatal("reopened circuit admitted a message")
 	}
 	f.wantEvents("paused", "probing", "paused")
-	if s := f.g.Stats(); s.Pauses != 2 || s.Retried != 1 {
-		t.Fatalf("stats %+v, want 2 pauses, 1 retried", s)
+	if s := f.g.Stats(); s.Pauses != 2 || s.Retried != 0 || s.Deferred != 1 || s.OutageFailures != 1 {
+		t.Fatalf("stats %+v, want 2 pauses, 0 retried, 1 deferred as an outage failure", s)
+	}
+}
+
+// A long outage: the same message is the probe again and again, and fails
+// each time. It is never charged a retry, so no retry budget, however small,
+// runs out.
+func TestProbesFailingThroughALongOutageAreNeverCharged(t *testing.T) {
+	f := newFixture(t, breaker.Config{FailureThreshold: 1, OpenTimeout: 100 * time.Millisecond}, queuegate.Config{})
+	f.trip()
+	for i := range 50 { // 50 × the open timeout, 10 × a budget of 5
+		f.clk.Advance(100 * time.Millisecond)
+		p, ok := f.g.TryAcquire()
+		if !ok || !p.Probe() {
+			t.Fatalf("round %d: no probe admitted at HALF_OPEN", i)
+		}
+		if v := p.Run(context.Background(), f.call(errDown)); v.Action != queuegate.Defer || !v.Outage {
+			t.Fatalf("round %d: failed probe judged %+v, want an outage defer", i, v)
+		}
+	}
+	if s := f.g.Stats(); s.Retried != 0 || s.OutageFailures != 50 || s.DeadLettered != 0 {
+		t.Fatalf("stats %+v, want 50 outage failures, nothing retried or dead-lettered", s)
+	}
+}
+
+// The failure that opens the circuit, and those in flight as it opens, are
+// the outage's; the failures before it, with the circuit still closed, may
+// be the message's and are charged.
+func TestFailureThatOpensTheCircuitIsTheOutages(t *testing.T) {
+	f := newFixture(t, breaker.Config{FailureThreshold: 3, OpenTimeout: time.Minute}, queuegate.Config{})
+	var permits []*queuegate.Permit
+	for range 3 {
+		p, _ := f.g.TryAcquire()
+		permits = append(permits, p)
+	}
+	var got []string
+	for _, p := range permits {
+		v := p.Run(context.Background(), f.call(errDown))
+		got = append(got, fmt.Sprintf("%v/%v", v.Action, v.Outage))
+	}
+	if want := "retry/false,retry/false,defer/true"; strings.Join(got, ",") != want {
+		t.Fatalf("verdicts %v, want %s", got, want)
+	}
+	if s := f.g.Stats(); s.Retried != 2 || s.OutageFailures != 1 {
+		t.Fatalf("stats %+v, want 2 retried, 1 outage failure", s)
+	}
+}
+
+// Under concurrent observers of a flapping breaker, the gate's recorded
+// mode ends up the breaker's: an observation read before a transition never
+// overwrites one read after it, and the events alternate consistently.
+func TestStaleObservationNeverOverwritesAFresherOne(t *testing.T) {
+	f := newFixture(t, breaker.Config{FailureThreshold: 1, OpenTimeout: time.Minute}, queuegate.Config{})
+	var events []queuegate.Event
+	var mu sync.Mutex
+	g := mustGate(t, queuegate.Config{Breaker: f.b, Logger: quiet, OnEvent: func(e queuegate.Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Go(func() {
+			for i := 0; i < 100_000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if p, ok := g.TryAcquire(); ok {
+					p.Release()
+				}
+				g.Mode()
+			}
+		})
+	}
+	for range 2000 {
+		f.b.ForceOpen()
+		f.b.Reset()
+	}
+	close(stop)
+	wg.Wait()
+	if s := g.Stats(); s.Mode != queuegate.Flowing { // without asking the breaker again
+		t.Fatalf("gate recorded %v with its breaker closed: a stale observation won", s.Mode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(events); i++ {
+		if events[i].From != events[i-1].To || events[i].From == events[i].To {
+			t.Fatalf("event %d goes %v→%v after %v→%v", i, events[i].From, events[i].To, events[i-1].From, events[i-1].To)
+		}
+	}
+	if n := len(events); n > 0 && events[n-1].To != queuegate.Flowing {
+		t.Fatalf("last event %v→%v with the breaker closed: spurious", events[n-1].From, events[n-1].To)
 	}
 }
 
@@ -412,13 +508,19 @@ func TestCustomClassifierDecides(t *testing.T) {
 	}
 }
 
-func TestStoppingConsumerGivesMessageBackAtOnce(t *testing.T) {
-	f := newFixture(t, breaker.Config{}, queuegate.Config{})
+// A handler cut short by the end of its context (a consumer past its drain
+// timeout) may or may not have reached the service: its message is not
+// charged, and comes back after RetryDelay, never at once.
+func TestHandlerCutShortIsDeferredNotRequeuedAtOnce(t *testing.T) {
+	f := newFixture(t, breaker.Config{}, queuegate.Config{RetryDelay: 2 * time.Second, Jitter: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	p, _ := f.g.TryAcquire()
 	v := p.Run(ctx, func(ctx context.Context) error { cancel(); return ctx.Err() })
-	if v.Action != queuegate.Defer || v.Delay != 0 {
-		t.Fatalf("verdict %v after %v, want defer at once", v.Action, v.Delay)
+	if v.Action != queuegate.Defer || v.Delay != 2500*time.Millisecond {
+		t.Fatalf("verdict %v after %v, want defer after RetryDelay 2s + jitter 0.5s", v.Action, v.Delay)
+	}
+	if s := f.g.Stats(); s.CutShort != 1 || s.Retried != 0 {
+		t.Fatalf("stats %+v, want 1 cut short, nothing retried", s)
 	}
 }
 

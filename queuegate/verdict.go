@@ -12,13 +12,19 @@ type Action uint8
 const (
 	// Ack: the message is done; acknowledge it.
 	Ack Action = iota
-	// Defer: the message was not attempted because its circuit is open.
-	// Give it back to the broker to come back after Verdict.Delay, never at
-	// once; it is no failure of the message.
+	// Defer: the message is given back because of the outage, not
+	// because of anything wrong with it: it was not attempted because its
+	// circuit is open; or it was attempted and failed as a HALF_OPEN probe
+	// or as the circuit opened (Verdict.Outage, with the failure in
+	// Verdict.Err); or its handler was cut short by the end of its context
+	// (a consumer stopping past its drain timeout). Give it back to the
+	// broker to come back after Verdict.Delay, never at once, and do not
+	// count it against the message's delivery or retry budget.
 	Defer
 	// Retry: processing failed for a transient reason (a 5xx after the
-	// retries, a timeout). Give it back to come back after Verdict.Delay;
-	// it counts against the message's delivery budget as usual.
+	// retries, a timeout) while the circuit stayed closed, so the failure
+	// may be the message's own. Give it back to come back after
+	// Verdict.Delay; it counts against the message's retry budget as usual.
 	Retry
 	// DeadLetter: the message itself is bad (a 4xx). Send it down the
 	// queue's dead-letter path; the gate has no part in it.
@@ -46,6 +52,12 @@ type Verdict struct {
 	Action Action
 	Delay  time.Duration
 	Err    error
+	// Outage is set, with Action Defer, when the message was attempted and
+	// failed, but the failure is charged to the outage rather than to the
+	// message: the message was a HALF_OPEN probe, or the circuit was open
+	// once the call failed. The breaker counted the failure; the message's
+	// budget must not.
+	Outage bool
 }
 
 // MarkDeadLetter marks err as a failure of the message itself, one that no retry

@@ -30,10 +30,58 @@
 // short; a transient failure's RetryDelay ahead of them can add to it. A
 // message never comes back early.
 //
-// The header x-queuegate-retries counts the failures of a message (verdict
-// Retry); after MaxRetries the message is dead-lettered instead. Deferrals
-// (not attempted because the circuit was open) are counted apart, in
-// x-queuegate-deferrals, and never lead to a dead letter.
+// The header x-queuegate-retries counts the failures charged to a message
+// (verdict Retry: it failed while its circuit stayed closed); after MaxRetries
+// the message is dead-lettered instead. Everything the outage caused is
+// counted apart, in x-queuegate-deferrals, and never leads to a dead letter:
+// messages not attempted because the circuit was open, failed HALF_OPEN probes,
+// and failures that opened the circuit or came as it opened (queuegate's
+// verdict Defer, with Verdict.Outage for the failures). So however long an
+// outage lasts, and however many probes fail in it, a healthy message is
+// never dead-lettered because of it.
+//
+// # The retry queue must route back
+//
+// The copy is published with the mandatory flag, so a retry queue that does
+// not exist (never declared, or deleted while the consumer runs) makes the
+// broker return the copy instead of dropping it: the consumer then keeps the
+// original (it is not acked; the broker requeues it when Run's channel
+// closes), stops, and Run returns an error that names the retry queue. A
+// deferred message is never acked before its copy is safely in the retry
+// queue.
+//
+// What the mandatory flag cannot catch is a retry queue that exists but does
+// not route back: without x-dead-letter-exchange "" and
+// x-dead-letter-routing-key <the work queue> (or a policy that sets them),
+// expired copies are dropped. Declare it with DeclareRetryQueue, which sets
+// exactly those arguments (durable, classic). At start, Run checks that the
+// retry queue exists and, by redeclaring it with DeclareRetryQueue's
+// arguments, that it was declared with them: a retry queue declared otherwise
+// fails the check with the broker's PRECONDITION_FAILED (set
+// Config.SkipRetryQueueCheck for a retry queue that is deliberately declared
+// another way, e.g. with its dead-lettering set by a policy). A user without
+// the configure permission on the retry queue cannot redeclare it; the check
+// is then skipped.
+//
+// # A circuit other than the gate's
+//
+// The consumer is cancelled only while the gate's own circuit is open. If
+// the handler also calls through another breaker and that one is open, its
+// rejection defers the message, but the consumer keeps consuming: every
+// message is delivered, rejected and republished to the retry queue, one
+// round trip per RetryAfter, for as long as the other circuit stays open. That
+// does not spin, but it is not a pause either. Gate the consumer on the
+// circuit its messages depend on.
+//
+// # Stopping
+//
+// When Run's context ends the consumer is cancelled, and the messages in hand
+// (the handlers running, and the deliveries still on their way) are handled
+// and settled as usual, on a context that is not cancelled with Run's, for up
+// to DrainTimeout: a call to the service is not cut in the middle, which
+// would send the message again on its next delivery. A handler still running
+// at the drain timeout has its context cancelled, and its message goes to the
+// retry queue for the gate's RetryDelay; nothing is requeued at once.
 //
 // # Dead letters
 //
@@ -63,14 +111,18 @@ import (
 
 // Defaults for zero Config fields.
 const (
-	DefaultConcurrency = 8
-	DefaultMaxRetries  = 5
+	DefaultConcurrency  = 8
+	DefaultMaxRetries   = 5
+	DefaultDrainTimeout = 30 * time.Second
 )
 
 // Headers the consumer sets on the copies it republishes to the retry queue.
 const (
 	HeaderRetries   = "x-queuegate-retries"
 	HeaderDeferrals = "x-queuegate-deferrals"
+	// HeaderCopy identifies one republished copy, to match a copy the
+	// broker returns as unroutable.
+	HeaderCopy = "x-queuegate-copy"
 )
 
 // Config configures a Consumer.
@@ -93,9 +145,18 @@ type Config struct {
 	// Concurrency is the most messages handled at once, and the prefetch
 	// while the circuit is closed. 0 means 8.
 	Concurrency int
-	// MaxRetries is how many times a message that fails (verdict Retry) is
-	// retried before it is dead-lettered. 0 means 5.
+	// MaxRetries is how many times a message that fails for a reason
+	// charged to it (verdict Retry) is retried before it is dead-lettered.
+	// Deferrals and failed probes are not charged. 0 means 5.
 	MaxRetries int
+	// DrainTimeout bounds how long Run, once its context is done, lets the
+	// messages in hand finish before it cancels their handlers' context. 0
+	// means 30s.
+	DrainTimeout time.Duration
+	// SkipRetryQueueCheck skips Run's start-up check that the retry queue
+	// was declared with DeclareRetryQueue's arguments. Its existence is
+	// checked regardless.
+	SkipRetryQueueCheck bool
 	// ConsumerTag prefixes the tags of the consumer's subscriptions. ""
 	// means "queuegate-" + Queue.
 	ConsumerTag string
@@ -110,14 +171,21 @@ type Consumer struct {
 	consumes  atomic.Uint64
 	delivered atomic.Uint64
 	requeued  atomic.Uint64
+	exhausted atomic.Uint64
+	returned  atomic.Uint64
+	copies    atomic.Uint64
 }
 
 // Stats counts a Consumer's subscriptions and messages.
 type Stats struct {
 	// Consumes is the number of basic.consume made (one per change of the
-	// gate's mode); Delivered the messages received; Requeued those
-	// republished to the retry queue.
+	// gate's mode); Delivered the messages received (redeliveries
+	// included); Requeued those republished to the retry queue.
 	Consumes, Delivered, Requeued uint64
+	// Exhausted counts the messages dead-lettered because they failed more
+	// than MaxRetries times; Returned the copies the broker returned as
+	// unroutable (each one ends the run).
+	Exhausted, Returned uint64
 }
 
 // New returns a Consumer, or an error naming the first invalid field of cfg.
@@ -135,6 +203,8 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, fmt.Errorf("amqpgate: Config.Concurrency is %d: must be ≥ 1 (0 means %d)", cfg.Concurrency, DefaultConcurrency)
 	case cfg.MaxRetries < 0:
 		return nil, fmt.Errorf("amqpgate: Config.MaxRetries is %d: must be ≥ 1 (0 means %d)", cfg.MaxRetries, DefaultMaxRetries)
+	case cfg.DrainTimeout < 0:
+		return nil, fmt.Errorf("amqpgate: Config.DrainTimeout is %v: must be > 0 (0 means %v)", cfg.DrainTimeout, DefaultDrainTimeout)
 	case cfg.RetryQueue != "" && cfg.RetryQueue == cfg.Queue:
 		return nil, fmt.Errorf("amqpgate: Config.RetryQueue is %q, the work queue itself: set it to a queue of its own (see DeclareRetryQueue)", cfg.RetryQueue)
 	}
@@ -146,6 +216,9 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	if cfg.MaxRetries == 0 {
 		cfg.MaxRetries = DefaultMaxRetries
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	if cfg.ConsumerTag == "" {
 		cfg.ConsumerTag = "queuegate-" + cfg.Queue
@@ -159,27 +232,37 @@ func New(cfg Config) (*Consumer, error) {
 // DeclareRetryQueue declares the retry queue of the work queue queue, named
 // queue + ".retry": durable, without consumers, dead-lettering expired
 // messages through the default exchange back to queue. It returns the retry
-// queue's name.
+// queue's name. It is the recommended way to make a retry queue: Run checks
+// that the retry queue has exactly these arguments (see the package
+// documentation).
 func DeclareRetryQueue(ch *amqp.Channel, queue string) (string, error) {
 	name := queue + ".retry"
-	_, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{
-		"x-dead-letter-exchange":    "",
-		"x-dead-letter-routing-key": queue,
-	})
+	_, err := ch.QueueDeclare(name, true, false, false, false, retryQueueArgs(queue))
 	if err != nil {
 		return "", fmt.Errorf("amqpgate: declaring retry queue %s: %w", name, err)
 	}
 	return name, nil
 }
 
-// Stats returns the consumer's counts.
-func (c *Consumer) Stats() Stats {
-	return Stats{Consumes: c.consumes.Load(), Delivered: c.delivered.Load(), Requeued: c.requeued.Load()}
+func retryQueueArgs(queue string) amqp.Table {
+	return amqp.Table{
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": queue,
+	}
 }
 
-// Run consumes until ctx is done, then waits for the running handlers and
-// returns nil. It returns an error if a channel cannot be opened, a queue is
-// missing, or the connection closes; the caller reconnects and runs again.
+// Stats returns the consumer's counts.
+func (c *Consumer) Stats() Stats {
+	return Stats{Consumes: c.consumes.Load(), Delivered: c.delivered.Load(), Requeued: c.requeued.Load(),
+		Exhausted: c.exhausted.Load(), Returned: c.returned.Load()}
+}
+
+// Run consumes until ctx is done, then cancels the consumer, settles the
+// messages in hand (see DrainTimeout) and returns nil. It returns an error
+// if a channel cannot be opened, a queue is missing, the retry queue was
+// declared with other arguments than DeclareRetryQueue's, the broker returns
+// a copy as unroutable or fails to confirm it, or the connection closes; the
+// caller reconnects and runs again, after a backoff.
 func (c *Consumer) Run(ctx context.Context) error {
 	ch, err := c.cfg.Conn.Channel()
 	if err != nil {
@@ -194,19 +277,39 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err := pub.Confirm(false); err != nil {
 		return fmt.Errorf("amqpgate: publisher confirms: %w", err)
 	}
+	// A copy can come back only before its confirmation, and at most one
+	// per publish in flight (one per handler slot): a buffer that large
+	// never blocks the channel. See requeue.
+	returns := pub.NotifyReturn(make(chan amqp.Return, 2*c.cfg.Concurrency+4))
 	for field, q := range map[string]string{"Queue": c.cfg.Queue, "RetryQueue": c.cfg.RetryQueue} {
 		if err := checkQueue(c.cfg.Conn, q); err != nil {
 			return fmt.Errorf("amqpgate: Config.%s %q: %w (declare it first; see DeclareRetryQueue)", field, q, err)
+		}
+	}
+	if !c.cfg.SkipRetryQueueCheck {
+		if err := checkRetryArgs(c.cfg.Conn, c.cfg.RetryQueue, c.cfg.Queue); err != nil {
+			return fmt.Errorf("amqpgate: Config.RetryQueue %q was not declared with DeclareRetryQueue's arguments (x-dead-letter-exchange \"\", x-dead-letter-routing-key %q, durable), so its expired copies may never come back: %w (redeclare it with DeclareRetryQueue, or set Config.SkipRetryQueueCheck if it routes back another way)",
+				c.cfg.RetryQueue, c.cfg.Queue, err)
 		}
 	}
 
 	gate := c.cfg.Gate
 	slots := make(chan struct{}, c.cfg.Concurrency)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Handlers run on a context of their own: not cancelled with the run's,
+	// but DrainTimeout after it.
+	hctx, cutShort := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutShort()
 	// A channel that closes under us (the connection dropped, the broker
-	// closed it) ends the run, even while it rests in the gate.
+	// closed it) ends the run, even while it rests in the gate; so does a
+	// fault of the retry path.
 	ctx, stopRun := context.WithCancel(ctx)
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(c.cfg.DrainTimeout, cutShort)
+		context.AfterFunc(hctx, func() { t.Stop() })
+	})
+	defer stopDrain()
+	defer wg.Wait()
 	defer stopRun() // before wg.Wait, on every way out
 	var lost atomic.Pointer[amqp.Error]
 	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
@@ -226,7 +329,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		stopRun()
 	})
 	wg.Go(func() { gate.Watch(ctx) })
-	r := &run{c: c, ch: ch, pub: pub, slots: slots, wg: &wg}
+	r := &run{c: c, ch: ch, pub: pub, slots: slots, wg: &wg, hctx: hctx, stop: stopRun,
+		returns: returns, returned: map[string]bool{}}
 
 	for n := 0; ; n++ {
 		p, err := gate.Acquire(ctx) // the consumer rests here while the circuit is open
@@ -235,6 +339,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		if e := lost.Load(); e != nil {
 			return fmt.Errorf("amqpgate: consuming from %s: %w", c.cfg.Queue, e)
+		}
+		if f := r.fault(); f != nil {
+			wg.Wait() // the other messages in hand are settled first
+			return f
 		}
 		if err != nil && ctx.Err() == nil {
 			return err
@@ -257,6 +365,24 @@ func checkQueue(conn *amqp.Connection, queue string) error {
 	return err
 }
 
+// checkRetryArgs redeclares the retry queue with DeclareRetryQueue's
+// arguments, on a channel of its own: the broker answers PRECONDITION_FAILED
+// (and closes that channel) if the queue was declared with others. A user
+// who may not configure the queue cannot tell; that is no error.
+func checkRetryArgs(conn *amqp.Connection, retryQueue, queue string) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	_, err = ch.QueueDeclare(retryQueue, true, false, false, false, retryQueueArgs(queue))
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
+		return nil
+	}
+	return err
+}
+
 // run is one Run's state.
 type run struct {
 	c     *Consumer
@@ -264,6 +390,56 @@ type run struct {
 	pub   *amqp.Channel
 	slots chan struct{}
 	wg    *sync.WaitGroup
+	hctx  context.Context // the handlers' context; see DrainTimeout
+	stop  func()          // ends the run
+
+	mu       sync.Mutex
+	returns  <-chan amqp.Return
+	returned map[string]bool // copies returned and not yet claimed, by HeaderCopy
+	err      error           // the first fault
+}
+
+// fail records a fault of the retry path and ends the run.
+func (r *run) fail(err error) {
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.mu.Unlock()
+	r.stop()
+}
+
+func (r *run) fault() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// wasReturned reports whether the broker returned the copy id. The broker
+// sends basic.return before the confirmation, and the client hands the
+// return to the channel before it reads the confirmation, so once the copy
+// is confirmed its return, if any, is in r.returns or already taken from it.
+func (r *run) wasReturned(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		select {
+		case ret, ok := <-r.returns:
+			if ok {
+				if s, _ := ret.Headers[HeaderCopy].(string); s != "" {
+					r.returned[s] = true
+				}
+				continue
+			}
+		default:
+		}
+		break
+	}
+	if r.returned[id] {
+		delete(r.returned, id)
+		return true
+	}
+	return false
 }
 
 // consume subscribes with the prefetch of the gate's mode, starting with the
@@ -347,24 +523,20 @@ func (r *run) consume(ctx context.Context, first *queuegate.Permit, tag string) 
 	}
 }
 
-// dispatch handles d under p in a handler slot; with no permit, or once ctx
-// is done, it gives d back.
-func (r *run) dispatch(ctx context.Context, d amqp.Delivery, p *queuegate.Permit) {
+// dispatch handles d under p in a handler slot; with no permit, it defers
+// d. Once the run is stopping, the messages in hand are still handled and
+// settled as usual, on the handlers' context (see DrainTimeout).
+func (r *run) dispatch(_ context.Context, d amqp.Delivery, p *queuegate.Permit) {
 	r.slots <- struct{}{} // prefetch bounds the deliveries in hand, so this waits little
+	ctx := r.hctx
 	r.wg.Go(func() {
 		defer func() { <-r.slots }()
-		switch {
-		case ctx.Err() != nil:
-			if p != nil {
-				p.Release()
-			}
-			r.settle(d.Nack(false, true), "nack") // stopping: back at once, for another consumer
-		case p == nil:
+		if p == nil {
 			r.settle(r.requeue(ctx, d, r.c.cfg.Gate.Defer()), "requeue")
-		default:
-			v := p.Run(ctx, func(ctx context.Context) error { return r.c.cfg.Handler(ctx, d) })
-			r.settle(r.apply(ctx, d, v), v.Action.String())
+			return
 		}
+		v := p.Run(ctx, func(ctx context.Context) error { return r.c.cfg.Handler(ctx, d) })
+		r.settle(r.apply(ctx, d, v), v.Action.String())
 	})
 }
 
@@ -380,17 +552,18 @@ func (r *run) apply(ctx context.Context, d amqp.Delivery, v queuegate.Verdict) e
 			r.c.cfg.Logger.Warn("amqpgate: message failed too often; dead-lettering it",
 				slog.String("queue", r.c.cfg.Queue), slog.String("message_id", d.MessageId),
 				slog.Int("max_retries", r.c.cfg.MaxRetries), slog.Any("error", v.Err))
+			r.c.exhausted.Add(1)
 			return d.Nack(false, false)
 		}
-	}
-	if v.Delay == 0 { // the consumer is stopping: back at once, for another consumer
-		return d.Nack(false, true)
 	}
 	return r.requeue(ctx, d, v)
 }
 
 // requeue republishes d to the retry queue to come back after v.Delay, and
-// acks it once the broker has confirmed the copy.
+// acks it once the broker has confirmed the copy and not returned it. If the
+// copy is returned (no retry queue) or not confirmed, d is left unsettled,
+// for the broker to requeue when the run's channel closes, and the run ends
+// with the fault: requeueing d at once would only spin on the same fault.
 func (r *run) requeue(ctx context.Context, d amqp.Delivery, v queuegate.Verdict) error {
 	headers := amqp.Table{}
 	for k, val := range d.Headers {
@@ -401,6 +574,8 @@ func (r *run) requeue(ctx context.Context, d amqp.Delivery, v queuegate.Verdict)
 		key = HeaderRetries
 	}
 	headers[key] = count(d.Headers, key) + 1
+	id := fmt.Sprintf("%s-%p-%d", r.c.cfg.ConsumerTag, r, r.c.copies.Add(1))
+	headers[HeaderCopy] = id
 	mode := d.DeliveryMode
 	if mode == 0 {
 		mode = amqp.Persistent
@@ -408,7 +583,7 @@ func (r *run) requeue(ctx context.Context, d amqp.Delivery, v queuegate.Verdict)
 	ms := max(v.Delay.Milliseconds(), 1)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	conf, err := r.pub.PublishWithDeferredConfirmWithContext(pctx, "", r.c.cfg.RetryQueue, false, false, amqp.Publishing{
+	conf, err := r.pub.PublishWithDeferredConfirmWithContext(pctx, "", r.c.cfg.RetryQueue, true, false, amqp.Publishing{
 		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
 		DeliveryMode: mode, Priority: d.Priority, CorrelationId: d.CorrelationId, ReplyTo: d.ReplyTo,
 		Expiration: strconv.FormatInt(ms, 10), MessageId: d.MessageId, Timestamp: d.Timestamp,
@@ -417,14 +592,18 @@ func (r *run) requeue(ctx context.Context, d amqp.Delivery, v queuegate.Verdict)
 	if err == nil {
 		var ok bool
 		if ok, err = conf.WaitContext(pctx); err == nil && !ok {
-			err = errors.New("broker nacked the copy")
+			err = errors.New("the broker nacked the copy")
 		}
 	}
+	if err == nil && r.wasReturned(id) {
+		r.c.returned.Add(1)
+		err = fmt.Errorf("the broker returned the copy as unroutable: does the retry queue %s exist? (see DeclareRetryQueue)", r.c.cfg.RetryQueue)
+	}
 	if err != nil {
-		// Keep the message rather than lose it: back on the work queue
-		// at once, which costs one delivery.
-		_ = d.Nack(false, true)
-		return fmt.Errorf("republishing to %s: %w", r.c.cfg.RetryQueue, err)
+		err = fmt.Errorf("amqpgate: republishing a message of %s to %s: %w; the message stays on %s",
+			r.c.cfg.Queue, r.c.cfg.RetryQueue, err, r.c.cfg.Queue)
+		r.fail(err)
+		return err
 	}
 	r.c.requeued.Add(1)
 	return d.Ack(false)

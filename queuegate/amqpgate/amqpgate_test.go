@@ -31,7 +31,11 @@ func TestRabbitMQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	declare(t, conn, "inbound", append(chaos.Regions, chaos.ScenarioRegions...)...)
 	t.Run("Chaos", func(t *testing.T) { testChaos(t, conn) })
+	t.Run("Scenarios", func(t *testing.T) { chaos.Scenarios(t, broker(t, conn)) })
+	t.Run("DeletedRetryQueueKeepsTheMessage", func(t *testing.T) { testDeletedRetryQueue(t, conn) })
+	t.Run("RetryQueueWithOtherArguments", func(t *testing.T) { testRetryQueueArgs(t, conn) })
 	t.Run("DeadLetterPauseAndDelayedRequeue", func(t *testing.T) { testDeadLetterPauseAndDelayedRequeue(t, conn) })
 	t.Run("LostConnectionEndsRunWhilePaused", func(t *testing.T) { testLostConnection(t, url) })
 }
@@ -137,9 +141,8 @@ func deadLettered(conn *amqp.Connection, queue string) (int, error) {
 	return q.Messages, err
 }
 
-func testChaos(t *testing.T, conn *amqp.Connection) {
-	declare(t, conn, "inbound", chaos.Regions...)
-	chaos.Run(t, chaos.Broker{
+func broker(t *testing.T, conn *amqp.Connection) chaos.Broker {
+	return chaos.Broker{
 		Name: "rabbitmq",
 		// Handlers running, plus a prefetch's worth pushed to a new
 		// subscription while the old one's are still in hand.
@@ -147,15 +150,123 @@ func testChaos(t *testing.T, conn *amqp.Connection) {
 		Publish: func(ctx context.Context, region string, ids []string) error {
 			return publish(ctx, conn, "inbound."+region, ids)
 		},
-		Consume: func(ctx context.Context, region string, gate *queuegate.Gate, handle func(context.Context, string) error) func() error {
-			_, wait := start(t, ctx, amqpgate.Config{
+		Consume: func(ctx context.Context, region string, gate *queuegate.Gate, handle func(context.Context, string) error, o chaos.Options) chaos.Consumer {
+			c, wait := start(t, ctx, amqpgate.Config{
 				Conn: conn, Queue: "inbound." + region, Gate: gate, Concurrency: concurrency, Logger: quiet,
-				Handler: func(ctx context.Context, d amqp.Delivery) error { return handle(ctx, string(d.Body)) },
+				DrainTimeout: o.DrainTimeout,
+				Handler:      func(ctx context.Context, d amqp.Delivery) error { return handle(ctx, string(d.Body)) },
 			})
-			return wait
+			return chaos.Consumer{
+				Wait:       wait,
+				Fetches:    func() uint64 { return c.Stats().Consumes },
+				Deliveries: func() uint64 { return c.Stats().Delivered },
+			}
 		},
 		DeadLettered: func(context.Context) (int, error) { return deadLettered(conn, "inbound.dead") },
-	})
+	}
+}
+
+func testChaos(t *testing.T, conn *amqp.Connection) {
+	chaos.Run(t, broker(t, conn))
+}
+
+// The retry queue deleted under a running consumer: the copy of a deferred
+// message is returned as unroutable (mandatory), the consumer stops with an
+// error naming the retry queue, and the original stays on the work queue,
+// to be delivered once the retry queue is back.
+func testDeletedRetryQueue(t *testing.T, conn *amqp.Connection) {
+	declare(t, conn, "gone", "us-east-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, _ := breaker.New(breaker.Config{Name: "genesys/us-east-1", Logger: quiet})
+	gate, _ := queuegate.New(queuegate.Config{Breaker: b, Logger: quiet, MinDelay: 50 * time.Millisecond, Jitter: 10 * time.Millisecond})
+	other, _ := breaker.New(breaker.Config{Name: "other", FailureThreshold: 1, OpenTimeout: time.Hour, Logger: quiet})
+	other.Do(ctx, func(context.Context) error { return errors.New("down") }) // open: every message is deferred
+	handled := make(chan string, 10)
+	handler := func(ctx context.Context, d amqp.Delivery) error {
+		if err := other.Do(ctx, func(context.Context) error { return nil }); err != nil {
+			return err
+		}
+		handled <- string(d.Body)
+		return nil
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	c, wait := start(t, ctx, amqpgate.Config{Conn: conn, Queue: "gone.us-east-1", Gate: gate, Logger: quiet, Handler: handler})
+	// Wait until the consumer is subscribed (it checked the retry queue at
+	// start), then delete the retry queue under it.
+	for c.Stats().Consumes == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := ch.QueueDelete("gone.us-east-1.retry", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(ctx, conn, "gone.us-east-1", []string{"kept-1"}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait()
+	if err == nil || !strings.Contains(err.Error(), "returned the copy as unroutable") || !strings.Contains(err.Error(), "gone.us-east-1.retry") {
+		t.Fatalf("Run returned %v, want an error about the unroutable copy naming the retry queue", err)
+	}
+	if s := c.Stats(); s.Returned != 1 || s.Requeued != 0 {
+		t.Fatalf("stats %+v, want 1 returned, 0 requeued", s)
+	}
+	// The original is still on the work queue.
+	for {
+		if n, _ := deadLettered(conn, "gone.us-east-1"); n == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the message is not back on the work queue: lost")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A restart without the retry queue fails at once; with it back, the
+	// message is delivered once the other circuit closes.
+	if _, wait := start(t, ctx, amqpgate.Config{Conn: conn, Queue: "gone.us-east-1", Gate: gate, Logger: quiet, Handler: handler}); wait() == nil {
+		t.Fatal("Run started without its retry queue")
+	}
+	if _, err := amqpgate.DeclareRetryQueue(ch, "gone.us-east-1"); err != nil {
+		t.Fatal(err)
+	}
+	other.Reset()
+	runCtx, stop := context.WithCancel(ctx)
+	_, wait = start(t, runCtx, amqpgate.Config{Conn: conn, Queue: "gone.us-east-1", Gate: gate, Logger: quiet, Handler: handler})
+	if id := <-handled; id != "kept-1" {
+		t.Fatalf("handled %s, want kept-1", id)
+	}
+	stop()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A retry queue that exists but was declared without DeclareRetryQueue's
+// dead-lettering would drop its expired copies: Run refuses to start.
+func testRetryQueueArgs(t *testing.T, conn *amqp.Connection) {
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclare("noroute.us-east-1", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("noroute.us-east-1.retry", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := breaker.New(breaker.Config{Name: "genesys/us-east-1", Logger: quiet})
+	gate, _ := queuegate.New(queuegate.Config{Breaker: b, Logger: quiet})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, wait := start(t, ctx, amqpgate.Config{Conn: conn, Queue: "noroute.us-east-1", Gate: gate, Logger: quiet,
+		Handler: func(context.Context, amqp.Delivery) error { return nil }})
+	if err := wait(); err == nil || !strings.Contains(err.Error(), "not declared with DeclareRetryQueue's arguments") {
+		t.Fatalf("Run returned %v, want the retry queue's arguments refused", err)
+	}
 }
 
 // A 4xx goes to the work queue's dead-letter exchange, a success is acked;

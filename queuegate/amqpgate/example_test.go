@@ -16,6 +16,11 @@ import (
 
 // One region's consumer on a quorum queue with a dead-letter exchange, and
 // the retry queue that brings deferred messages back after their delay.
+//
+// The example needs a RabbitMQ node, so it is compiled but not run (no
+// Output): an example function cannot take the *testing.T that package
+// brokertest needs to start and clean up a node of its own. The tests of this
+// package run the same code against a real node.
 func Example() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()

@@ -1,8 +1,10 @@
 package natsgate_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"net/http"
 	"os/signal"
@@ -15,11 +17,17 @@ import (
 	"github.com/breakerbox/breakerbox/httpbreaker"
 	"github.com/breakerbox/breakerbox/queuegate"
 	"github.com/breakerbox/breakerbox/queuegate/natsgate"
+	"github.com/breakerbox/breakerbox/retry"
 )
 
 // One region's consumer: messages on inbound.eu-west-1 are posted to the
 // region's API through the region's breaker; while it is open the consumer
 // stops pulling.
+//
+// The example needs a nats-server and a network API, so it is compiled but
+// not run (no Output): an example function cannot take the *testing.T that
+// package brokertest needs to start and clean up a broker of its own. The
+// tests of this package run the same code against a real server.
 func Example() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
@@ -34,6 +42,7 @@ func Example() {
 		Durable:       "forwarder-eu-west-1",
 		FilterSubject: "inbound.eu-west-1",
 		AckPolicy:     jetstream.AckExplicitPolicy,
+		MaxDeliver:    -1, // see the package documentation: natsgate keeps the retry budget
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -42,7 +51,8 @@ func Example() {
 	reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Profiles: map[string]breaker.Config{
 		"genesys": {FailureThreshold: 10, HalfOpenSuccesses: 3}, // T10
 	}})
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithKey(httpbreaker.GenesysRegion))}
+	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithKey(httpbreaker.GenesysRegion),
+		httpbreaker.WithRetry(retry.Policy{}))}
 	gate, err := queuegate.New(queuegate.Config{Registry: reg, Key: "genesys/eu-west-1"})
 	if err != nil {
 		log.Fatal(err)
@@ -53,10 +63,22 @@ func Example() {
 		Gate:       gate,
 		DeadLetter: natsgate.DeadLetterTo(js, "dead.inbound.eu-west-1"),
 		Handler: func(ctx context.Context, msg jetstream.Msg) error {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost,
-				"https://api.mypurecloud.ie/api/v2/conversations/messages/inbound/open", nil)
-			resp, err := client.Do(req) // a rejection while open defers the message
+			// bytes.NewReader sets GetBody, so the retry layer can resend it.
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+				"https://api.mypurecloud.ie/api/v2/conversations/messages/inbound/open", bytes.NewReader(msg.Data()))
 			if err != nil {
+				return queuegate.MarkDeadLetter(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			if md, err := msg.Metadata(); err == nil {
+				// The retry layer retries a POST only with an idempotency
+				// key; the API deduplicates on it.
+				req.Header.Set("Idempotency-Key", fmt.Sprintf("inbound-%d", md.Sequence.Stream))
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				// errors.Is(err, breaker.ErrOpen): the open circuit's
+				// rejection, deferred; anything else a failure.
 				return err
 			}
 			resp.Body.Close()

@@ -10,14 +10,54 @@
 // would redeliver at once. A message that failed for its own reasons goes to
 // the dead-letter path (Term, or a dead-letter subject with DeadLetterTo).
 //
-// # The JetStream consumer
+// # The JetStream consumer: MaxDeliver -1
 //
-// Use a durable pull consumer with AckPolicy explicit and MaxAckPending of at
-// least Concurrency. Each deferral is a delivery, so MaxDeliver, if set, needs
-// room for a few per outage: a message is deferred only when it was in hand as
-// the circuit opened, or when a rejection came from another circuit than the
-// gate's. For one gate per region, give each region its own subject (e.g.
+// Use a durable pull consumer with AckPolicy explicit, MaxAckPending of at
+// least Concurrency, and MaxDeliver -1 (unlimited, JetStream's default).
+//
+// JetStream counts every delivery against MaxDeliver, the ones that follow a
+// NakWithDelay included, and a consumer has no way to give a delivery back.
+// The gate keeps the count low (nothing is fetched while the circuit is
+// open), but an outage still costs deliveries that are no fault of the
+// messages: each failed HALF_OPEN probe is one delivery of the message that
+// was the probe (and the next probe is often the same message, the first to
+// come back), and each message in hand as the circuit opens is one more. In
+// an outage longer than MaxDeliver × OpenTimeout a finite MaxDeliver would
+// end a healthy message: JetStream stops delivering it and it is lost, or
+// dead-lettered by whatever watches the max-deliveries advisory. So the
+// retry budget of a message is kept by natsgate instead, in Config.MaxRetries:
+// it counts only the failures charged to the message (verdict Retry: the
+// circuit stayed closed), never deferrals nor failed probes (queuegate's
+// Defer, Verdict.Outage), and sends a message that exhausts it down the
+// dead-letter path. Run logs a warning when the consumer has a MaxDeliver.
+//
+// The count lives in the consumer's memory, keyed by the message's stream
+// sequence: after a restart, or on another replica, a message starts again
+// from zero. That errs on the side of more retries, never of a lost message.
+//
+// For one gate per region, give each region its own subject (e.g.
 // "inbound.<region>") and its own consumer filtered on it.
+//
+// # A circuit other than the gate's
+//
+// The gate pauses the consumer only while its own circuit is open. If the
+// handler also calls through another breaker (a second service, a shared
+// dependency) and that one is open, its rejection defers the message
+// (NakWithDelay of that breaker's RetryAfter plus jitter), but the consumer
+// keeps fetching: every message is fetched, rejected and given back, one
+// delivery each per RetryAfter, for as long as the other circuit stays open.
+// That does not spin, but it is not a pause either. Gate the consumer on the
+// circuit its messages depend on, or give the other dependency a consumer of
+// its own.
+//
+// # Stopping
+//
+// When Run's context ends the consumer stops fetching and lets the handlers
+// in flight finish, for up to DrainTimeout, on a context that is not
+// cancelled with Run's (so a call to the service is not cut in the middle,
+// which would send the message again on its next delivery). A handler still
+// running at the drain timeout has its context cancelled; its message comes
+// back after the gate's RetryDelay, never at once.
 //
 // nats-server 2.11 can pause a consumer on the server (PauseConsumer); this
 // package does not need it, since not fetching is pause enough for a pull
@@ -29,6 +69,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,9 +82,15 @@ import (
 
 // Defaults for zero Config fields.
 const (
-	DefaultConcurrency = 8
-	DefaultFetchWait   = time.Second
+	DefaultConcurrency  = 8
+	DefaultFetchWait    = time.Second
+	DefaultMaxRetries   = 5
+	DefaultDrainTimeout = 30 * time.Second
 )
+
+// maxTracked bounds the failure counts kept in memory; past it the oldest
+// are forgotten (those messages get more retries, never fewer).
+const maxTracked = 100_000
 
 // Config configures a Consumer.
 type Config struct {
@@ -66,6 +113,15 @@ type Config struct {
 	// dead-letter path. nil means msg.Term(), which stops its redelivery
 	// and emits JetStream's terminated advisory. See DeadLetterTo.
 	DeadLetter func(ctx context.Context, msg jetstream.Msg, err error) error
+	// MaxRetries is how many times a message that fails for a reason
+	// charged to it (verdict Retry) is retried before it goes down the
+	// dead-letter path. Deferrals and failed probes are not charged. 0
+	// means 5. See the package documentation on MaxDeliver.
+	MaxRetries int
+	// DrainTimeout bounds how long Run, once its context is done, lets the
+	// handlers in flight finish before it cancels their context. 0 means
+	// 30s.
+	DrainTimeout time.Duration
 	// Logger receives errors of fetches and acknowledgements. nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -73,16 +129,24 @@ type Config struct {
 
 // Consumer is a gated JetStream pull consumer.
 type Consumer struct {
-	cfg     Config
-	fetches atomic.Uint64
-	msgs    atomic.Uint64
+	cfg       Config
+	fetches   atomic.Uint64
+	msgs      atomic.Uint64
+	exhausted atomic.Uint64
+
+	mu       sync.Mutex
+	failures map[uint64]int // stream sequence → failures charged so far
+	order    []uint64       // insertion order of failures, to bound it
 }
 
 // Stats counts a Consumer's pull requests and messages.
 type Stats struct {
 	// Fetches is the number of pull requests made; Messages the messages
-	// they returned.
+	// they returned (redeliveries included).
 	Fetches, Messages uint64
+	// Exhausted counts the messages sent down the dead-letter path because
+	// they failed more than MaxRetries times.
+	Exhausted uint64
 }
 
 // New returns a Consumer, or an error naming the first invalid field of cfg.
@@ -98,6 +162,16 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, fmt.Errorf("natsgate: Config.Concurrency is %d: must be ≥ 1 (0 means %d)", cfg.Concurrency, DefaultConcurrency)
 	case cfg.FetchWait < 0:
 		return nil, fmt.Errorf("natsgate: Config.FetchWait is %v: must be > 0 (0 means %v)", cfg.FetchWait, DefaultFetchWait)
+	case cfg.MaxRetries < 0:
+		return nil, fmt.Errorf("natsgate: Config.MaxRetries is %d: must be ≥ 1 (0 means %d)", cfg.MaxRetries, DefaultMaxRetries)
+	case cfg.DrainTimeout < 0:
+		return nil, fmt.Errorf("natsgate: Config.DrainTimeout is %v: must be > 0 (0 means %v)", cfg.DrainTimeout, DefaultDrainTimeout)
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = DefaultMaxRetries
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = DefaultConcurrency
@@ -111,21 +185,34 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.DeadLetter == nil {
 		cfg.DeadLetter = func(_ context.Context, msg jetstream.Msg, _ error) error { return msg.Term() }
 	}
-	return &Consumer{cfg: cfg}, nil
+	return &Consumer{cfg: cfg, failures: map[uint64]int{}}, nil
 }
 
 // Stats returns the consumer's counts.
 func (c *Consumer) Stats() Stats {
-	return Stats{Fetches: c.fetches.Load(), Messages: c.msgs.Load()}
+	return Stats{Fetches: c.fetches.Load(), Messages: c.msgs.Load(), Exhausted: c.exhausted.Load()}
 }
 
-// Run consumes until ctx is done, then waits for the running handlers and
-// returns nil. It returns early only if the consumer is gone for good (its
-// stream or consumer was deleted).
+// Run consumes until ctx is done, then stops fetching, lets the running
+// handlers finish (see DrainTimeout) and returns nil. It returns early only
+// if the consumer is gone for good (its stream or consumer was deleted).
 func (c *Consumer) Run(ctx context.Context) error {
 	gate, conc := c.cfg.Gate, c.cfg.Concurrency
+	if info := c.cfg.Consumer.CachedInfo(); info != nil && info.Config.MaxDeliver > 0 {
+		c.cfg.Logger.Warn("natsgate: the consumer has MaxDeliver set; JetStream counts every delivery against it, failed probes and deferrals included, so a long outage can end healthy messages: set MaxDeliver -1 and let Config.MaxRetries bound the failures",
+			slog.String("gate", gate.Name()), slog.String("consumer", info.Name), slog.Int("max_deliver", info.Config.MaxDeliver))
+	}
 	slots := make(chan struct{}, conc) // a token per running handler
 	var wg sync.WaitGroup
+	// Handlers run on a context of their own: not cancelled with ctx, but
+	// DrainTimeout after it.
+	hctx, cutShort := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutShort()
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(c.cfg.DrainTimeout, cutShort)
+		context.AfterFunc(hctx, func() { t.Stop() })
+	})
+	defer stopDrain()
 	defer wg.Wait()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch() // before wg.Wait, on every way out
@@ -173,7 +260,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				c.msgs.Add(1)
 				wg.Go(func() {
 					defer func() { <-slots }()
-					c.handle(ctx, p, msg)
+					c.handle(hctx, p, msg)
 				})
 			}
 			err = batch.Error()
@@ -181,6 +268,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		for _, p := range permits[n:] {
 			p.Release()
 			<-slots
+		}
+		if ctx.Err() != nil {
+			return nil // the messages fetched are handled; fetch no more
 		}
 		if err == nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
 			failures = 0
@@ -203,33 +293,84 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // handle runs the handler for msg under p and settles msg by the verdict.
+// ctx is the handlers' context, which outlives Run's by the drain timeout.
 func (c *Consumer) handle(ctx context.Context, p *queuegate.Permit, msg jetstream.Msg) {
-	if ctx.Err() != nil {
-		// Fetched as the consumer stopped: give it back for another.
-		p.Release()
-		c.settle(msg.Nak(), msg, "nak")
-		return
-	}
 	v := p.Run(ctx, func(ctx context.Context) error { return c.cfg.Handler(ctx, msg) })
+	var seq uint64
+	if md, err := msg.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	sctx := context.WithoutCancel(ctx) // settle even past the drain timeout
 	switch v.Action {
 	case queuegate.Ack:
+		c.forget(seq)
 		// Wait for the server's confirmation, so that a success is not
 		// delivered again after the consumer stops.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		actx, cancel := context.WithTimeout(sctx, 5*time.Second)
 		c.settle(msg.DoubleAck(actx), msg, "ack")
 		cancel()
-	case queuegate.Defer, queuegate.Retry:
-		if v.Delay > 0 {
-			c.settle(msg.NakWithDelay(v.Delay), msg, "nak")
-		} else {
-			c.settle(msg.Nak(), msg, "nak")
+	case queuegate.Defer:
+		// The outage's, not the message's: nothing charged.
+		c.settle(msg.NakWithDelay(c.delay(v)), msg, "nak")
+	case queuegate.Retry:
+		if n := c.charge(seq); n > c.cfg.MaxRetries {
+			c.cfg.Logger.Warn("natsgate: message failed too often; dead-lettering it",
+				slog.String("gate", c.cfg.Gate.Name()), slog.String("subject", msg.Subject()),
+				slog.Int("max_retries", c.cfg.MaxRetries), slog.Any("error", v.Err))
+			c.exhausted.Add(1)
+			c.deadLetter(sctx, msg, seq, fmt.Errorf("failed %d times: %w", n, v.Err))
+			return
 		}
+		c.settle(msg.NakWithDelay(c.delay(v)), msg, "nak")
 	case queuegate.DeadLetter:
-		if err := c.cfg.DeadLetter(context.WithoutCancel(ctx), msg, v.Err); err != nil {
-			// Not on the dead-letter path: keep it rather than lose it.
-			c.settle(msg.NakWithDelay(time.Second), msg, "nak")
-			c.settle(err, msg, "dead-letter")
+		c.deadLetter(sctx, msg, seq, v.Err)
+	}
+}
+
+func (c *Consumer) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, cause error) {
+	if err := c.cfg.DeadLetter(ctx, msg, cause); err != nil {
+		// Not on the dead-letter path: keep it rather than lose it.
+		c.settle(msg.NakWithDelay(time.Second), msg, "nak")
+		c.settle(err, msg, "dead-letter")
+		return
+	}
+	c.forget(seq)
+}
+
+// delay is v's redelivery delay; never 0, which JetStream would take for a
+// plain Nak.
+func (c *Consumer) delay(v queuegate.Verdict) time.Duration {
+	return max(v.Delay, 10*time.Millisecond)
+}
+
+// charge counts one more failure of the message at seq and returns the
+// count, this one included.
+func (c *Consumer) charge(seq uint64) int {
+	if seq == 0 {
+		return 1
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.failures[seq]
+	if !ok {
+		c.order = append(c.order, seq)
+		for len(c.failures) >= maxTracked && len(c.order) > 0 {
+			delete(c.failures, c.order[0])
+			c.order = c.order[1:]
 		}
+	}
+	n++
+	c.failures[seq] = n
+	return n
+}
+
+// forget drops the failure count of a message that is done.
+func (c *Consumer) forget(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.failures, seq)
+	if len(c.order) > 2*len(c.failures)+1024 { // compact the forgotten
+		c.order = slices.DeleteFunc(c.order, func(s uint64) bool { _, ok := c.failures[s]; return !ok })
 	}
 }
 

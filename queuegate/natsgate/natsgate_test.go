@@ -52,7 +52,10 @@ func consumerFor(t *testing.T, js jetstream.JetStream, region string) jetstream.
 		FilterSubject: "inbound." + region,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
-		MaxDeliver:    20, // a message spinning through the outage would run out
+		// Unlimited, as the package documentation asks: JetStream counts
+		// every delivery, failed probes included; natsgate's MaxRetries
+		// bounds the failures charged to a message instead.
+		MaxDeliver:    -1,
 		MaxAckPending: 1000,
 	})
 	if err != nil {
@@ -61,9 +64,8 @@ func consumerFor(t *testing.T, js jetstream.JetStream, region string) jetstream.
 	return c
 }
 
-func TestChaosJetStream(t *testing.T) {
-	_, js := jetStream(t)
-	chaos.Run(t, chaos.Broker{
+func broker(t *testing.T, js jetstream.JetStream) chaos.Broker {
+	return chaos.Broker{
 		Name:     "nats",
 		InFlight: concurrency,
 		Publish: func(ctx context.Context, region string, ids []string) error {
@@ -82,12 +84,13 @@ func TestChaosJetStream(t *testing.T) {
 				return ctx.Err()
 			}
 		},
-		Consume: func(ctx context.Context, region string, gate *queuegate.Gate, handle func(context.Context, string) error) func() error {
+		Consume: func(ctx context.Context, region string, gate *queuegate.Gate, handle func(context.Context, string) error, o chaos.Options) chaos.Consumer {
 			c, err := natsgate.New(natsgate.Config{
-				Consumer:    consumerFor(t, js, region),
-				Gate:        gate,
-				Concurrency: concurrency,
-				FetchWait:   200 * time.Millisecond,
+				Consumer:     consumerFor(t, js, region),
+				Gate:         gate,
+				Concurrency:  concurrency,
+				FetchWait:    200 * time.Millisecond,
+				DrainTimeout: o.DrainTimeout,
 				Handler: func(ctx context.Context, msg jetstream.Msg) error {
 					return handle(ctx, string(msg.Data()))
 				},
@@ -99,7 +102,11 @@ func TestChaosJetStream(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- c.Run(ctx) }()
-			return func() error { return <-done }
+			return chaos.Consumer{
+				Wait:       func() error { return <-done },
+				Fetches:    func() uint64 { return c.Stats().Fetches },
+				Deliveries: func() uint64 { return c.Stats().Messages },
+			}
 		},
 		DeadLettered: func(ctx context.Context) (int, error) {
 			s, err := js.Stream(ctx, "DEAD")
@@ -112,7 +119,19 @@ func TestChaosJetStream(t *testing.T) {
 			}
 			return int(info.State.Msgs), nil
 		},
-	})
+	}
+}
+
+func TestChaosJetStream(t *testing.T) {
+	_, js := jetStream(t)
+	chaos.Run(t, broker(t, js))
+}
+
+// The scenarios of package chaos: a long outage, shutdown, a message in hand
+// as the circuit opens, two probe slots.
+func TestScenariosJetStream(t *testing.T) {
+	_, js := jetStream(t)
+	chaos.Scenarios(t, broker(t, js))
 }
 
 // A 4xx goes to the dead-letter subject, a success is acked, whatever the

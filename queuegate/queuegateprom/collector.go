@@ -46,7 +46,7 @@ func NewCollector(gates ...*queuegate.Gate) *Collector {
 		pausedTime: prometheus.NewDesc("breakerbox_queue_gate_paused_seconds_total",
 			"Time the queue consumer was not flowing (paused or probing).", g, nil),
 		messages: prometheus.NewDesc("breakerbox_queue_gate_messages_total",
-			"Messages judged by the queue gate, by verdict: ack, defer (not attempted, circuit open), retry, dead_letter.",
+			"Messages judged by the queue gate, by verdict: ack, defer (given back for the outage, not charged to the message: not attempted with the circuit open, a failed probe, a failure that opened the circuit, or cut short by a stopping consumer), retry (a failure charged to the message), dead_letter.",
 			[]string{"gate", "verdict"}, nil),
 		probes: prometheus.NewDesc("breakerbox_queue_gate_probes_total",
 			"Messages admitted as half-open probes.", g, nil),

@@ -24,7 +24,7 @@ func TestCollectorExportsPausesAndVerdicts(t *testing.T) {
 	b, _ := breaker.New(breaker.Config{Name: "genesys/eu-west-1", FailureThreshold: 1, OpenTimeout: time.Minute, Clock: clk, Logger: quiet})
 	g, _ := queuegate.New(queuegate.Config{Breaker: b, Logger: quiet})
 	p, _ := g.TryAcquire()
-	p.Run(context.Background(), func(ctx context.Context) error {
+	p.Run(context.Background(), func(ctx context.Context) error { // opens the circuit: the outage's, deferred
 		return b.Do(ctx, func(context.Context) error { return errors.New("503") })
 	})
 	g.Defer()
@@ -44,12 +44,12 @@ breakerbox_queue_gate_pauses_total{gate="genesys/eu-west-1"} 1
 # HELP breakerbox_queue_gate_paused_seconds_total Time the queue consumer was not flowing (paused or probing).
 # TYPE breakerbox_queue_gate_paused_seconds_total counter
 breakerbox_queue_gate_paused_seconds_total{gate="genesys/eu-west-1"} 30
-# HELP breakerbox_queue_gate_messages_total Messages judged by the queue gate, by verdict: ack, defer (not attempted, circuit open), retry, dead_letter.
+# HELP breakerbox_queue_gate_messages_total Messages judged by the queue gate, by verdict: ack, defer (given back for the outage, not charged to the message: not attempted with the circuit open, a failed probe, a failure that opened the circuit, or cut short by a stopping consumer), retry (a failure charged to the message), dead_letter.
 # TYPE breakerbox_queue_gate_messages_total counter
 breakerbox_queue_gate_messages_total{gate="genesys/eu-west-1",verdict="ack"} 0
 breakerbox_queue_gate_messages_total{gate="genesys/eu-west-1",verdict="dead_letter"} 0
-breakerbox_queue_gate_messages_total{gate="genesys/eu-west-1",verdict="defer"} 1
-breakerbox_queue_gate_messages_total{gate="genesys/eu-west-1",verdict="retry"} 1
+breakerbox_queue_gate_messages_total{gate="genesys/eu-west-1",verdict="defer"} 2
+breakerbox_queue_gate_messages_total{gate="genesys/eu-west-1",verdict="retry"} 0
 `
 	err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"breakerbox_queue_gate_mode", "breakerbox_queue_gate_pauses_total",
