@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/config"
 	"github.com/breakerbox/breakerbox/redisstate"
@@ -19,11 +20,21 @@ func openFleet(cfg *config.Config, log *slog.Logger) (*redisstate.Fleet, error) 
 	if cfg.State == "memory" {
 		return nil, nil
 	}
+	// go-redis logs every failed dial of its pool; the fleet already says,
+	// once, that Redis is unreachable. Keep the client's lines for debugging.
+	redis.SetLogger(redisLogger{log})
 	f, err := redisstate.New(redisstate.Options{URL: cfg.State, Quorum: cfg.Quorum, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	return f, nil
+}
+
+// redisLogger sends the Redis client's own log lines to slog at DEBUG.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // checkFleet makes an unreachable Redis an error, for check-config.
