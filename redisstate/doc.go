@@ -56,7 +56,9 @@
 // failure-rate policy keeps its window per replica; an OPEN it decides is
 // published to the fleet. Options.Timeout bounds the one wait a call can
 // have on Redis: the lease of a HALF_OPEN probe (100 ms by default), after
-// which the local decision stands.
+// which the local decision stands. While Redis is down, go-redis logs each
+// failed dial through its own global logger (redis.SetLogger); the sidecar
+// sends those lines to DEBUG, since the fleet logs the outage once.
 //
 // # Keys
 //
