@@ -326,6 +326,9 @@ func (c *Config) Service(name string) (*Service, bool) {
 // client checks the rest when it connects.
 func checkRedisURL(raw string) error {
 	u, err := url.Parse(raw)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		return ue.Err // its message holds the whole URL, password included
+	}
 	if err != nil {
 		return err
 	}

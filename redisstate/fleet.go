@@ -89,14 +89,16 @@ type member struct {
 	name string
 	keys []string
 	b    atomic.Pointer[weak.Pointer[breaker.Breaker]]
-	// mu orders what is applied to the breaker: the epoch check and
-	// ApplyFleet happen under it. Background loops wait for it; a caller
-	// asking for a probe lease only tries it (a listener run by ApplyFleet
-	// may call the breaker, which may ask for a lease).
-	mu    sync.Mutex
-	epoch int64 // highest epoch applied; guarded by mu
-	sq    int64 // highest streak sequence applied; guarded by mu
-	dead  bool  // swept: its breaker was collected; guarded by mu
+	// mu guards the fleet's decisions for this breaker (see apply); it is
+	// never held while the breaker runs listeners.
+	mu         sync.Mutex
+	epoch      int64        // highest epoch applied; guarded by mu
+	epochSeen  atomic.Int64 // epoch, for readers that must not wait for mu
+	sq         int64        // highest streak sequence applied; guarded by mu
+	dead       bool         // swept: its breaker was collected; guarded by mu
+	pending    pendingApply // the newest decision not yet applied; guarded by mu
+	hasPending bool         // guarded by mu
+	applying   bool         // a goroutine is applying decisions; guarded by mu
 	// knownEpoch is the epoch outcomes are reported under; -1 means "the
 	// fleet's current one", for a new breaker and after a manual action,
 	// until Redis's reply says which it is.
@@ -136,6 +138,9 @@ func New(opts Options) (*Fleet, error) {
 		queue: make(chan op, opts.QueueSize), wake: make(chan struct{}, 1)}
 	if f.client == nil {
 		ro, err := redis.ParseURL(opts.URL)
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err // its message holds the whole URL, password included
+		}
 		if err != nil {
 			return nil, fmt.Errorf("redisstate: URL %q: %v (want redis://[user:password@]host:port[/db], or rediss:// for TLS)", redact(opts.URL), err)
 		}

@@ -104,15 +104,33 @@ func (f *Fleet) flush(batch []op) {
 		return
 	}
 	for _, c := range calls {
-		rep, err := parseReply(c.cmd.Val())
-		if err != nil {
-			continue
+		src := fromReply
+		if c.op.event == "" {
+			src = fromSync
 		}
-		if c.op.manual {
-			c.op.m.manual.CompareAndSwap(c.op.pending, nil) // acknowledged
-			c.op.m.manualQueued.Store(false)
+		f.settle(c, src)
+	}
+}
+
+// settle applies the reply of one call. The reply to a manual action
+// acknowledges it, unless a newer action replaced it meanwhile: that one is
+// sent now, and this reply is old news.
+func (f *Fleet) settle(c call, src source) {
+	m := c.op.m
+	rep, err := parseReply(c.cmd.Val())
+	if c.op.manual {
+		m.manualQueued.Store(false)
+		if err != nil || c.cmd.Err() != nil {
+			return // not applied: sent again by the health loop or on rejoin
 		}
-		f.apply(c.op.m, rep, c.op.event == "", true)
+		if !m.manual.CompareAndSwap(c.op.pending, nil) {
+			f.sendManual(m)
+			return
+		}
+		src = fromAck
+	}
+	if err == nil && c.cmd.Err() == nil {
+		f.apply(m, rep, src)
 	}
 }
 
@@ -184,7 +202,7 @@ func (f *Fleet) subscribeLoop() {
 				continue
 			}
 			if v, ok := f.members.Load(name); ok {
-				f.apply(v.(*member), rep, false, true)
+				f.apply(v.(*member), rep, fromMessage)
 			}
 		}
 	}
@@ -265,9 +283,9 @@ func (f *Fleet) rejoin() {
 		o := op{m: m, mode: "read", known: m.applied()}
 		snap := b.Snapshot()
 		fromFleet := snap.LastTransition.Reason == breaker.ReasonFleet
-		switch {
-		case m.manual.Load() != nil:
-			o = *m.manual.Load()
+		switch p := m.manual.Load(); {
+		case p != nil:
+			o = *p
 			m.manualQueued.Store(true)
 		case snap.State == breaker.Open && (fromFleet || m.openedWhileDegraded.Load() && f.opts.Quorum <= 1):
 			o.mode, o.state, o.reason, o.openMs = "join", "open", "rejoin", max(snap.RetryAfter.Milliseconds(), 1)
@@ -291,13 +309,7 @@ func (f *Fleet) rejoin() {
 	}
 	for _, c := range calls {
 		c.op.m.openedWhileDegraded.Store(false)
-		if c.op.manual {
-			c.op.m.manual.CompareAndSwap(c.op.pending, nil)
-			c.op.m.manualQueued.Store(false)
-		}
-		if rep, err := parseReply(c.cmd.Val()); err == nil {
-			f.apply(c.op.m, rep, true, true)
-		}
+		f.settle(c, fromSync)
 	}
 	f.stats.resyncs.Add(1)
 	if f.degraded.Swap(false) {

@@ -111,6 +111,7 @@ func TestAManualActionWhileRedisIsDownIsPublishedOnRejoin(t *testing.T) {
 type blackhole struct {
 	l      net.Listener
 	frozen atomic.Bool
+	cut    atomic.Bool // every connection closed, new ones refused
 	mu     sync.Mutex
 	conns  []net.Conn
 }
@@ -134,6 +135,10 @@ func newBlackhole(t *testing.T, target string) *blackhole {
 			c, err := l.Accept()
 			if err != nil {
 				return
+			}
+			if h.cut.Load() {
+				c.Close()
+				continue
 			}
 			up, err := net.Dial("tcp", target)
 			if err != nil {
@@ -195,5 +200,103 @@ func TestASilentSubscriptionIsNoticedAndReplaced(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool { return b.State() == breaker.Open }, "replica-2 replaces its dead subscription and learns the OPEN")
 	if fb.Stats().Faults == 0 {
 		t.Fatal("the dead subscription was not noticed as a fault")
+	}
+}
+
+// setCut cuts every connection through the hole (and refuses new ones), or
+// lets them through again.
+func (h *blackhole) setCut(on bool) {
+	h.cut.Store(on)
+	if on {
+		h.mu.Lock()
+		for _, c := range h.conns {
+			c.Close()
+		}
+		h.conns = nil
+		h.mu.Unlock()
+	}
+}
+
+func TestAListenerMayActOnTheBreakerDuringAFleetTransition(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newReplica(t, srv, "replica-1", t10(time.Minute), redisstate.Options{})
+	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return !f.Stats().Degraded }, "replica-2 joins")
+	var bp atomic.Pointer[breaker.Breaker]
+	b, err := breaker.New(breaker.Config{Name: key, FailureThreshold: 10, OpenTimeout: time.Minute, Sync: f, Logger: quiet,
+		OnTransition: func(tr breaker.Transition) {
+			if tr.Reason == breaker.ReasonFleet && tr.To == breaker.Open && bp.Load() != nil {
+				bp.Load().ForceOpen() // an operator's automation: pin it open
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp.Store(b)
+	a.fail(10)
+	eventually(t, 5*time.Second, func() bool { return a.b().State() == breaker.ForcedOpen && b.State() == breaker.ForcedOpen },
+		"the listener's ForceOpen reaches the fleet")
+	done := make(chan error)
+	go func() { done <- f.Close() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs: a fleet goroutine is deadlocked")
+	}
+}
+
+func TestAStaleManualActionDoesNotUndoANewerFleetOpen(t *testing.T) {
+	srv := redistest.Start(t)
+	hole := newBlackhole(t, srv.Addr())
+	opts := redisstate.Options{Timeout: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, HealthInterval: 50 * time.Millisecond}
+	a := newReplica(t, srv, "replica-2", t10(time.Minute), opts)
+	opts.URL, opts.Replica, opts.Logger = "redis://"+hole.l.Addr().String()+"/0", "replica-1", quiet
+	fc, err := redisstate.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	eventually(t, 5*time.Second, func() bool { return !fc.Stats().Degraded }, "replica-1 joins")
+	cut, err := breaker.New(breaker.Config{Name: key, FailureThreshold: 10, OpenTimeout: time.Minute, Sync: fc, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.b()
+
+	hole.setCut(true)
+	eventually(t, 5*time.Second, func() bool { return fc.Stats().Degraded }, "replica-1 is cut off")
+	cut.Reset() // an operator clears replica-1's streak while it is cut off
+	a.fail(10)  // meanwhile the fleet opens
+	eventually(t, 5*time.Second, func() bool { return a.b().State() == breaker.Open }, "the fleet opens")
+	hole.setCut(false)
+	eventually(t, 5*time.Second, func() bool { return !fc.Stats().Degraded && cut.State() == breaker.Open },
+		"replica-1 rejoins and takes the newer OPEN")
+	time.Sleep(50 * time.Millisecond)
+	if got := a.b().State(); got != breaker.Open {
+		t.Fatalf("replica-2 = %v: replica-1's stale reset undid the fleet's newer OPEN", got)
+	}
+}
+
+func TestQuickSuccessiveManualActionsEndInTheLastOne(t *testing.T) {
+	srv := redistest.Start(t)
+	f := newFleet(t, srv, 2, t10(time.Minute), redisstate.Options{})
+	f[0].b().ForceOpen()
+	f[0].b().Reset()
+	f.wantState(t, breaker.Closed, "ForceOpen then Reset: the fleet ends CLOSED")
+	time.Sleep(100 * time.Millisecond) // a late fleet message must not flip it back
+	f.wantState(t, breaker.Closed, "still CLOSED")
+	ev := f[0].transitions()
+	if last := ev[len(ev)-1]; last.To != breaker.Closed || last.Reason != breaker.ReasonReset {
+		t.Fatalf("replica-1's last transition = %+v, want the operator's reset (no flip-flop from older fleet news)", last)
+	}
+}
+
+func TestNoPasswordInURLErrors(t *testing.T) {
+	_, err := redisstate.New(redisstate.Options{URL: "redis://user:s3cret@host:badport/0"})
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("error %v: want an error without the password", err)
 	}
 }

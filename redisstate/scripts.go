@@ -173,13 +173,14 @@ return reply(1, 0)
 
 // syncScript reads the fleet's state, and optionally changes it.
 // ARGV: ttl, channel, mode, state, open ms, reason, known epoch. Modes:
-// "read"; "force" (an operator's action: always applies); "join" (a state
+// "read"; "force" (an operator's action: applies unless the fleet made a
+// transition the operator had not seen); "join" (a state
 // the replica holds on its own, published only if the fleet has none: the
 // fleet is CLOSED and made no transition the replica has not seen, or it
 // lost its keys).
 var syncScript = redis.NewScript(prelude + `
 local mode, to, open_ms, reason, known = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
-if mode == 'force' and (s.st ~= to or to == 'closed') then
+if mode == 'force' and (s.ep <= known or known < 0) and (s.st ~= to or to == 'closed') then
   transition(to, open_ms, reason)
 elseif mode == 'join' and s.st == 'closed' and s.ep <= known then
   transition(to, open_ms, reason)

@@ -29,7 +29,8 @@ func (f *Fleet) Attach(b *breaker.Breaker) {
 		// A breaker re-created under the same name (a reload, an eviction)
 		// starts over: the fleet's current state applies to it.
 		m.b.Store(&wp)
-		m.epoch, m.sq = 0, 0
+		m.setEpoch(0)
+		m.sq = 0
 		m.knownEpoch.Store(-1)
 		m.denyUntil.Store(0)
 		m.mu.Unlock()
@@ -124,7 +125,7 @@ func (f *Fleet) AcquireProbe(b *breaker.Breaker, probe uint64) (bool, time.Durat
 		f.fault(err)
 		return true, 0
 	}
-	f.apply(m, rep, false, false)
+	f.apply(m, rep, fromReply)
 	if rep.granted {
 		m.denyUntil.Store(0)
 		return true, 0
@@ -149,7 +150,14 @@ func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
 	case breaker.ReasonForcedOpen, breaker.ReasonForcedClosed, breaker.ReasonReset:
 		// Outcomes queued after this action count under the epoch it makes.
 		m.knownEpoch.Store(-1)
-		p := &op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String(), manual: true}
+		// known: the epoch the operator saw; a fleet that moved on since wins
+		// (-1: this follows an action of this replica not yet acknowledged,
+		// whose epoch it cannot know; the later action wins).
+		known := m.applied()
+		if m.manual.Load() != nil {
+			known = -1
+		}
+		p := &op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String(), manual: true, known: known}
 		p.pending = p
 		m.manual.Store(p)
 		if f.degraded.Load() {
@@ -183,10 +191,12 @@ func (f *Fleet) sendManual(m *member) {
 }
 
 // applied returns the highest epoch applied.
-func (m *member) applied() int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.epoch
+func (m *member) applied() int64 { return m.epochSeen.Load() }
+
+// setEpoch records the highest epoch applied. It requires m.mu.
+func (m *member) setEpoch(e int64) {
+	m.epoch = e
+	m.epochSeen.Store(e)
 }
 
 // reply is a script's answer.
@@ -255,39 +265,88 @@ func (f *Fleet) parseMessage(payload string) (name string, r reply, err error) {
 	return key[len(pre) : len(key)-1], r, nil
 }
 
+// source says where a fleet state comes from.
+type source uint8
+
+const (
+	fromMessage source = iota // published on the channel
+	fromReply                 // the reply to a report or a lease
+	fromSync                  // the reply to this replica's own read or join
+	fromAck                   // the reply acknowledging this replica's manual action
+)
+
 // apply brings the local breaker to the fleet's state if the state is newer
 // than what the replica applied last (a higher epoch). Within an epoch, or
 // from a fleet that lost its keys (epoch 0), only news of the fleet's failure
 // streak applies, newest first: a local OPEN decided by this replica's own
-// counts is not undone by a fleet that has not opened. An authoritative
-// reply (to this replica's own sync) also tells the epoch to report under.
-// wait false skips the apply if another is in progress (see member.mu).
-func (f *Fleet) apply(m *member, r reply, authoritative, wait bool) {
-	if wait {
-		m.mu.Lock()
-	} else if !m.mu.TryLock() {
-		return
-	}
-	defer m.mu.Unlock()
+// counts is not undone by a fleet that has not opened. While an operator's
+// action is on its way to Redis, the breaker shows it and only the reply
+// acknowledging it applies.
+//
+// The decision is taken under m.mu; the breaker is moved outside it, by one
+// goroutine at a time, always to the newest decision: ApplyFleet delivers
+// listeners, which may call the breaker and, through it, the fleet.
+func (f *Fleet) apply(m *member, r reply, src source) {
+	m.mu.Lock()
 	b := m.breaker()
-	if b == nil || m.dead {
+	if b == nil || m.dead || src != fromAck && m.manual.Load() != nil {
+		m.mu.Unlock()
 		return
 	}
-	if authoritative {
-		defer func() { m.knownEpoch.Store(m.epoch) }()
-	}
-	if r.epoch > m.epoch {
-		m.epoch, m.sq = r.epoch, max(m.sq, r.sq)
+	next, ok := pendingApply{}, false
+	switch {
+	case r.epoch > m.epoch:
+		m.setEpoch(r.epoch)
+		m.sq = max(m.sq, r.sq)
 		m.knownEpoch.Store(r.epoch)
 		m.denyUntil.Store(0)
 		f.stats.applied.Add(1)
-		b.ApplyFleet(breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak})
-		return
-	}
-	if (r.epoch == m.epoch || r.epoch == 0) && r.sq > m.sq {
+		next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak}, state: true}, true
+	case (r.epoch == m.epoch || r.epoch == 0) && r.sq > m.sq:
 		m.sq = r.sq
 		if r.state == breaker.Closed {
-			b.SetFleetStreak(r.streak)
+			next, ok = pendingApply{fs: breaker.FleetState{State: breaker.Closed, Streak: r.streak}}, true
 		}
 	}
+	if src == fromSync || src == fromAck {
+		m.knownEpoch.Store(m.epoch) // outcomes from now on count under the fleet's current epoch
+	}
+	if !ok {
+		m.mu.Unlock()
+		return
+	}
+	if m.hasPending && m.pending.state && !next.state {
+		m.pending.fs.Streak = next.fs.Streak // keep the state change not yet applied
+	} else {
+		m.pending = next
+	}
+	m.hasPending = true
+	if m.applying {
+		m.mu.Unlock() // the goroutine applying will apply this too
+		return
+	}
+	m.applying = true
+	defer func() {
+		m.applying = false
+		m.mu.Unlock()
+	}()
+	for m.hasPending {
+		p := m.pending
+		m.hasPending = false
+		m.mu.Unlock()
+		func() {
+			defer m.mu.Lock() // also if a listener panics
+			if p.state {
+				b.ApplyFleet(p.fs)
+			} else {
+				b.SetFleetStreak(p.fs.Streak)
+			}
+		}()
+	}
+}
+
+// pendingApply is a decision of apply waiting to be applied to the breaker.
+type pendingApply struct {
+	fs    breaker.FleetState
+	state bool // a new state; otherwise only the streak flag
 }

@@ -56,7 +56,7 @@ func checkFleet(cfg *config.Config) error {
 func redacted(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return raw
+		return "(unparsable URL)"
 	}
 	return u.Redacted()
 }
