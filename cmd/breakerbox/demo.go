@@ -105,7 +105,21 @@ services:
 			drive(ctx, "http://"+pl.Addr().String()+path, &sent, &rejected)
 		}()
 	}
-	err = runServers(ctx, srv, pl, al, "", 2*time.Second, log)
+	// The servers stop once the traffic has: a request cut off by the end of
+	// the tour is not one the shutdown has to wait for.
+	srvCtx, stopServers := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		wg.Wait()
+		stopServers()
+	}()
+	go func() {
+		<-ctx.Done()
+		if context.Cause(ctx) != context.DeadlineExceeded { // Ctrl-C: stop now
+			stopServers()
+		}
+	}()
+	err = runServers(srvCtx, srv, pl, al, "", 2*time.Second, log)
+	stopServers()
 	wg.Wait()
 	fmt.Fprintf(stdout, "\ndemo over: %d requests sent, %d answered at once by an open circuit.\n", sent.Load(), rejected.Load())
 	printStatus(stdout, srv.Circuits())
@@ -115,6 +129,7 @@ services:
 // drive sends a request to url every 100 ms until ctx is done.
 func drive(ctx context.Context, url string, sent, rejected *atomic.Int64) {
 	client := &http.Client{Timeout: 3 * time.Second}
+	defer client.CloseIdleConnections()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
