@@ -174,7 +174,7 @@ return reply(1, 0)
 // syncScript reads the fleet's state, and optionally changes it.
 // ARGV: ttl, channel, mode, state, open ms, reason, known epoch. Modes:
 // "read"; "force" (an operator's action: applies unless the fleet made a
-// transition the operator had not seen); "join" (a state
+// transition the operator had not seen, or always with known -1); "join" (a state
 // the replica holds on its own, published only if the fleet has none: the
 // fleet is CLOSED and made no transition the replica has not seen, or it
 // lost its keys).

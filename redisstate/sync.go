@@ -150,12 +150,12 @@ func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
 	case breaker.ReasonForcedOpen, breaker.ReasonForcedClosed, breaker.ReasonReset:
 		// Outcomes queued after this action count under the epoch it makes.
 		m.knownEpoch.Store(-1)
-		// known: the epoch the operator saw; a fleet that moved on since wins
-		// (-1: this follows an action of this replica not yet acknowledged,
-		// whose epoch it cannot know; the later action wins).
-		known := m.applied()
-		if m.manual.Load() != nil {
-			known = -1
+		// Sent at once, the action is the operator's intent now: it applies
+		// (known -1). Kept for later because Redis is unreachable, it carries
+		// the epoch the operator saw: a fleet that moved on since then wins.
+		known := int64(-1)
+		if f.degraded.Load() {
+			known = m.applied()
 		}
 		p := &op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String(), manual: true, known: known}
 		p.pending = p
