@@ -50,6 +50,9 @@ type FleetState struct {
 	// Streak says the fleet (in Closed) has a failure streak in progress: the
 	// next success here is reported so the fleet-wide streak can end.
 	Streak bool
+	// Reason is why the fleet changed state, if known; the transition
+	// carries it as FleetReason.
+	Reason Reason
 }
 
 // ApplyFleet moves the breaker to the fleet's state. A change of state is a
@@ -62,6 +65,8 @@ func (b *Breaker) ApplyFleet(f FleetState) bool {
 	switch {
 	case f.State != b.state:
 		b.setStateFor(f.State, ReasonFleet, f.OpenFor)
+		b.last.FleetReason = f.Reason
+		b.pending[len(b.pending)-1].FleetReason = f.Reason
 		changed = true
 	case f.State == Open && f.OpenFor > 0:
 		b.armOpen(b.clock.Now(), f.OpenFor)

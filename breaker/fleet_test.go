@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -173,5 +174,29 @@ func TestApplyFleetIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
 	}
 	if msg := h.events[0].Message(); msg != "Circuit breaker OPEN for genesys/eu-west-1: opened by the fleet, next probe in 42s" {
 		t.Fatalf("message = %q", msg)
+	}
+}
+
+func TestAFleetTransitionSaysWhyTheFleetMoved(t *testing.T) {
+	h := newHarness(t, breaker.Config{Name: "genesys/eu-west-1", Sync: &recordingSync{}})
+	h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: time.Minute, Reason: breaker.ReasonFailureThreshold})
+	ev := h.events[0]
+	if ev.FleetReason != breaker.ReasonFailureThreshold || h.b.Snapshot().LastTransition.FleetReason != breaker.ReasonFailureThreshold {
+		t.Fatalf("event %+v: want FleetReason failure_threshold on the event and the snapshot", ev)
+	}
+	want := "Circuit breaker OPEN for genesys/eu-west-1: opened by the fleet (failure_threshold), next probe in 1m0s"
+	if ev.Message() != want {
+		t.Fatalf("message %q, want %q", ev.Message(), want)
+	}
+	if !strings.Contains(h.log.String(), `"fleet_reason":"failure_threshold"`) || !strings.Contains(h.log.String(), `"breaker":"genesys/eu-west-1"`) {
+		t.Fatalf("log lacks the breaker or the fleet's reason:\n%s", h.log)
+	}
+	for r := breaker.ReasonFailureThreshold; r <= breaker.ReasonFleet; r++ {
+		if got, ok := breaker.ParseReason(r.String()); !ok || got != r {
+			t.Fatalf("ParseReason(%q) = %v, %v", r.String(), got, ok)
+		}
+	}
+	if _, ok := breaker.ParseReason("streak"); ok {
+		t.Fatal(`ParseReason("streak") succeeded`)
 	}
 }

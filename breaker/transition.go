@@ -37,6 +37,16 @@ const (
 var reasonNames = [...]string{"", "failure_threshold", "failure_rate", "open_timeout", "probes_succeeded",
 	"probe_failed", "probe_timeout", "forced_open", "forced_closed", "reset", "fleet"}
 
+// ParseReason is the inverse of Reason.String.
+func ParseReason(s string) (Reason, bool) {
+	for i, n := range reasonNames {
+		if n == s && i > 0 {
+			return Reason(i), true
+		}
+	}
+	return 0, false
+}
+
 // String returns the reason in snake case, e.g. "failure_threshold".
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) && r != 0 {
@@ -61,6 +71,9 @@ type Transition struct {
 	Successes int
 	// OpenFor is, when To is Open, how long until a probe is allowed.
 	OpenFor time.Duration
+	// FleetReason is, for ReasonFleet, why the fleet changed state (e.g.
+	// ReasonFailureThreshold on another replica), or 0 if not known.
+	FleetReason Reason
 }
 
 // Message is the human-readable log line for the transition.
@@ -77,7 +90,7 @@ func (t Transition) Message() string {
 		case ReasonProbeTimeout:
 			return fmt.Sprintf("Circuit breaker OPEN for %s again: probe timed out, next probe in %v", t.Name, t.OpenFor)
 		case ReasonFleet:
-			return fmt.Sprintf("Circuit breaker OPEN for %s: opened by the fleet, next probe in %v", t.Name, t.OpenFor.Round(time.Millisecond))
+			return fmt.Sprintf("Circuit breaker OPEN for %s: opened by the fleet%s, next probe in %v", t.Name, t.fleetCause(), t.OpenFor.Round(time.Millisecond))
 		}
 		return fmt.Sprintf("Circuit breaker OPEN for %s (%s)", t.Name, t.Reason)
 	case HalfOpen:
@@ -87,7 +100,7 @@ func (t Transition) Message() string {
 		case ReasonProbesSucceeded:
 			return fmt.Sprintf("Circuit breaker CLOSED for %s — recovered after %d successful probes", t.Name, t.Successes)
 		case ReasonFleet:
-			return fmt.Sprintf("Circuit breaker CLOSED for %s — recovered (closed by the fleet)", t.Name)
+			return fmt.Sprintf("Circuit breaker CLOSED for %s — recovered (closed by the fleet%s)", t.Name, t.fleetCause())
 		}
 		return fmt.Sprintf("Circuit breaker CLOSED for %s (%s)", t.Name, t.Reason)
 	case ForcedOpen:
@@ -96,6 +109,14 @@ func (t Transition) Message() string {
 		return fmt.Sprintf("Circuit breaker DISABLED for %s: calls pass, nothing trips (%s)", t.Name, t.Reason)
 	}
 	return fmt.Sprintf("Circuit breaker %s for %s (%s)", t.To, t.Name, t.Reason)
+}
+
+// fleetCause is " (<fleet reason>)" when known.
+func (t Transition) fleetCause() string {
+	if t.FleetReason == 0 {
+		return ""
+	}
+	return " (" + t.FleetReason.String() + ")"
 }
 
 // Level is the log level of the transition: ERROR when opening, WARN when
@@ -270,6 +291,9 @@ func (b *Breaker) emit(t Transition) {
 		}
 		if t.Calls > 0 {
 			attrs = append(attrs, slog.Int("calls", t.Calls))
+		}
+		if t.FleetReason != 0 {
+			attrs = append(attrs, slog.String("fleet_reason", t.FleetReason.String()))
 		}
 		if t.To == Open {
 			attrs = append(attrs, slog.Duration("open_for", t.OpenFor))

@@ -54,11 +54,17 @@ type TransitionJSON struct {
 	From    string    `json:"from"`
 	To      string    `json:"to"`
 	Reason  string    `json:"reason"`
-	Message string    `json:"message"`
+	// FleetReason is, for reason "fleet", why the fleet of replicas moved.
+	FleetReason string `json:"fleet_reason,omitempty"`
+	Message     string `json:"message"`
 }
 
 func transitionJSON(t breaker.Transition) *TransitionJSON {
-	return &TransitionJSON{Circuit: t.Name, At: t.At, From: t.From.String(), To: t.To.String(), Reason: t.Reason.String(), Message: t.Message()}
+	j := &TransitionJSON{Circuit: t.Name, At: t.At, From: t.From.String(), To: t.To.String(), Reason: t.Reason.String(), Message: t.Message()}
+	if t.FleetReason != 0 {
+		j.FleetReason = t.FleetReason.String()
+	}
+	return j
 }
 
 // Circuits returns every configured circuit, sorted by name.

@@ -169,8 +169,8 @@ func TestFailuresSpreadAcrossReplicasOpenTheCircuitEverywhere(t *testing.T) {
 	for _, r := range f {
 		eventually(t, time.Second, func() bool { return len(r.transitions()) > 0 }, r.name+" delivers its event")
 		ev := r.transitions()
-		if len(ev) != 1 || ev[0].Reason != breaker.ReasonFleet {
-			t.Fatalf("%s: transitions %+v, want one OPEN marked as coming from the fleet", r.name, ev)
+		if len(ev) != 1 || ev[0].Reason != breaker.ReasonFleet || ev[0].FleetReason != breaker.ReasonFailureThreshold {
+			t.Fatalf("%s: transitions %+v, want one OPEN marked as coming from the fleet, for failure_threshold", r.name, ev)
 		}
 		if d := r.b().Snapshot().RetryAfter; d < 50*time.Second || d > time.Minute {
 			t.Fatalf("%s: RetryAfter = %v, want about the 60 s open timeout from Redis's clock", r.name, d)

@@ -8,7 +8,8 @@ import "github.com/redis/go-redis/v9"
 //	<prefix>{<name>}      hash: st (state), ep (epoch), fl (fleet-wide
 //	                      consecutive failures), ou (open until, ms of
 //	                      Redis's clock), sc (successful probes), sq (streak
-//	                      sequence: grows when a streak starts or ends)
+//	                      sequence: grows when a streak starts or ends), rs
+//	                      (reason of the last transition)
 //	<prefix>{<name>}:r    set: replicas that reported the current streak (quorum)
 //	<prefix>{<name>}:l    hash: probe leases, "<replica>:<slot>" → expiry (ms)
 //
@@ -25,7 +26,8 @@ import "github.com/redis/go-redis/v9"
 //	<epoch> <state> <remaining ms> <streak 0|1> <streak seq> <reason> <hash key>
 //
 // and every script returns the same fields as a reply:
-// {granted, retry ms, state, epoch, remaining ms, streak, streak seq}.
+// {granted, retry ms, state, epoch, remaining ms, streak, streak seq,
+// reason of the last transition}.
 const prelude = `
 local K, R, L = KEYS[1], KEYS[2], KEYS[3]
 local T = redis.call('TIME')
@@ -33,13 +35,13 @@ local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local ttl = tonumber(ARGV[1])
 local channel = ARGV[2]
 
-local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq')
+local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs')
 local s = {st = f[1] or 'closed', ep = tonumber(f[2] or '0'), fl = tonumber(f[3] or '0'),
-           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0'), sq = tonumber(f[6] or '0')}
+           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0'), sq = tonumber(f[6] or '0'), rs = f[7] or ''}
 if s.st == 'open' and now >= s.ou then
   -- the open timeout ended: HALF_OPEN, lazily (replicas run their own timers)
-  s.st = 'half_open'
-  redis.call('HSET', K, 'st', 'half_open')
+  s.st, s.rs = 'half_open', 'open_timeout'
+  redis.call('HSET', K, 'st', 'half_open', 'rs', 'open_timeout')
 end
 
 local function remaining()
@@ -68,17 +70,17 @@ end
 local function transition(to, open_ms, reason)
   s.ep = math.max(s.ep + 1, now)
   s.sq = math.max(s.sq + 1, now)
-  s.st, s.fl, s.sc, s.ou = to, 0, 0, 0
+  s.st, s.fl, s.sc, s.ou, s.rs = to, 0, 0, 0, reason
   if to == 'open' then s.ou = now + open_ms end
   redis.call('DEL', K, R, L)
   redis.call('HSET', K, 'st', to, 'ep', string.format('%d', s.ep), 'ou', string.format('%d', s.ou), 'fl', 0, 'sc', 0,
-    'sq', string.format('%d', s.sq))
+    'sq', string.format('%d', s.sq), 'rs', reason)
   touch()
   publish(reason)
 end
 
 local function reply(granted, retry)
-  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq)}
+  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq), s.rs}
 end
 `
 

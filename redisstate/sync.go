@@ -208,11 +208,12 @@ type reply struct {
 	openFor time.Duration
 	streak  bool
 	sq      int64
+	reason  breaker.Reason // why the fleet made its last transition, if known
 }
 
 func parseReply(v any) (reply, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 7 {
+	if !ok || len(a) != 8 {
 		return reply{}, fmt.Errorf("redisstate: unexpected script reply %v", v)
 	}
 	var r reply
@@ -223,6 +224,7 @@ func parseReply(v any) (reply, error) {
 	rem, _ := a[4].(int64)
 	streak, _ := a[5].(int64)
 	sq, _ := a[6].(string)
+	rs, _ := a[7].(string)
 	var err error
 	if r.state, err = breaker.ParseState(st); err != nil {
 		return reply{}, err
@@ -233,6 +235,7 @@ func parseReply(v any) (reply, error) {
 	if r.sq, err = strconv.ParseInt(sq, 10, 64); err != nil {
 		return reply{}, fmt.Errorf("redisstate: bad streak sequence %q in reply", sq)
 	}
+	r.reason, _ = breaker.ParseReason(rs)
 	r.granted, r.retry, r.openFor, r.streak = g == 1, time.Duration(retry)*time.Millisecond, time.Duration(rem)*time.Millisecond, streak == 1
 	return r, nil
 }
@@ -254,6 +257,7 @@ func (f *Fleet) parseMessage(payload string) (name string, r reply, err error) {
 		return "", r, fmt.Errorf("redisstate: malformed remaining time in %q", payload)
 	}
 	r.openFor, r.streak = time.Duration(ms)*time.Millisecond, p[3] == "1"
+	r.reason, _ = breaker.ParseReason(p[5]) // "streak", "rejoin": no transition reason
 	if r.sq, err = strconv.ParseInt(p[4], 10, 64); err != nil {
 		return "", r, fmt.Errorf("redisstate: malformed streak sequence in %q", payload)
 	}
@@ -301,7 +305,7 @@ func (f *Fleet) apply(m *member, r reply, src source) {
 		m.knownEpoch.Store(r.epoch)
 		m.denyUntil.Store(0)
 		f.stats.applied.Add(1)
-		next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak}, state: true}, true
+		next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak, Reason: r.reason}, state: true}, true
 	case (r.epoch == m.epoch || r.epoch == 0) && r.sq > m.sq:
 		m.sq = r.sq
 		if r.state == breaker.Closed {
