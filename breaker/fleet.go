@@ -71,10 +71,7 @@ func (b *Breaker) ApplyFleet(f FleetState) bool {
 	case f.State == Open && f.OpenFor > 0:
 		b.armOpen(b.clock.Now(), f.OpenFor)
 	}
-	if b.state == Closed && b.fleetStreak != f.Streak {
-		b.fleetStreak = f.Streak
-		b.storeWord()
-	}
+	b.setFleetStreak(f.Streak)
 	b.unlockAndDeliver()
 	return changed
 }
@@ -83,9 +80,14 @@ func (b *Breaker) ApplyFleet(f FleetState) bool {
 // streak in progress (see FleetState.Streak). It does nothing in other states.
 func (b *Breaker) SetFleetStreak(on bool) {
 	b.mu.Lock()
+	b.setFleetStreak(on)
+	b.mu.Unlock()
+}
+
+// setFleetStreak is SetFleetStreak for a caller holding b.mu.
+func (b *Breaker) setFleetStreak(on bool) {
 	if b.state == Closed && b.fleetStreak != on {
 		b.fleetStreak = on
 		b.storeWord()
 	}
-	b.mu.Unlock()
 }

@@ -351,6 +351,10 @@ func checkRedisURL(raw string) error {
 	return nil
 }
 
+// StateRedacted is State with a password in its URL hidden, for logs and
+// output.
+func (c *Config) StateRedacted() string { return redactURL(c.State) }
+
 // redactURL hides a password in a URL for error messages.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)

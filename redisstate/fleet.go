@@ -78,8 +78,7 @@ type Fleet struct {
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
 
-	lastFault atomic.Pointer[error]
-	stats     struct {
+	stats struct {
 		reported, dropped, batches, applied, resyncs, degradations, faults atomic.Uint64
 	}
 }
@@ -89,11 +88,11 @@ type member struct {
 	name string
 	keys []string
 	b    atomic.Pointer[weak.Pointer[breaker.Breaker]]
+	cfg  atomic.Pointer[breaker.Config] // the breaker's, for the scripts' thresholds
 	// mu guards the fleet's decisions for this breaker (see apply); it is
 	// never held while the breaker runs listeners.
 	mu         sync.Mutex
-	epoch      int64        // highest epoch applied; guarded by mu
-	epochSeen  atomic.Int64 // epoch, for readers that must not wait for mu
+	epoch      atomic.Int64 // highest epoch applied; written under mu, read anywhere
 	sq         int64        // highest streak sequence applied; guarded by mu
 	dead       bool         // swept: its breaker was collected; guarded by mu
 	pending    pendingApply // the newest decision not yet applied; guarded by mu
@@ -119,11 +118,7 @@ type op struct {
 	// sync
 	mode, state, reason string
 	openMs              int64
-	manual              bool // an operator's action: pending is m.manual's value
-	pending             *op
-	// report parameters
-	threshold, needed int
-	openTimeout       int64
+	pending             *op // an operator's action: m.manual's value when queued
 }
 
 // New connects a Fleet. A malformed URL or invalid option is an error.
@@ -275,12 +270,6 @@ func (f *Fleet) Stats() Stats {
 	return s
 }
 
-// run runs a script by hash, loading it if Redis lost it (a restart).
-func (f *Fleet) run(ctx context.Context, c redis.Scripter, s *redis.Script, keys []string, args ...any) (any, error) {
-	argv := append([]any{f.opts.KeyTTL.Milliseconds(), f.channel}, args...)
-	return s.Run(ctx, c, keys, argv...).Result()
-}
-
 // fault notes a Redis error: the replica decides locally until Redis
 // answers again.
 func (f *Fleet) fault(err error) {
@@ -288,19 +277,12 @@ func (f *Fleet) fault(err error) {
 		return
 	}
 	f.stats.faults.Add(1)
-	f.lastFault.Store(&err)
-	f.setDegraded(err, true)
-}
-
-func (f *Fleet) setDegraded(err error, loud bool) {
 	if f.degraded.Swap(true) {
 		return
 	}
 	f.degradedSince.Store(time.Now().UnixNano())
-	if loud {
-		f.stats.degradations.Add(1)
-		f.log.Error("fleet state DEGRADED: Redis unreachable, breakers decide locally until it returns", "err", err)
-	}
+	f.stats.degradations.Add(1)
+	f.log.Error("fleet state DEGRADED: Redis unreachable, breakers decide locally until it returns", "err", err)
 	select {
 	case f.wake <- struct{}{}:
 	default:

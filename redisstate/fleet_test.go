@@ -15,6 +15,7 @@ import (
 
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/internal/redistest"
+	"github.com/breakerbox/breakerbox/internal/syncbuf"
 	"github.com/breakerbox/breakerbox/redisstate"
 )
 
@@ -29,7 +30,7 @@ type replica struct {
 	name string
 	f    *redisstate.Fleet
 	reg  *breaker.Registry
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 
 	mu     sync.Mutex
 	events []breaker.Transition
@@ -37,7 +38,7 @@ type replica struct {
 
 func newReplica(t *testing.T, srv *redistest.Server, name string, cfg breaker.Config, opts redisstate.Options) *replica {
 	t.Helper()
-	r := &replica{t: t, name: name, logs: &syncBuffer{}}
+	r := &replica{t: t, name: name, logs: &syncbuf.Buffer{}}
 	opts.URL = srv.URL()
 	opts.Replica = name
 	if opts.Logger == nil {
@@ -133,23 +134,6 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool, what stri
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // T10's profile, with a short open timeout so tests wait milliseconds.
@@ -496,7 +480,7 @@ func TestBadOptionsNameTheField(t *testing.T) {
 }
 
 func TestUnreachableRedisStartsDegradedNotBroken(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	f, err := redisstate.New(redisstate.Options{URL: "redis://127.0.0.1:1/0", Timeout: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -577,12 +561,19 @@ func TestCloseWithAPausedRedisDoesNotHangOrLeak(t *testing.T) {
 	srv.Pause()
 	defer srv.Resume()
 	f.fail(3)
+	closeWithin(t, f.f, 5*time.Second)
+	eventually(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before }, "the fleet's goroutines end after Close")
+}
+
+// closeWithin closes f and fails the test if Close takes longer than d: a
+// fleet goroutine deadlocked, or waiting on Redis without a deadline.
+func closeWithin(t *testing.T, f *redisstate.Fleet, d time.Duration) {
+	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- f.f.Close() }()
+	go func() { done <- f.Close() }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close hangs on a paused Redis")
+	case <-time.After(d):
+		t.Fatalf("Close still running after %v", d)
 	}
-	eventually(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before }, "the fleet's goroutines end after Close")
 }

@@ -64,7 +64,9 @@ func (f *Fleet) flush(batch []op) {
 			continue
 		}
 		// Consecutive outcomes of one breaker known under one epoch go in one call.
-		args := []any{f.opts.KeyTTL.Milliseconds(), f.channel, f.opts.Replica, o.known, o.threshold, o.openTimeout, o.needed, f.opts.Quorum}
+		c := o.m.cfg.Load()
+		args := []any{f.opts.KeyTTL.Milliseconds(), f.channel, f.opts.Replica, o.known,
+			c.FailureThreshold, c.OpenTimeout.Milliseconds(), c.HalfOpenSuccesses, f.opts.Quorum}
 		j, run := i, 0
 		for ; j < len(batch) && batch[j].m == o.m && batch[j].event != "" && batch[j].known == o.known; j++ {
 			if batch[j].event == "f" { // a run of failures is one argument
@@ -118,7 +120,7 @@ func (f *Fleet) flush(batch []op) {
 func (f *Fleet) settle(c call, src source) {
 	m := c.op.m
 	rep, err := parseReply(c.cmd.Val())
-	if c.op.manual {
+	if c.op.pending != nil {
 		m.manualQueued.Store(false)
 		if err != nil || c.cmd.Err() != nil {
 			return // not applied: sent again by the health loop or on rejoin
@@ -138,7 +140,7 @@ func (f *Fleet) settle(c call, src source) {
 // Redis as pending again.
 func (f *Fleet) unqueueManual(batch []op) {
 	for _, o := range batch {
-		if o.manual {
+		if o.pending != nil {
 			o.m.manualQueued.Store(false)
 		}
 	}
@@ -299,7 +301,7 @@ func (f *Fleet) rejoin() {
 	if len(calls) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
 			for _, c := range calls {
-				if c.op.manual {
+				if c.op.pending != nil {
 					c.op.m.manualQueued.Store(false)
 				}
 			}

@@ -45,13 +45,7 @@ func TestAListenerMayCallTheBreakerWhenTheFleetMovesIt(t *testing.T) {
 	}
 	bp.Store(b)
 	eventually(t, 5*time.Second, func() bool { return listenerCalls.Load() > 0 }, "the listener's call returns")
-	done := make(chan error)
-	go func() { done <- f.Close() }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close hangs: a fleet goroutine is deadlocked")
-	}
+	closeWithin(t, f, 5*time.Second)
 }
 
 func TestARecreatedBreakerTakesTheFleetsOpenState(t *testing.T) {
@@ -238,13 +232,7 @@ func TestAListenerMayActOnTheBreakerDuringAFleetTransition(t *testing.T) {
 	a.fail(10)
 	eventually(t, 5*time.Second, func() bool { return a.b().State() == breaker.ForcedOpen && b.State() == breaker.ForcedOpen },
 		"the listener's ForceOpen reaches the fleet")
-	done := make(chan error)
-	go func() { done <- f.Close() }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close hangs: a fleet goroutine is deadlocked")
-	}
+	closeWithin(t, f, 5*time.Second)
 }
 
 func TestAStaleManualActionDoesNotUndoANewerFleetOpen(t *testing.T) {

@@ -29,7 +29,9 @@ func (f *Fleet) Attach(b *breaker.Breaker) {
 		// A breaker re-created under the same name (a reload, an eviction)
 		// starts over: the fleet's current state applies to it.
 		m.b.Store(&wp)
-		m.setEpoch(0)
+		cfg := b.Config()
+		m.cfg.Store(&cfg)
+		m.epoch.Store(0)
 		m.sq = 0
 		m.knownEpoch.Store(-1)
 		m.denyUntil.Store(0)
@@ -81,9 +83,7 @@ func (f *Fleet) Report(b *breaker.Breaker, r breaker.Report) {
 	default:
 		return
 	}
-	c := b.Config()
-	f.enqueue(op{m: m, event: ev, known: m.knownEpoch.Load(),
-		threshold: c.FailureThreshold, needed: c.HalfOpenSuccesses, openTimeout: c.OpenTimeout.Milliseconds()})
+	f.enqueue(op{m: m, event: ev, known: m.knownEpoch.Load()})
 }
 
 func (f *Fleet) enqueue(o op) bool {
@@ -111,11 +111,11 @@ func (f *Fleet) AcquireProbe(b *breaker.Breaker, probe uint64) (bool, time.Durat
 			return false, d
 		}
 	}
-	c := b.Config()
+	c := m.cfg.Load()
 	ctx, cancel := context.WithTimeout(f.ctx, f.opts.Timeout)
 	defer cancel()
-	res, err := f.run(ctx, f.client, acquireScript, m.keys,
-		f.opts.Replica, strconv.FormatUint(probe, 10), c.HalfOpenProbes, c.ProbeTimeout.Milliseconds())
+	res, err := acquireScript.Run(ctx, f.client, m.keys, f.opts.KeyTTL.Milliseconds(), f.channel,
+		f.opts.Replica, strconv.FormatUint(probe, 10), c.HalfOpenProbes, c.ProbeTimeout.Milliseconds()).Result()
 	if err != nil {
 		f.fault(err)
 		return true, 0 // a Redis fault is never a call failure
@@ -157,7 +157,7 @@ func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
 		if f.degraded.Load() {
 			known = m.applied()
 		}
-		p := &op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String(), manual: true, known: known}
+		p := &op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String(), known: known}
 		p.pending = p
 		m.manual.Store(p)
 		if f.degraded.Load() {
@@ -191,13 +191,7 @@ func (f *Fleet) sendManual(m *member) {
 }
 
 // applied returns the highest epoch applied.
-func (m *member) applied() int64 { return m.epochSeen.Load() }
-
-// setEpoch records the highest epoch applied. It requires m.mu.
-func (m *member) setEpoch(e int64) {
-	m.epoch = e
-	m.epochSeen.Store(e)
-}
+func (m *member) applied() int64 { return m.epoch.Load() }
 
 // reply is a script's answer.
 type reply struct {
@@ -299,21 +293,21 @@ func (f *Fleet) apply(m *member, r reply, src source) {
 	}
 	next, ok := pendingApply{}, false
 	switch {
-	case r.epoch > m.epoch:
-		m.setEpoch(r.epoch)
+	case r.epoch > m.epoch.Load():
+		m.epoch.Store(r.epoch)
 		m.sq = max(m.sq, r.sq)
 		m.knownEpoch.Store(r.epoch)
 		m.denyUntil.Store(0)
 		f.stats.applied.Add(1)
 		next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak, Reason: r.reason}, state: true}, true
-	case (r.epoch == m.epoch || r.epoch == 0) && r.sq > m.sq:
+	case (r.epoch == m.epoch.Load() || r.epoch == 0) && r.sq > m.sq:
 		m.sq = r.sq
 		if r.state == breaker.Closed {
 			next, ok = pendingApply{fs: breaker.FleetState{State: breaker.Closed, Streak: r.streak}}, true
 		}
 	}
 	if src == fromSync || src == fromAck {
-		m.knownEpoch.Store(m.epoch) // outcomes from now on count under the fleet's current epoch
+		m.knownEpoch.Store(m.epoch.Load()) // outcomes from now on count under the fleet's current epoch
 	}
 	if !ok {
 		m.mu.Unlock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,18 +46,9 @@ func checkFleet(cfg *config.Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := f.Ping(ctx); err != nil {
-		return fmt.Errorf("state: %s: %w", redacted(cfg.State), err)
+		return fmt.Errorf("state: %s: %w", cfg.StateRedacted(), err)
 	}
 	return nil
-}
-
-// redacted hides a password in a URL.
-func redacted(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // fleetCollector exports the fleet's health on /metrics.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/breakerbox/breakerbox/internal/redistest"
+	"github.com/breakerbox/breakerbox/internal/syncbuf"
 	"github.com/breakerbox/breakerbox/proxy"
 )
 
@@ -78,7 +79,7 @@ services:
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin, "serve", "--config", cfgPath)
-		stdout, stderr := new(syncBuffer), new(syncBuffer)
+		stdout, stderr := new(syncbuf.Buffer), new(syncbuf.Buffer)
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -195,7 +196,7 @@ func TestServeStartsDegradedWhenRedisIsUnreachable(t *testing.T) {
 	os.WriteFile(path, []byte(fmt.Sprintf("listen: %s\nadmin: %s\nstate: 'redis://127.0.0.1:1/0'\nservices: [{name: a, upstream: 'http://127.0.0.1:9'}]\n",
 		freeAddr(t), admin)), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := new(syncBuffer), new(syncBuffer)
+	stdout, stderr := new(syncbuf.Buffer), new(syncbuf.Buffer)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", path}, stdout, stderr) }()
 	waitFor(t, func() bool { return strings.Contains(stdout.String(), "shared by the fleet") })

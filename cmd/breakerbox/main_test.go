@@ -14,12 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/internal/syncbuf"
 	"github.com/breakerbox/breakerbox/proxy"
 )
 
@@ -136,7 +136,7 @@ func TestBinarySIGHUPReloadAndSIGTERM(t *testing.T) {
 		}
 	}
 	write("services: [{name: one, upstream: 'http://127.0.0.1:9'}]\n")
-	stderr := new(syncBuffer)
+	stderr := new(syncbuf.Buffer)
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -174,24 +174,6 @@ func TestBinarySIGHUPReloadAndSIGTERM(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -238,7 +220,7 @@ func TestDemoOpensProbesAndClosesByItself(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a few seconds of real traffic")
 	}
-	var out, logs syncBuffer
+	var out, logs syncbuf.Buffer
 	err := run(context.Background(), []string{"demo", "--duration", "6s", "--outage", "2s",
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, &out, &logs)
 	if err != nil {

@@ -91,7 +91,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 	fmt.Fprintf(stdout, "dashboard:  http://%s/\n", al.Addr())
 	fmt.Fprintf(stdout, "metrics:    http://%s/metrics   api: http://%s/api/circuits\n", al.Addr(), al.Addr())
 	if fleet != nil {
-		fmt.Fprintf(stdout, "state:      %s, shared by the fleet (this replica: %s)\n", redacted(cfg.State), fleet.Replica())
+		fmt.Fprintf(stdout, "state:      %s, shared by the fleet (this replica: %s)\n", cfg.StateRedacted(), fleet.Replica())
 	} else {
 		fmt.Fprintf(stdout, "state:      memory (this process only)\n")
 	}
@@ -148,7 +148,7 @@ func reload(srv *proxy.Server, path string, log *slog.Logger) {
 	if err == nil {
 		if old := srv.Config(); cfg.State != old.State || cfg.Quorum != old.Quorum {
 			err = fmt.Errorf("state and quorum cannot change on reload (was %s, quorum %d): restart breakerbox to change them",
-				redacted(old.State), old.Quorum)
+				old.StateRedacted(), old.Quorum)
 		}
 	}
 	if err == nil {
@@ -174,6 +174,6 @@ func checkConfigCmd(args []string, stdout io.Writer) error {
 	for _, s := range cfg.Services {
 		circuits += max(len(s.PerRegion), 1)
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d services, %d circuits, state %s\n", args[0], len(cfg.Services), circuits, redacted(cfg.State))
+	fmt.Fprintf(stdout, "%s: ok: %d services, %d circuits, state %s\n", args[0], len(cfg.Services), circuits, cfg.StateRedacted())
 	return nil
 }

@@ -17,26 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/breakerbox/breakerbox/internal/syncbuf"
 	"github.com/breakerbox/breakerbox/queuegate/brokertest"
 )
-
-// syncBuffer is a log sink safe for the forwarder's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // The forwarder end to end on a real nats-server: eu-west-1's API is down for
 // longer than the open timeout, then recovers; one message is refused (400).
@@ -164,7 +147,7 @@ func testForwarder(t *testing.T, url string, b forwarderBroker) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	runCtx, stop := context.WithCancel(ctx)

@@ -122,20 +122,12 @@ func (p *process) exited() bool {
 	}
 }
 
-// waitReady calls ready until it succeeds, the process exits, or timeout.
-func (p *process) waitReady(t testing.TB, what string, timeout time.Duration, ready func() error) {
-	t.Helper()
-	if err := p.ready(what, timeout, ready); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// ready is waitReady's error, for a caller that may try again.
-func (p *process) ready(what string, timeout time.Duration, ready func() error) error {
+// ready calls check until it succeeds, the process exits, or timeout.
+func (p *process) ready(what string, timeout time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
 	var err error
 	for time.Now().Before(deadline) {
-		if err = ready(); err == nil {
+		if err = check(); err == nil {
 			return nil
 		}
 		if p.exited() {
