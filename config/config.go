@@ -1,8 +1,10 @@
 // Package config reads and validates breakerbox's YAML configuration.
 //
-// Every error names the file, the field and the fix, e.g.
+// Every problem is reported at once, each naming the file, the line, the
+// field and the fix, e.g.
 //
-//	breakerbox.yaml: services[2].open_timeout: "60" is not a duration: write it with a unit, e.g. 60s
+//	breakerbox.yaml:7: services[2].open_timeout: "60" is not a duration: write it with a unit, e.g. 60s
+//	breakerbox.yaml:9: unknown key "failure_treshold" in services[0]; did you mean "failure_threshold"?
 //
 // Unknown keys are errors. Breaker settings left out of a service come from
 // defaults; settings left out of defaults are ADR-002's (5 failures, 60s,
@@ -10,21 +12,12 @@
 package config
 
 import (
-	"bytes"
 	_ "embed"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
-	"regexp"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/breakerbox/breakerbox/breaker"
 )
@@ -35,6 +28,14 @@ import (
 //go:embed default.yaml
 var DefaultYAML []byte
 
+// MaxSize is the largest config file read: a config is a few kilobytes, and
+// a path such as /dev/zero must fail, not fill memory.
+const MaxSize = 4 << 20
+
+// MinTokenLength is the shortest admin token accepted: long enough that
+// guessing it over the network is hopeless even at full speed.
+const MinTokenLength = 16
+
 // Config is a whole breakerbox configuration.
 type Config struct {
 	// Listen is the proxy's address. Default 127.0.0.1:7070.
@@ -42,9 +43,15 @@ type Config struct {
 	// Admin is the dashboard, API and metrics address. Default 127.0.0.1:7071.
 	Admin string `yaml:"admin"`
 	// AdminToken enables the manual-control API (open, close, reset) for
-	// requests with "Authorization: Bearer <token>". The environment
-	// variable BREAKERBOX_ADMIN_TOKEN, if set, takes precedence.
+	// requests with "Authorization: Bearer <token>"; at least MinTokenLength
+	// characters. The environment variable BREAKERBOX_ADMIN_TOKEN, if set,
+	// takes precedence.
 	AdminToken string `yaml:"admin_token"`
+	// AdminHosts are host names, beside the admin address's own host,
+	// localhost and IP addresses, that the admin listener answers to. Any
+	// other Host header is refused, so a web page cannot reach the API
+	// through DNS rebinding.
+	AdminHosts []string `yaml:"admin_hosts"`
 	// State is where circuit state lives: "memory" (default), each process
 	// on its own, or a Redis URL (redis://host:port/db, rediss:// for TLS)
 	// shared by every replica pointed at it, so a fleet acts as one breaker
@@ -54,10 +61,58 @@ type Config struct {
 	// failures must be in a streak before the fleet opens a circuit. 0 or 1:
 	// any replica's failures count.
 	Quorum int `yaml:"quorum"`
+	// Limits bound the connections, timeouts and event streams of the two
+	// listeners.
+	Limits Limits `yaml:"limits"`
 	// Defaults are the breaker settings of services that do not set their own.
 	Defaults Settings `yaml:"defaults"`
 	// Services are the upstreams breakerbox forwards to.
 	Services []Service `yaml:"services"`
+
+	// Warnings are what validation found risky but legal (an admin
+	// listener reachable from the network without a token); the daemon
+	// logs them at startup and check-config prints them.
+	Warnings []string `yaml:"-"`
+}
+
+// Limits are the connection limits of both listeners.
+type Limits struct {
+	Proxy ListenerLimits `yaml:"proxy"`
+	Admin ListenerLimits `yaml:"admin"`
+}
+
+// ListenerLimits bound one listener's connections. Zero means the default
+// (DefaultLimits).
+type ListenerLimits struct {
+	// MaxConnections is the most connections held open at once. At the cap,
+	// a new connection closes the longest-idle one (a keep-alive between
+	// requests, or one that has not sent a request yet); if every connection
+	// is busy, it waits until one ends.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a keep-alive connection with no request for this long.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// ReadHeaderTimeout is the time allowed to send a request's headers.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ReadTimeout is the time allowed to read a whole request. On the proxy
+	// a forwarded request gets its service's timeout on top.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout is the time allowed to write a response. On the proxy a
+	// forwarded request gets its service's timeout on top; an event stream
+	// gets it afresh for each event, so a stream lives as long as its reader
+	// keeps reading.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxEventStreams (admin only) is the most dashboard event streams
+	// (/api/events) open at once; more are answered 503.
+	MaxEventStreams int `yaml:"max_event_streams"`
+}
+
+// DefaultLimits are the limits a config leaves out: generous for a sidecar
+// on one host, far below the process's file-descriptor limit.
+var DefaultLimits = Limits{
+	Proxy: ListenerLimits{MaxConnections: 4096, IdleTimeout: Dur(90 * time.Second), ReadHeaderTimeout: Dur(10 * time.Second),
+		ReadTimeout: Dur(60 * time.Second), WriteTimeout: Dur(60 * time.Second)},
+	Admin: ListenerLimits{MaxConnections: 256, IdleTimeout: Dur(60 * time.Second), ReadHeaderTimeout: Dur(10 * time.Second),
+		ReadTimeout: Dur(30 * time.Second), WriteTimeout: Dur(30 * time.Second), MaxEventStreams: 64},
 }
 
 // Settings are a service's breaker settings. Zero means "inherit".
@@ -84,38 +139,24 @@ type Service struct {
 }
 
 // Duration is a time.Duration written in YAML as a Go duration, e.g. 60s.
-// A value that does not parse is kept and reported by validation, which
-// knows the field's name.
-type Duration struct {
-	time.Duration
-	invalid string
-}
+type Duration struct{ time.Duration }
 
 // Dur returns a Duration of d.
 func Dur(d time.Duration) Duration { return Duration{Duration: d} }
 
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if n.Kind != yaml.ScalarNode || err != nil {
-		d.invalid = n.Value
-		if n.Kind != yaml.ScalarNode {
-			d.invalid = "(not a scalar)"
-		}
-		return nil
-	}
-	d.Duration = v
-	return nil
-}
-
 // MarshalYAML writes the duration as a Go duration string.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
-// Load reads and validates the file at path.
+// Load reads and validates the file at path; it reads at most MaxSize bytes.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return Parse(path, data)
 }
@@ -129,142 +170,23 @@ func Default() *Config {
 	return c
 }
 
-// Parse decodes and validates a configuration; name is used in errors.
+// Parse decodes and validates a configuration; name is used in errors. The
+// error, if any, is an *Error listing every problem found.
 func Parse(name string, data []byte) (*Config, error) {
-	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: empty file: want at least a services list", name)
-		}
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	d := &decoder{file: name, lines: map[string]int{}}
+	if len(data) > MaxSize {
+		d.errorf(0, "", "larger than %d MiB: a breakerbox config is a few kilobytes; is this the right file?", MaxSize>>20)
+		return nil, d.err()
 	}
-	if err := c.validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	c := d.decode(data)
+	if c == nil {
+		return nil, d.err()
 	}
-	if tok := os.Getenv("BREAKERBOX_ADMIN_TOKEN"); tok != "" {
-		c.AdminToken = tok
+	d.validate(c)
+	if err := d.err(); err != nil {
+		return nil, err
 	}
-	return &c, nil
-}
-
-var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
-
-func (c *Config) validate() error {
-	if c.Listen == "" {
-		c.Listen = "127.0.0.1:7070"
-	}
-	if c.Admin == "" {
-		c.Admin = "127.0.0.1:7071"
-	}
-	for _, a := range []struct{ field, v string }{{"listen", c.Listen}, {"admin", c.Admin}} {
-		if _, _, err := net.SplitHostPort(a.v); err != nil {
-			return fmt.Errorf("%s: %q is not host:port, e.g. 127.0.0.1:7070", a.field, a.v)
-		}
-	}
-	if c.Listen == c.Admin {
-		return fmt.Errorf("admin: %q is also the proxy's listen address: give the admin listener its own port", c.Admin)
-	}
-	switch {
-	case c.State == "":
-		c.State = "memory"
-	case c.State == "memory":
-	case strings.HasPrefix(c.State, "redis://"), strings.HasPrefix(c.State, "rediss://"):
-		if err := checkRedisURL(c.State); err != nil {
-			return fmt.Errorf("state: %q: %v; want redis://[user:password@]host:port[/db]", redactURL(c.State), err)
-		}
-	default:
-		return fmt.Errorf("state: %q: want memory, or redis://host:port/db to share circuits across replicas", c.State)
-	}
-	switch {
-	case c.Quorum < 0:
-		return fmt.Errorf("quorum: %d: must be ≥ 0", c.Quorum)
-	case c.Quorum > 1 && c.State == "memory":
-		return fmt.Errorf("quorum: %d: needs a shared state (state: redis://...); remove it for memory", c.Quorum)
-	}
-	if err := c.Defaults.validate("defaults"); err != nil {
-		return err
-	}
-	c.Defaults = c.Defaults.inherit(Settings{FailureThreshold: breaker.DefaultFailureThreshold,
-		OpenTimeout: Dur(breaker.DefaultOpenTimeout), HalfOpenSuccesses: breaker.DefaultHalfOpenSuccesses,
-		HalfOpenProbes: breaker.DefaultHalfOpenProbes, Timeout: Dur(30 * time.Second)})
-	if len(c.Services) == 0 {
-		return errors.New("services: empty: list at least one service with a name and an upstream")
-	}
-	seen := map[string]int{}
-	for i := range c.Services {
-		s := &c.Services[i]
-		field := fmt.Sprintf("services[%d]", i)
-		if !namePattern.MatchString(s.Name) {
-			return fmt.Errorf("%s.name: %q: want lower-case letters, digits, '.', '_' or '-' (it becomes the URL path /<name>/)", field, s.Name)
-		}
-		if j, dup := seen[s.Name]; dup {
-			return fmt.Errorf("%s.name: %q is already the name of services[%d]: names must be unique", field, s.Name, j)
-		}
-		seen[s.Name] = i
-		switch {
-		case s.Upstream != "" && len(s.PerRegion) > 0:
-			return fmt.Errorf("%s: set either upstream or per_region, not both", field)
-		case s.Upstream == "" && len(s.PerRegion) == 0:
-			return fmt.Errorf("%s: no upstream: set upstream (a base URL) or per_region (region: base URL)", field)
-		case s.Upstream != "":
-			if err := checkUpstream(s.Upstream); err != nil {
-				return fmt.Errorf("%s.upstream: %w", field, err)
-			}
-		}
-		for _, r := range s.Regions() {
-			if !namePattern.MatchString(r) {
-				return fmt.Errorf("%s.per_region: region %q: want lower-case letters, digits, '.', '_' or '-'", field, r)
-			}
-			if err := checkUpstream(s.PerRegion[r]); err != nil {
-				return fmt.Errorf("%s.per_region.%s: %w", field, r, err)
-			}
-		}
-		if err := s.Settings.validate(field); err != nil {
-			return err
-		}
-		s.Settings = s.Settings.inherit(c.Defaults)
-	}
-	return nil
-}
-
-func checkUpstream(raw string) error {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%q: %v", raw, err)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("%q: want an absolute http:// or https:// URL", raw)
-	case u.Host == "":
-		return fmt.Errorf("%q: no host: want e.g. https://api.example.com", raw)
-	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		return fmt.Errorf("%q: no query, fragment or credentials allowed in an upstream base URL", raw)
-	}
-	return nil
-}
-
-func (s Settings) validate(field string) error {
-	for _, n := range []struct {
-		name string
-		v    int
-	}{{"failure_threshold", s.FailureThreshold}, {"half_open_successes", s.HalfOpenSuccesses}, {"half_open_probes", s.HalfOpenProbes}} {
-		if n.v < 0 {
-			return fmt.Errorf("%s.%s: %d: want a whole number ≥ 1 (leave it out to inherit)", field, n.name, n.v)
-		}
-	}
-	for _, d := range []struct {
-		name string
-		v    Duration
-	}{{"open_timeout", s.OpenTimeout}, {"probe_timeout", s.ProbeTimeout}, {"timeout", s.Timeout}} {
-		if d.v.invalid != "" {
-			return fmt.Errorf("%s.%s: %q is not a duration: write it with a unit, e.g. 60s or 1m30s", field, d.name, d.v.invalid)
-		}
-		if d.v.Duration < 0 {
-			return fmt.Errorf("%s.%s: %v: want a positive duration such as 30s (leave it out to inherit)", field, d.name, d.v.Duration)
-		}
-	}
-	return nil
+	return c, nil
 }
 
 // inherit fills the zero fields of s from base.
@@ -288,6 +210,23 @@ func (s Settings) inherit(base Settings) Settings {
 		s.Timeout = base.Timeout
 	}
 	return s
+}
+
+// inherit fills the zero fields of l from base.
+func (l ListenerLimits) inherit(base ListenerLimits) ListenerLimits {
+	if l.MaxConnections == 0 {
+		l.MaxConnections = base.MaxConnections
+	}
+	if l.MaxEventStreams == 0 {
+		l.MaxEventStreams = base.MaxEventStreams
+	}
+	for _, d := range []struct{ v, base *Duration }{{&l.IdleTimeout, &base.IdleTimeout},
+		{&l.ReadHeaderTimeout, &base.ReadHeaderTimeout}, {&l.ReadTimeout, &base.ReadTimeout}, {&l.WriteTimeout, &base.WriteTimeout}} {
+		if d.v.Duration == 0 {
+			*d.v = *d.base
+		}
+	}
+	return l
 }
 
 // Regions returns the service's regions in sorted order (none for a service
@@ -322,44 +261,15 @@ func (c *Config) Service(name string) (*Service, bool) {
 	return nil, false
 }
 
-// checkRedisURL catches what a person gets wrong in a Redis URL; the Redis
-// client checks the rest when it connects.
-func checkRedisURL(raw string) error {
-	u, err := url.Parse(raw)
-	if ue := (*url.Error)(nil); errors.As(err, &ue) {
-		return ue.Err // its message holds the whole URL, password included
+// MaxTimeout is the longest upstream timeout of any service.
+func (c *Config) MaxTimeout() time.Duration {
+	var m time.Duration
+	for _, s := range c.Services {
+		m = max(m, s.Timeout.Duration)
 	}
-	if err != nil {
-		return err
-	}
-	if u.Host == "" {
-		return errors.New("no host")
-	}
-	if _, port, err := net.SplitHostPort(u.Host); err == nil {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("port %q is not a number in 1-65535", port)
-		}
-	}
-	if db := strings.Trim(u.Path, "/"); db != "" {
-		if n, err := strconv.Atoi(db); err != nil || n < 0 {
-			return fmt.Errorf("database %q is not a number", db)
-		}
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return errors.New("query and fragment are not supported")
-	}
-	return nil
+	return m
 }
 
 // StateRedacted is State with a password in its URL hidden, for logs and
 // output.
-func (c *Config) StateRedacted() string { return redactURL(c.State) }
-
-// redactURL hides a password in a URL for error messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
+func (c *Config) StateRedacted() string { return RedactURL(c.State) }
