@@ -142,39 +142,6 @@ func (s *Server) Registry() *breaker.Registry { return s.registry }
 // Config returns the configuration in force.
 func (s *Server) Config() *config.Config { return s.table.Load().cfg }
 
-// Reload swaps in cfg atomically. Circuits whose service, region and breaker
-// settings are unchanged keep their breaker and its state; changed ones start
-// afresh CLOSED with the new settings; removed ones are dropped.
-func (s *Server) Reload(cfg *config.Config) error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	nt, err := newTable(cfg, s.metrics)
-	if err != nil {
-		return err
-	}
-	old := s.table.Swap(nt)
-	var kept, changed, removed int
-	for key, or := range old.circuits {
-		nr, ok := nt.circuits[key]
-		switch {
-		case !ok:
-			s.registry.Remove(key)
-			removed++
-		case nr.settings != or.settings:
-			s.registry.Remove(key)
-			changed++
-		default:
-			kept++
-		}
-	}
-	for key := range nt.circuits {
-		s.registry.Get(key)
-	}
-	s.log.Info("config reloaded", slog.Int("circuits_kept", kept), slog.Int("circuits_changed", changed),
-		slog.Int("circuits_removed", removed), slog.Int("circuits", len(nt.circuits)))
-	return nil
-}
-
 // ServeHTTP is the proxy: /<service>/<rest> or /<service>/<region>/<rest>.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()

@@ -414,8 +414,8 @@ func TestReloadKeepsStateOfUnchangedCircuits(t *testing.T) {
 	if c := f.circuit("a"); c.State != "open" {
 		t.Errorf("unchanged circuit a: %s, want it to stay open", c.State)
 	}
-	if c := f.circuit("b"); c.State != "closed" || c.Settings.FailureThreshold != 2 {
-		t.Errorf("changed circuit b: %s threshold %d, want closed with the new threshold 2", c.State, c.Settings.FailureThreshold)
+	if c := f.circuit("b"); c.State != "open" || c.Settings.FailureThreshold != 2 {
+		t.Errorf("changed circuit b: %s threshold %d, want it to stay open with the new threshold 2", c.State, c.Settings.FailureThreshold)
 	}
 	if f.status("/c/x") != 500 {
 		t.Error("new service c not routed")
