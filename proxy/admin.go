@@ -1,10 +1,10 @@
 package proxy
 
 import (
-	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -110,7 +110,8 @@ func (s *Server) Admin() http.Handler {
 		writeJSON(w, http.StatusOK, s.Circuits())
 	})
 	mux.HandleFunc("GET /api/circuits/{name...}", s.getCircuit)
-	mux.HandleFunc("POST /api/circuits/{name...}", s.control)
+	g := newAdminGuard(s)
+	mux.HandleFunc("POST /api/circuits/{name...}", g.control)
 	mux.HandleFunc("GET /api/transitions", func(w http.ResponseWriter, r *http.Request) {
 		out := []*TransitionJSON{}
 		for _, t := range s.history.recent(100) {
@@ -122,7 +123,7 @@ func (s *Server) Admin() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	static, _ := fs.Sub(dashboardFS, "dashboard")
 	mux.Handle("GET /", http.FileServerFS(static))
-	return mux
+	return g.wrap(mux)
 }
 
 func (s *Server) circuit(w http.ResponseWriter, name string) (*route, *breaker.Breaker, bool) {
@@ -145,7 +146,8 @@ func (s *Server) getCircuit(w http.ResponseWriter, r *http.Request) {
 }
 
 // control is POST /api/circuits/{name}/open|close|reset.
-func (s *Server) control(w http.ResponseWriter, r *http.Request) {
+func (g *adminGuard) control(w http.ResponseWriter, r *http.Request) {
+	s := g.s
 	path := r.PathValue("name")
 	i := strings.LastIndex(path, "/")
 	if i < 0 {
@@ -158,9 +160,7 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 	case token == "":
 		writeJSON(w, http.StatusForbidden, map[string]any{"error": "manual control is disabled: set admin_token in the config or BREAKERBOX_ADMIN_TOKEN"})
 		return
-	case !validBearer(r.Header.Get("Authorization"), token):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="breakerbox"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "missing or wrong token: send Authorization: Bearer <admin_token>"})
+	case !g.authorized(w, r, token):
 		return
 	}
 	rt, b, ok := s.circuit(w, name)
@@ -183,39 +183,45 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, circuitJSON(rt, b.Snapshot()))
 }
 
-func validBearer(header, token string) bool {
-	got, ok := strings.CutPrefix(header, "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
-}
-
 // events streams transitions as Server-Sent Events ("transition" events with
 // a TransitionJSON body), with a comment every 15 s to keep proxies from
-// closing an idle stream.
+// closing an idle stream. At most limits.admin.max_event_streams are open at
+// once. A stream outlives the listener's read and write timeouts: it clears
+// the read deadline (nothing more is read; the server's wait for the client
+// to hang up must not end the stream) and gives each write the whole write
+// timeout, so a stream lives as long as its reader keeps reading.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	limits := s.table.Load().cfg.Limits.Admin
+	c, cancel, ok := s.history.subscribe(limits.MaxEventStreams)
+	if !ok {
+		w.Header().Set("Retry-After", "10")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
+			"error": fmt.Sprintf("too many event streams open (limit %d, limits.admin.max_event_streams): close another dashboard, or raise the limit",
+				limits.MaxEventStreams)})
+		return
+	}
+	defer cancel()
 	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	c, cancel := s.history.subscribe()
-	defer cancel()
-	fmt.Fprint(w, "retry: 1000\n\n")
-	if rc.Flush() != nil {
-		return
-	}
+	msg := "retry: 1000\n\n"
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
+		rc.SetWriteDeadline(time.Now().Add(limits.WriteTimeout.Duration))
+		if _, err := io.WriteString(w, msg); err != nil || rc.Flush() != nil {
+			return
+		}
 		select {
 		case <-r.Context().Done():
 			return
 		case t := <-c:
 			data, _ := json.Marshal(transitionJSON(t))
-			fmt.Fprintf(w, "event: transition\ndata: %s\n\n", data)
+			msg = fmt.Sprintf("event: transition\ndata: %s\n\n", data)
 		case <-keepalive.C:
-			fmt.Fprint(w, ": keepalive\n\n")
-		}
-		if rc.Flush() != nil {
-			return
+			msg = ": keepalive\n\n"
 		}
 	}
 }

@@ -46,14 +46,19 @@ func (h *history) recent(n int) []breaker.Transition {
 	return out
 }
 
-func (h *history) subscribe() (<-chan breaker.Transition, func()) {
-	c := make(chan breaker.Transition, 64)
+// subscribe adds a live subscriber, unless max are subscribed already
+// (ok false): each holds a connection and a goroutine.
+func (h *history) subscribe(max int) (c <-chan breaker.Transition, cancel func(), ok bool) {
+	ch := make(chan breaker.Transition, 64)
 	h.mu.Lock()
-	h.subs[c] = struct{}{}
-	h.mu.Unlock()
-	return c, func() {
-		h.mu.Lock()
-		delete(h.subs, c)
-		h.mu.Unlock()
+	defer h.mu.Unlock()
+	if len(h.subs) >= max {
+		return nil, nil, false
 	}
+	h.subs[ch] = struct{}{}
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.subs, ch)
+		h.mu.Unlock()
+	}, true
 }

@@ -330,9 +330,9 @@ func TestAdminManualControlNeedsToken(t *testing.T) {
 		want              int
 	}{
 		{"Disabled", "", "Bearer x", 403},
-		{"Missing", "s3cret", "", 401},
-		{"Wrong", "s3cret", "Bearer nope", 401},
-		{"Right", "s3cret", "Bearer s3cret", 200},
+		{"Missing", "s3cret-0123456789", "", 401},
+		{"Wrong", "s3cret-0123456789", "Bearer nope", 401},
+		{"Right", "s3cret-0123456789", "Bearer s3cret-0123456789", 200},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			yaml := fmt.Sprintf("admin_token: %q\nservices: [{name: svc, upstream: %q}]", tt.token, up.URL)
@@ -362,10 +362,10 @@ func TestAdminManualControlNeedsToken(t *testing.T) {
 
 func TestAdminActions(t *testing.T) {
 	up := newUpstream(t)
-	f := newFixture(t, fmt.Sprintf("admin_token: t\nservices: [{name: svc, upstream: %q}]", up.URL))
+	f := newFixture(t, fmt.Sprintf("admin_token: t-0123456789abcdef\nservices: [{name: svc, upstream: %q}]", up.URL))
 	post := func(path string) int {
 		req, _ := http.NewRequest("POST", f.admin.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer t")
+		req.Header.Set("Authorization", "Bearer t-0123456789abcdef")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
