@@ -199,7 +199,10 @@ func TestServeStartsDegradedWhenRedisIsUnreachable(t *testing.T) {
 	stdout, stderr := new(syncbuf.Buffer), new(syncbuf.Buffer)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", path}, stdout, stderr) }()
-	waitFor(t, func() bool { return strings.Contains(stdout.String(), "shared by the fleet") })
+	waitFor(t, func() bool { return strings.Contains(stdout.String(), "state:      redis://127.0.0.1:1/0 UNREACHABLE") })
+	if strings.Contains(stdout.String(), "shared by the fleet") {
+		t.Fatalf("the banner claims a fleet it cannot reach:\n%s", stdout)
+	}
 	if !strings.Contains(stderr.String(), "DEGRADED at start") {
 		t.Fatalf("no loud log of the degraded start:\n%s", stderr)
 	}

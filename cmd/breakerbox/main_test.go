@@ -37,7 +37,7 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("output %q", out.String())
 	}
 	err := run(context.Background(), []string{"check-config", bad}, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "bad.yaml: services[0].open_timeout") || exitCode(err) != 1 {
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:2: services[0].open_timeout") || exitCode(err) != 1 {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -128,10 +128,10 @@ func TestBinarySIGHUPReloadAndSIGTERM(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
-	admin := freeAddr(t)
+	listen, admin := freeAddr(t), freeAddr(t)
 	cfgPath := filepath.Join(t.TempDir(), "breakerbox.yaml")
 	write := func(body string) {
-		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("listen: %s\nadmin: %s\n%s", freeAddr(t), admin, body)), 0o644); err != nil {
+		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("listen: %s\nadmin: %s\n%s", listen, admin, body)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/breakerbox/breakerbox/config"
 	"github.com/breakerbox/breakerbox/proxy"
+	"github.com/breakerbox/breakerbox/redisstate"
 )
 
 func newFlags(name string, out io.Writer) *flag.FlagSet {
@@ -82,30 +82,22 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 		pl.Close()
 		return fmt.Errorf("admin: %w", err)
 	}
-	source := path
-	if source == "" {
-		source = "the embedded default config"
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
 	}
-	fmt.Fprintf(stdout, "breakerbox: %d circuits from %s\n", len(srv.Circuits()), source)
-	fmt.Fprintf(stdout, "proxy:      http://%s/<service>/...  (e.g. http://%s/cloudflare/client/v4/zones)\n", pl.Addr(), pl.Addr())
-	fmt.Fprintf(stdout, "dashboard:  http://%s/\n", al.Addr())
-	fmt.Fprintf(stdout, "metrics:    http://%s/metrics   api: http://%s/api/circuits\n", al.Addr(), al.Addr())
-	if fleet != nil {
-		fmt.Fprintf(stdout, "state:      %s, shared by the fleet (this replica: %s)\n", cfg.StateRedacted(), fleet.Replica())
-	} else {
-		fmt.Fprintf(stdout, "state:      memory (this process only)\n")
-	}
-
+	printBanner(stdout, cfg, path, srv, pl.Addr(), al.Addr(), fleet)
 	return runServers(ctx, srv, pl, al, path, grace, log)
 }
 
 // runServers serves the proxy on pl and the admin API on al until ctx is
 // done, then drains in-flight proxy requests for up to grace. SIGHUP reloads
-// the config file at path.
+// the config file at path. Each listener gets the config's limits: its own
+// connection cap and timeouts.
 func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, path string, grace time.Duration, log *slog.Logger) error {
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	proxySrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	adminSrv := &http.Server{Handler: srv.Admin(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	lim := srv.Config().Limits
+	proxySrv, pl := limitedServer(proxyDeadlines(srv, lim.Proxy), pl, lim.Proxy, errLog)
+	adminSrv, al := limitedServer(srv.Admin(), al, lim.Admin, errLog)
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
 	go func() { errc <- adminSrv.Serve(al) }()
@@ -146,17 +138,37 @@ func reload(srv *proxy.Server, path string, log *slog.Logger) {
 	}
 	cfg, err := config.Load(path)
 	if err == nil {
-		if old := srv.Config(); cfg.State != old.State || cfg.Quorum != old.Quorum {
-			err = fmt.Errorf("state and quorum cannot change on reload (was %s, quorum %d): restart breakerbox to change them",
-				old.StateRedacted(), old.Quorum)
-		}
+		err = restartOnly(srv.Config(), cfg)
 	}
 	if err == nil {
 		err = srv.Reload(cfg)
 	}
 	if err != nil {
 		log.Error("SIGHUP: config rejected, keeping the old one", slog.String("error", err.Error()))
+		return
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
+}
+
+// restartOnly refuses a reload that changes what only a restart can: the
+// shared state, the listeners and their limits (the event-stream cap, read
+// per request, may change).
+func restartOnly(old, cfg *config.Config) error {
+	if cfg.State != old.State || cfg.Quorum != old.Quorum {
+		return fmt.Errorf("state and quorum cannot change on reload (was %s, quorum %d): restart breakerbox to change them",
+			old.StateRedacted(), old.Quorum)
+	}
+	if cfg.Listen != old.Listen || cfg.Admin != old.Admin {
+		return fmt.Errorf("listen and admin cannot change on reload (was %s and %s): restart breakerbox to change them", old.Listen, old.Admin)
+	}
+	a, b := old.Limits, cfg.Limits
+	a.Admin.MaxEventStreams, b.Admin.MaxEventStreams = 0, 0
+	if a != b {
+		return errors.New("limits (other than limits.admin.max_event_streams) cannot change on reload: restart breakerbox to change them")
+	}
+	return nil
 }
 
 func checkConfigCmd(args []string, stdout io.Writer) error {
@@ -174,6 +186,38 @@ func checkConfigCmd(args []string, stdout io.Writer) error {
 	for _, s := range cfg.Services {
 		circuits += max(len(s.PerRegion), 1)
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", args[0], w)
+	}
 	fmt.Fprintf(stdout, "%s: ok: %d services, %d circuits, state %s\n", args[0], len(cfg.Services), circuits, cfg.StateRedacted())
 	return nil
+}
+
+// printBanner tells where everything is. The example proxy URL uses a
+// configured service; the state line says whether the fleet is reachable.
+func printBanner(w io.Writer, cfg *config.Config, path string, srv *proxy.Server, pa, aa net.Addr, fleet *redisstate.Fleet) {
+	source := path
+	if source == "" {
+		source = "the embedded default config"
+	}
+	example := cfg.Services[0].Name + "/"
+	if rs := cfg.Services[0].Regions(); len(rs) > 0 {
+		example += rs[0] + "/"
+	}
+	fmt.Fprintf(w, "breakerbox: %d circuits from %s\n", len(srv.Circuits()), source)
+	fmt.Fprintf(w, "proxy:      http://%s/<service>/...  (e.g. http://%s/%s...)\n", pa, pa, example)
+	fmt.Fprintf(w, "dashboard:  http://%s/\n", aa)
+	fmt.Fprintf(w, "metrics:    http://%s/metrics   api: http://%s/api/circuits\n", aa, aa)
+	switch {
+	case fleet == nil:
+		fmt.Fprintf(w, "state:      memory (this process only)\n")
+	case fleet.Stats().Degradations > 0: // Redis did not answer at start (the fleet is "degraded" until it subscribes, answered or not)
+		fmt.Fprintf(w, "state:      %s UNREACHABLE: deciding on local counts until it answers (this replica: %s)\n",
+			cfg.StateRedacted(), fleet.Replica())
+	default:
+		fmt.Fprintf(w, "state:      %s, shared by the fleet (this replica: %s)\n", cfg.StateRedacted(), fleet.Replica())
+	}
+	for _, warning := range cfg.Warnings {
+		fmt.Fprintf(w, "WARNING:    %s\n", warning)
+	}
 }
