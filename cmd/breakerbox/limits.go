@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"log"
 	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/breakerbox/breakerbox/config"
@@ -69,4 +71,22 @@ func proxyDeadlines(srv *proxy.Server, lim config.ListenerLimits) http.Handler {
 type longTimeouts struct {
 	cfg *config.Config
 	by  map[string]time.Duration
+}
+
+// fdWarning says, if the connection caps can exceed the process's
+// file-descriptor limit, that they do: the caps then no longer keep the
+// admin listener reachable under a flood. A proxied connection can hold two
+// descriptors (the client's and the upstream's).
+func fdWarning(lim config.Limits) string {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return ""
+	}
+	const spare = 64 // config, logs, Redis, listeners
+	need := uint64(2*lim.Proxy.MaxConnections+lim.Admin.MaxConnections) + spare
+	if need <= rl.Cur {
+		return ""
+	}
+	return fmt.Sprintf("limits: the connection caps (proxy %d, admin %d) need up to %d file descriptors, the process may open %d: "+
+		"lower limits.proxy.max_connections or raise the limit (ulimit -n)", lim.Proxy.MaxConnections, lim.Admin.MaxConnections, need, rl.Cur)
 }

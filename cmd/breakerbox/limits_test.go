@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -292,5 +293,43 @@ func TestBannerSuggestsAConfiguredService(t *testing.T) {
 	if !strings.Contains(out.String(), "http://127.0.0.1:7070/payments/...") || strings.Contains(out.String(), "cloudflare") ||
 		!strings.Contains(out.String(), "WARNING:    admin: 0.0.0.0:7071 is reachable beyond this host and no admin_token is set") {
 		t.Fatalf("banner:\n%s", out.String())
+	}
+}
+
+func TestConnectionCapsBeyondTheFileLimitWarn(t *testing.T) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 400_000 {
+		t.Skipf("file limit %d: the caps cannot exceed it", rl.Cur)
+	}
+	cfg, _ := config.Parse("t.yaml", []byte("limits: {proxy: {max_connections: 1000000}}\nservices: [{name: a, upstream: 'http://127.0.0.1:9'}]\n"))
+	if w := fdWarning(cfg.Limits); !strings.Contains(w, "ulimit -n") {
+		t.Fatalf("warning %q", w)
+	}
+	if w := fdWarning(config.DefaultLimits); rl.Cur >= 2*4096+256+64 && w != "" {
+		t.Fatalf("default limits warn: %q", w)
+	}
+}
+
+func TestCheckConfigReportsEveryProblemAndWarning(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("listen: 127.0.0.1:7070\nadmin: localhost:7070\nservices:\n  - name: a\n    upstream: http://127.0.0.1:9\n    failure_treshold: 3\n"), 0o644)
+	err := run(context.Background(), []string{"check-config", bad}, io.Discard, io.Discard)
+	if err == nil || exitCode(err) != 1 ||
+		!strings.Contains(err.Error(), bad+`:2: admin: "localhost:7070" is also the proxy's listen address`) ||
+		!strings.Contains(err.Error(), bad+`:6: unknown key "failure_treshold" in services[0]; did you mean "failure_threshold"?`) {
+		t.Fatalf("check-config: %v", err)
+	}
+	if err := run(context.Background(), []string{"check-config", "/dev/zero"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "larger than 4 MiB") {
+		t.Fatalf("check-config /dev/zero: %v", err)
+	}
+	open := filepath.Join(dir, "open.yaml")
+	os.WriteFile(open, []byte("admin: 0.0.0.0:7071\nservices: [{name: a, upstream: 'http://127.0.0.1:9'}]\n"), 0o644)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"check-config", open}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), open+": warning: admin: 0.0.0.0:7071 is reachable beyond this host") || !strings.Contains(out.String(), ": ok:") {
+		t.Fatalf("output %q", out.String())
 	}
 }

@@ -82,6 +82,9 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 		pl.Close()
 		return fmt.Errorf("admin: %w", err)
 	}
+	if w := fdWarning(cfg.Limits); w != "" {
+		cfg.Warnings = append(cfg.Warnings, w)
+	}
 	for _, w := range cfg.Warnings {
 		log.Warn("config: " + w)
 	}
