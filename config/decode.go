@@ -334,6 +334,9 @@ func (d *decoder) seq(n *yaml.Node, field string, each func(*yaml.Node, string))
 		return
 	}
 	for i, item := range n.Content {
+		if d.nodes >= maxNodes {
+			return
+		}
 		f := fmt.Sprintf("%s[%d]", field, i)
 		d.lines[f] = item.Line
 		each(item, f)
