@@ -109,9 +109,9 @@ type ListenerLimits struct {
 // DefaultLimits are the limits a config leaves out: generous for a sidecar
 // on one host, far below the process's file-descriptor limit.
 var DefaultLimits = Limits{
-	Proxy: ListenerLimits{MaxConnections: 4096, IdleTimeout: Dur(90 * time.Second), ReadHeaderTimeout: Dur(10 * time.Second),
+	Proxy: ListenerLimits{MaxConnections: 4096, IdleTimeout: Dur(60 * time.Second), ReadHeaderTimeout: Dur(10 * time.Second),
 		ReadTimeout: Dur(60 * time.Second), WriteTimeout: Dur(60 * time.Second)},
-	Admin: ListenerLimits{MaxConnections: 256, IdleTimeout: Dur(60 * time.Second), ReadHeaderTimeout: Dur(10 * time.Second),
+	Admin: ListenerLimits{MaxConnections: 256, IdleTimeout: Dur(30 * time.Second), ReadHeaderTimeout: Dur(10 * time.Second),
 		ReadTimeout: Dur(30 * time.Second), WriteTimeout: Dur(30 * time.Second), MaxEventStreams: 64},
 }
 

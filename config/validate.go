@@ -30,8 +30,7 @@ func (d *decoder) validate(c *Config) {
 		d.fieldf("admin", "%q is also the proxy's listen address %q: give the admin listener its own port", c.Admin, c.Listen)
 	}
 	d.state(c)
-	switch {
-	case c.Quorum > 1 && c.State == "memory":
+	if c.Quorum > 1 && c.State == "memory" {
 		d.fieldf("quorum", "%d: needs a shared state (state: redis://...); remove it for memory", c.Quorum)
 	}
 	if tok := os.Getenv("BREAKERBOX_ADMIN_TOKEN"); tok != "" {
