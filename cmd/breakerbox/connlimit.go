@@ -27,8 +27,7 @@ import (
 // The http.Server must report connection states to connState.
 type connLimiter struct {
 	net.Listener
-	max     int
-	evicted atomic.Uint64
+	max int
 
 	mu    sync.Mutex
 	conns map[*limitedConn]struct{}
@@ -91,23 +90,32 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		l.mu.Unlock()
 		if victim != nil {
 			victim.Close()
-			l.evicted.Add(1)
 			continue
 		}
-		var due <-chan time.Time
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			due = t.C
-		}
-		select {
-		case <-l.wake:
-		case <-due:
-		case <-l.done:
+		if !l.await(wait) {
 			raw.Close()
 			return nil, net.ErrClosed
 		}
 	}
+}
+
+// await waits until a slot may have freed: a wake-up, or wait elapsed (if
+// positive: the oldest idle connection becomes evictable). It reports false
+// if the listener closed.
+func (l *connLimiter) await(wait time.Duration) bool {
+	var due <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		due = t.C
+	}
+	select {
+	case <-l.wake:
+	case <-due:
+	case <-l.done:
+		return false
+	}
+	return true
 }
 
 // evictAfter is how long a connection must have been idle before a new one
@@ -153,11 +161,4 @@ func (l *connLimiter) connState(nc net.Conn, s http.ConnState) {
 func (l *connLimiter) Close() error {
 	l.closeOnce.Do(func() { close(l.done) })
 	return l.Listener.Close()
-}
-
-// open returns the number of connections held.
-func (l *connLimiter) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.conns)
 }
