@@ -333,3 +333,24 @@ func TestCheckConfigReportsEveryProblemAndWarning(t *testing.T) {
 		t.Fatalf("output %q", out.String())
 	}
 }
+
+// TestCheckConfigBindsListenBesideAdmin: a host name that validation does
+// not resolve, naming the listen socket, is caught by binding both.
+func TestCheckConfigBindsListenBesideAdmin(t *testing.T) {
+	name, err := os.Hostname()
+	if err != nil {
+		t.Skip(err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(name, "0")) // the address Listen binds for name
+	if err != nil {
+		t.Skipf("%s does not resolve: %v", name, err)
+	}
+	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf("listen: %s\nadmin: %s\nservices: [{name: a, upstream: 'http://127.0.0.1:9'}]\n",
+		net.JoinHostPort(addr.IP.String(), port), net.JoinHostPort(name, port))), 0o644)
+	err = run(context.Background(), []string{"check-config", path}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "is the same socket as listen") {
+		t.Fatalf("check-config: %v", err)
+	}
+}

@@ -185,6 +185,9 @@ func checkConfigCmd(args []string, stdout io.Writer) error {
 	if err := checkFleet(cfg); err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
+	if err := checkListeners(cfg); err != nil {
+		return fmt.Errorf("%s: %w", args[0], err)
+	}
 	circuits := 0
 	for _, s := range cfg.Services {
 		circuits += max(len(s.PerRegion), 1)
@@ -193,6 +196,27 @@ func checkConfigCmd(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: warning: %s\n", args[0], w)
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d services, %d circuits, state %s\n", args[0], len(cfg.Services), circuits, cfg.StateRedacted())
+	return nil
+}
+
+// checkListeners binds listen, then admin beside it: names that validation
+// does not resolve (admin: myhost:P beside listen: 127.0.0.1:P) must not
+// make serve fail to start. If listen cannot be bound here (breakerbox is
+// already running, or the address belongs to another host) there is
+// nothing to compare.
+func checkListeners(cfg *config.Config) error {
+	pl, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil
+	}
+	defer pl.Close()
+	al, err := net.Listen("tcp", cfg.Admin)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("admin: %s is the same socket as listen: %s: give the admin listener its own port", cfg.Admin, cfg.Listen)
+	}
+	if err == nil {
+		al.Close()
+	}
 	return nil
 }
 
