@@ -58,22 +58,21 @@ func (b *Breaker) inherit(old *Breaker) {
 		close(old.changed)
 		old.changed = nil
 	}
-	st := old
 	b.mu.Lock()
-	b.successes.Store(st.successes.Load())
-	b.failuresTotal.Store(st.failuresTotal.Load())
-	b.ignoredTotal.Store(st.ignoredTotal.Load())
-	b.rejected.Store(st.rejected.Load())
-	b.dryRunRejected.Store(st.dryRunRejected.Load())
-	b.state, b.gen = st.state, st.gen
-	b.halfOpenRejected, b.staleOutcomes = st.halfOpenRejected, st.staleOutcomes
-	b.reopens, b.transitions, b.last = st.reopens, st.transitions, st.last
-	if b.window == nil && st.window == nil {
-		b.failures = min(st.failures, b.cfg.FailureThreshold-1)
+	b.successes.Store(old.successes.Load())
+	b.failuresTotal.Store(old.failuresTotal.Load())
+	b.ignoredTotal.Store(old.ignoredTotal.Load())
+	b.rejected.Store(old.rejected.Load())
+	b.dryRunRejected.Store(old.dryRunRejected.Load())
+	b.state, b.gen = old.state, old.gen
+	b.halfOpenRejected, b.staleOutcomes = old.halfOpenRejected, old.staleOutcomes
+	b.reopens, b.transitions, b.last = old.reopens, old.transitions, old.last
+	if b.window == nil && old.window == nil {
+		b.failures = min(old.failures, b.cfg.FailureThreshold-1)
 	}
-	b.probeSuccesses = min(st.probeSuccesses, b.cfg.HalfOpenSuccesses-1)
-	b.fleetStreak = st.fleetStreak && b.state == Closed
-	openUntil := st.openUntil
+	b.probeSuccesses = min(old.probeSuccesses, b.cfg.HalfOpenSuccesses-1)
+	b.fleetStreak = old.fleetStreak && b.state == Closed
+	openUntil := old.openUntil
 	old.mu.Unlock()
 
 	switch b.state {
