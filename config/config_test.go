@@ -99,6 +99,7 @@ func TestBadConfigNamesFileLineFieldAndFix(t *testing.T) {
 		{"upstream with query", "services: [{name: a, upstream: 'http://x/?k=v'}]", "no query"},
 		{"both upstreams", "services: [{name: a, upstream: 'http://x', per_region: {r: 'http://y'}}]", "t.yaml:1: services[0]: set either upstream or per_region"},
 		{"no upstream", "services:\n- {name: a}", "t.yaml:2: services[0]: no upstream"},
+		{"no name", "services:\n- {upstream: 'http://x'}", `t.yaml:2: services[0].name: "": want lower-case letters`},
 		{"duplicate name", "services: [{name: a, upstream: 'http://x'}, {name: a, upstream: 'http://y'}]", `services[1].name: "a" is already the name of services[0]`},
 		{"duplicate key", "services: [{name: a, name: b, upstream: 'http://x'}]", `services[0].name: set twice`},
 		{"unsafe name", "services: [{name: '../etc', upstream: 'http://x'}]", `services[0].name: "../etc": want lower-case letters`},

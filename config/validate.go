@@ -61,11 +61,11 @@ func (d *decoder) validate(c *Config) {
 	for i := range c.Services {
 		s := &c.Services[i]
 		field := fmt.Sprintf("services[%d]", i)
+		if _, set := d.lines[field+".name"]; !set { // no name: point at the service
+			d.lines[field+".name"] = d.lines[field]
+		}
 		if !namePattern.MatchString(s.Name) {
 			d.fieldf(field+".name", "%q: want lower-case letters, digits, '.', '_' or '-' (it becomes the URL path /<name>/)", s.Name)
-			if _, set := d.lines[field+".name"]; !set {
-				d.lines[field+".name"] = d.lines[field]
-			}
 		}
 		if j, dup := seen[s.Name]; dup {
 			d.fieldf(field+".name", "%q is already the name of services[%d]: names must be unique", s.Name, j)
