@@ -195,7 +195,10 @@ func (c *Consumer) Stats() Stats {
 
 // Run consumes until ctx is done, then stops fetching, lets the running
 // handlers finish (see DrainTimeout) and returns nil. It returns early only
-// if the consumer is gone for good (its stream or consumer was deleted).
+// if the consumer is gone for good: its stream or consumer was deleted, or
+// its connection was closed (by its owner, or by nats.go after its last
+// reconnection attempt; see ReconnectOptions). A connection that is down
+// and reconnecting is not an error: see the package documentation.
 func (c *Consumer) Run(ctx context.Context) error {
 	gate, conc := c.cfg.Gate, c.cfg.Concurrency
 	if info := c.cfg.Consumer.CachedInfo(); info != nil && info.Config.MaxDeliver > 0 {
@@ -276,7 +279,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 			failures = 0
 			continue
 		}
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrConnectionClosed) {
 			return fmt.Errorf("natsgate: %s: %w", gate.Name(), err)
 		}
 		// A fetch that failed (no connection, server busy): back off, so
