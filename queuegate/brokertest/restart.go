@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -31,7 +32,20 @@ func (s *Server) Kill() {
 	s.proc.stop()
 }
 
-// Restart starts the broker again, after Kill, with the same command line,
+// Stop stops the broker cleanly (SIGTERM, as an orderly restart would) and
+// waits until it is gone; past a minute it is killed.
+func (s *Server) Stop() {
+	s.t.Helper()
+	_ = syscall.Kill(-s.proc.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-s.proc.done:
+	case <-time.After(time.Minute):
+		s.t.Logf("brokertest: the broker did not stop within a minute of SIGTERM; killing it")
+		s.proc.stop()
+	}
+}
+
+// Restart starts the broker again, after Kill or Stop, with the same command line,
 // environment, ports and data directory, and waits until it serves.
 func (s *Server) Restart() {
 	s.t.Helper()
@@ -175,3 +189,6 @@ func rabbitEnv(dir string, port, dist, epmdPort int) ([]string, error) {
 		"ERL_EPMD_PORT=" + strconv.Itoa(epmdPort),
 	}, nil
 }
+
+// Output returns the end of what the broker wrote since it last started.
+func (s *Server) Output() string { return s.proc.out.tail(16000) }
