@@ -19,6 +19,12 @@
 //
 // With -api pointing at the breakerbox sidecar (http://127.0.0.1:7070/genesys),
 // a message for eu-west-1 goes to /genesys/eu-west-1/api/v2/conversations/...
+//
+// The forwarder outlives its broker: a restart or a dropped connection is
+// logged once and dialled again with backoff (see stayConnected), and the
+// messages in hand come back unacked. With -state redis://… forwarders share
+// their regions' breakers, so one that starts during an outage joins the
+// open circuit. -ackwait sets the NATS consumers' AckWait.
 package main
 
 import (
