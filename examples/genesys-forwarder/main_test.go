@@ -334,6 +334,8 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"-regions", " , "}, "-regions is empty"},
 		{[]string{"-concurrency", "0"}, "-concurrency 0: must be ≥ 1"},
 		{[]string{"-open-timeout", "0s"}, "-open-timeout 0s: must be > 0"},
+		{[]string{"-ackwait", "30s"}, "-ackwait 30s: must exceed 39s, the longest a message stays in hand"},
+		{[]string{"-state", "memcache://u:secret@x"}, "-state \"memcache://u:xxxxx@x\": want redis://"},
 	} {
 		var out bytes.Buffer
 		if _, err := parseFlags(tc.args, &out); err == nil || !strings.Contains(out.String(), tc.want) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -142,5 +143,46 @@ func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool)
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stayConnected dials again after each failure, logs each outage once
+// however many dials fail in it, and gives up only on a permanent error.
+func TestStayConnectedLogsEachOutageOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Each session: up (consuming) or not, then the error it ends with.
+	script := []struct {
+		up  bool
+		err error
+	}{
+		{false, errors.New("connection refused")}, // down at start
+		{false, errors.New("connection refused")},
+		{true, errors.New("connection reset")}, // back, then lost again
+		{false, errors.New("connection refused")},
+		{false, errors.New("connection refused")},
+		{true, errors.New("connection reset")}, // back, lost once more
+		{false, permanent{errors.New("ACCESS_REFUSED")}},
+	}
+	logs := &syncbuf.Buffer{}
+	sessions := 0
+	err := stayConnected(ctx, "amqp://broker", slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		func(ctx context.Context, up func()) error {
+			s := script[sessions]
+			sessions++
+			if s.up {
+				up()
+			}
+			return s.err
+		})
+	if !strings.Contains(fmt.Sprint(err), "ACCESS_REFUSED") || sessions != len(script) {
+		t.Fatalf("stayConnected: %v after %d sessions, want ACCESS_REFUSED after %d", err, sessions, len(script))
+	}
+	for line, want := range map[string]int{
+		"broker connection lost": 3, "broker connection back": 2, "broker still unreachable": 3,
+	} {
+		if n := strings.Count(logs.String(), line); n != want {
+			t.Errorf("%q logged %d times, want %d; logs:\n%s", line, n, want, logs)
+		}
 	}
 }
