@@ -31,11 +31,11 @@ type regionKey struct{}
 // NewForwarder returns a Forwarder that posts to api + "/" + region +
 // inboundPath, e.g. http://127.0.0.1:7070/genesys/eu-west-1/api/v2/... when
 // api is the breakerbox sidecar's genesys service. openTimeout overrides T10's
-// 60 s (tests shorten it). sync, if not nil, shares the breakers with the
+// 60 s (tests shorten it). shared, if not nil, shares the breakers with the
 // other forwarders of a fleet (a redisstate.Fleet).
-func NewForwarder(api string, openTimeout time.Duration, sync breaker.Sync, logger *slog.Logger) (*Forwarder, error) {
+func NewForwarder(api string, openTimeout time.Duration, shared breaker.Sync, logger *slog.Logger) (*Forwarder, error) {
 	reg, err := breaker.NewRegistry(breaker.RegistryConfig{
-		Default: breaker.Config{Logger: logger, Sync: sync},
+		Default: breaker.Config{Logger: logger, Sync: shared},
 		Profiles: map[string]breaker.Config{
 			"genesys": {FailureThreshold: 10, OpenTimeout: openTimeout, HalfOpenSuccesses: 3, HalfOpenProbes: 1},
 		},

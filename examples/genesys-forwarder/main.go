@@ -157,7 +157,7 @@ func redact(s string) string {
 // (see stayConnected); run returns early only for a fault that dialling
 // again cannot cure, such as a refused login or a queue declared otherwise.
 func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	var sync breaker.Sync
+	var shared breaker.Sync // nil, not a nil *Fleet, without -state
 	var fleet *redisstate.Fleet
 	if cfg.State != "" {
 		f, err := redisstate.New(redisstate.Options{URL: cfg.State, Logger: logger})
@@ -165,9 +165,9 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			return fmt.Errorf("-state: %w", err)
 		}
 		defer f.Close()
-		sync, fleet = f, f
+		shared, fleet = f, f
 	}
-	fwd, err := NewForwarder(cfg.API, cfg.OpenTimeout, sync, logger)
+	fwd, err := NewForwarder(cfg.API, cfg.OpenTimeout, shared, logger)
 	if err != nil {
 		return err
 	}
