@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -26,23 +27,47 @@ import (
 // as the package documentation asks), the consumer resumes, and every
 // message is handled; none is dead-lettered or charged a failure.
 func TestConsumerSurvivesABrokerRestart(t *testing.T) {
-	const total = 300
 	srv := brokertest.StartNATS(t)
+	testOutage(t, srv.URL, srv.URL, func() {
+		srv.Kill()
+		time.Sleep(300 * time.Millisecond) // the consumer fetches, acks and fails while the broker is gone
+		srv.Restart()
+	})
+}
+
+// The consumer's connection dropped twice mid-traffic, and refused for a
+// while, by a proxy between it and a server that stays up.
+func TestConsumerSurvivesDroppedConnections(t *testing.T) {
+	srv := brokertest.StartNATS(t)
+	p := newProxy(t, strings.TrimPrefix(srv.URL, "nats://"))
+	testOutage(t, srv.URL, "nats://"+p.addr, func() {
+		for range 2 {
+			p.cut(300 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
+
+// testOutage runs a consumer (connected to consumerURL) through outage,
+// called once a third of the messages are handled, while a publisher
+// (connected to url) keeps publishing.
+func testOutage(t *testing.T, url, consumerURL string, outage func()) {
+	const total = 300
 	logs := &syncbuf.Buffer{}
 	logger := slogTo(logs)
-	connect := func(name string) *nats.Conn {
-		nc, err := nats.Connect(srv.URL, append(natsgate.ReconnectOptions(logger), nats.Name(name))...)
+	connect := func(url, name string) *nats.Conn {
+		nc, err := nats.Connect(url, append(natsgate.ReconnectOptions(logger), nats.Name(name))...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	pubJS, _ := jetstream.New(connect("publisher"))
-	js, _ := jetstream.New(connect("consumer"))
+	pubJS, _ := jetstream.New(connect(url, "publisher"))
+	js, _ := jetstream.New(connect(consumerURL, "consumer"))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	// File storage (the default): the stream survives the restart.
+	// File storage (the default): the stream survives a restart.
 	for name, subject := range map[string]string{"INBOUND": "inbound.>", "DEAD": "dead.>"} {
 		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}}); err != nil {
 			t.Fatal(err)
@@ -72,7 +97,7 @@ func TestConsumerSurvivesABrokerRestart(t *testing.T) {
 		Consumer: cons, Gate: gate, Concurrency: concurrency, FetchWait: 200 * time.Millisecond, Logger: logger,
 		DeadLetter: natsgate.DeadLetterTo(js, "dead.inbound.us-east-1"),
 		Handler: func(ctx context.Context, msg jetstream.Msg) error {
-			time.Sleep(2 * time.Millisecond) // a call to the API: traffic is in flight when the broker dies
+			time.Sleep(2 * time.Millisecond) // a call to the API: traffic is in flight when the connection goes
 			mu.Lock()
 			handled[string(msg.Data())]++
 			mu.Unlock()
@@ -112,12 +137,10 @@ func TestConsumerSurvivesABrokerRestart(t *testing.T) {
 	}()
 
 	waitFor(t, ctx, "a third of the messages handled", func() bool { d, _ := count(); return d >= total/3 })
-	srv.Kill()
+	outage()
 	if d, _ := count(); d == total {
-		t.Fatal("every message was handled before the broker died: nothing was tested")
+		t.Fatal("every message was handled before the outage ended: nothing was tested")
 	}
-	time.Sleep(300 * time.Millisecond) // the consumer fetches, acks and fails while the broker is gone
-	srv.Restart()
 	if err := <-published; err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +151,7 @@ func TestConsumerSurvivesABrokerRestart(t *testing.T) {
 	}
 	d, all := count()
 	st := gate.Stats()
-	t.Logf("%d messages, %d handled, %d handler calls (duplicates: acks lost with the broker); gate %+v; consumer %+v", total, d, all, st, c.Stats())
+	t.Logf("%d messages, %d handled, %d handler calls (duplicates: acks lost in the outage); gate %+v; consumer %+v", total, d, all, st, c.Stats())
 	if st.DeadLettered != 0 || st.Retried != 0 || c.Stats().Exhausted != 0 {
 		t.Errorf("dead-lettered %d, retried %d, exhausted %d; want 0, 0, 0", st.DeadLettered, st.Retried, c.Stats().Exhausted)
 	}
@@ -139,8 +162,62 @@ func TestConsumerSurvivesABrokerRestart(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "connection to the NATS server lost; reconnecting until it is back\" conn=consumer") ||
 		!strings.Contains(logs.String(), "reconnected to the NATS server\" conn=consumer") {
-		t.Errorf("the consumer's connection did not log its outage once; logs:\n%s", logs)
+		t.Errorf("the consumer's connection did not log its outage; logs:\n%s", logs)
 	}
+}
+
+// proxy relays TCP connections to a server; cut drops them all and refuses
+// new ones for a while, as a network fault would.
+type proxy struct {
+	addr  string
+	mu    sync.Mutex
+	conns []net.Conn
+	until time.Time // refuse connections until then
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	p := &proxy{addr: l.Addr().String()}
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			refuse := time.Now().Before(p.until)
+			p.mu.Unlock()
+			out, err := net.Dial("tcp", target)
+			if refuse || err != nil {
+				in.Close()
+				if out != nil {
+					out.Close()
+				}
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+	t.Cleanup(func() { p.cut(0) })
+	return p
+}
+
+func (p *proxy) cut(refuseFor time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.until = time.Now().Add(refuseFor)
 }
 
 // A connection closed for good (by its owner, or by nats.go after its last
