@@ -76,7 +76,7 @@ func testSurvivesRestart(t *testing.T, srv *brokertest.Server, b forwarderBroker
 	// before a crash, do not have.
 	srv.Stop()
 	srv.Restart()
-	waitUntil(t, ctx, "the forwarder back after a clean restart", func() bool { return strings.Count(logs.String(), backLine) == 1 })
+	waitUntil(t, ctx, "the forwarder back after a clean restart", func() bool { return strings.Count(logs.String(), backLine) == 1 }, logs, brokerOutput{srv})
 
 	// The publisher keeps going through the outage, each message until the
 	// broker confirms it.
@@ -99,15 +99,15 @@ func testSurvivesRestart(t *testing.T, srv *brokertest.Server, b forwarderBroker
 			want = append(want, fmt.Sprintf("%s-%03d", region, i))
 		}
 	}
-	waitUntil(t, ctx, "a tenth of the messages delivered", func() bool { return api.delivered() >= len(want)/10 })
+	waitUntil(t, ctx, "a tenth of the messages delivered", func() bool { return api.delivered() >= len(want)/10 }, logs, brokerOutput{srv})
 	srv.Kill()
 	atKill := api.delivered()
 	time.Sleep(500 * time.Millisecond) // the forwarder fetches, acks and dials while the broker is gone
 	srv.Restart()
 	if err := <-published; err != nil {
-		t.Fatalf("publishing: %v; logs:\n%s\nbroker:\n%s", err, logs, srv.Output())
+		t.Fatalf("publishing: %v; logs:\n%s\n%s", err, logs, brokerOutput{srv})
 	}
-	waitUntil(t, ctx, "every message delivered", func() bool { return api.delivered() == len(want) })
+	waitUntil(t, ctx, "every message delivered", func() bool { return api.delivered() == len(want) }, logs, brokerOutput{srv})
 	if atKill == len(want) {
 		t.Fatal("every message was delivered before the broker died: nothing was tested")
 	}
@@ -136,11 +136,22 @@ func testSurvivesRestart(t *testing.T, srv *brokertest.Server, b forwarderBroker
 	}
 }
 
-func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
+// waitUntil polls cond until it holds; if ctx ends first, the test fails
+// with what, and the logs given (the forwarder's, the broker's).
+// brokerOutput shows a broker's output in a failure.
+type brokerOutput struct{ *brokertest.Server }
+
+func (b brokerOutput) String() string { return "broker output:\n" + b.Output() }
+
+func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool, logs ...fmt.Stringer) {
 	t.Helper()
 	for !cond() {
 		if ctx.Err() != nil {
-			t.Fatalf("timed out waiting for %s", what)
+			var b strings.Builder
+			for _, l := range logs {
+				b.WriteString("\n" + l.String())
+			}
+			t.Fatalf("timed out waiting for %s%s", what, &b)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
