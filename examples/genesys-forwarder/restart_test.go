@@ -23,7 +23,7 @@ func TestForwarderSurvivesABrokerRestartNATS(t *testing.T) {
 	srv := brokertest.StartNATS(t)
 	// Within a session the NATS client reconnects by itself; natsgate's
 	// ReconnectOptions log the outage.
-	testSurvivesRestart(t, srv, natsBroker(t, srv.URL),
+	testSurvivesRestart(t, srv, natsBroker(t, srv.URL()),
 		"connection to the NATS server lost; reconnecting until it is back", "natsgate: reconnected to the NATS server")
 }
 
@@ -31,7 +31,7 @@ func TestForwarderSurvivesABrokerRestartRabbitMQ(t *testing.T) {
 	srv := brokertest.StartRabbitMQ(t)
 	// amqpgate.Run returns when the connection drops; stayConnected dials
 	// again.
-	testSurvivesRestart(t, srv, rabbitBroker(t, srv.URL),
+	testSurvivesRestart(t, srv, rabbitBroker(t, srv.URL()),
 		"broker connection lost; dialling again with backoff until it is back", "broker connection back; consuming again")
 }
 
@@ -64,7 +64,7 @@ func testSurvivesRestart(t *testing.T, srv *brokertest.Server, b forwarderBroker
 	api := newGenesysAPI(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg, logs, stop := forwarder(t, ctx, "-broker", srv.URL, "-api", api.URL+"/genesys", "-open-timeout", "200ms", "-concurrency", "4")
+	cfg, logs, stop := forwarder(t, ctx, "-broker", srv.URL(), "-api", api.URL+"/genesys", "-open-timeout", "200ms", "-concurrency", "4")
 	if err := b.ready(ctx); err != nil {
 		t.Fatalf("the forwarder never set up the broker: %v; logs:\n%s", err, logs)
 	}

@@ -18,13 +18,15 @@ import (
 // streams, queues and messages survive and clients reconnect to the same
 // URL, as they would to a production broker that restarts.
 type Server struct {
-	// URL is the broker's URL: nats://… or amqp://….
-	URL string
-
+	url   string
 	t     testing.TB
 	proc  *process
 	ready func(p *process) error
 }
+
+// URL is the broker's URL, e.g. "nats://127.0.0.1:41234" or
+// "amqp://guest:guest@127.0.0.1:41235/".
+func (s *Server) URL() string { return s.url }
 
 // Kill kills the broker with SIGKILL and waits until it is gone.
 func (s *Server) Kill() {
@@ -75,7 +77,7 @@ func StartNATS(t testing.TB) *Server {
 	for try := 0; try < 2; try++ {
 		port := FreePort(t)
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		s := &Server{URL: "nats://" + addr, t: t, ready: func(p *process) error {
+		s := &Server{url: "nats://" + addr, t: t, ready: func(p *process) error {
 			// Ready once it says so and answers: a port taken by another
 			// process would answer too.
 			return p.ready("nats-server", 20*time.Second, func() error {
@@ -150,7 +152,7 @@ func startRabbitNode(t testing.TB, bin, epmdBin string) (*Server, error) {
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s := &Server{URL: "amqp://guest:guest@" + addr + "/", t: t, ready: func(p *process) error {
+	s := &Server{url: "amqp://guest:guest@" + addr + "/", t: t, ready: func(p *process) error {
 		return p.ready("rabbitmq-server on "+addr, 90*time.Second, func() error { return amqpOK(addr) })
 	}}
 	s.proc = start(t, env, bin)

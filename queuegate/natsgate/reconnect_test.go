@@ -28,7 +28,7 @@ import (
 // message is handled; none is dead-lettered or charged a failure.
 func TestConsumerSurvivesABrokerRestart(t *testing.T) {
 	srv := brokertest.StartNATS(t)
-	testOutage(t, srv.URL, srv.URL, func() {
+	testOutage(t, srv.URL(), srv.URL(), func() {
 		srv.Kill()
 		time.Sleep(300 * time.Millisecond) // the consumer fetches, acks and fails while the broker is gone
 		srv.Restart()
@@ -39,8 +39,8 @@ func TestConsumerSurvivesABrokerRestart(t *testing.T) {
 // while, by a proxy between it and a server that stays up.
 func TestConsumerSurvivesDroppedConnections(t *testing.T) {
 	srv := brokertest.StartNATS(t)
-	p := newProxy(t, strings.TrimPrefix(srv.URL, "nats://"))
-	testOutage(t, srv.URL, "nats://"+p.addr, func() {
+	p := newProxy(t, strings.TrimPrefix(srv.URL(), "nats://"))
+	testOutage(t, srv.URL(), "nats://"+p.addr, func() {
 		for range 2 {
 			p.cut(300 * time.Millisecond)
 			time.Sleep(100 * time.Millisecond)
