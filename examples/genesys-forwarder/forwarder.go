@@ -31,10 +31,11 @@ type regionKey struct{}
 // NewForwarder returns a Forwarder that posts to api + "/" + region +
 // inboundPath, e.g. http://127.0.0.1:7070/genesys/eu-west-1/api/v2/... when
 // api is the breakerbox sidecar's genesys service. openTimeout overrides T10's
-// 60 s (tests shorten it).
-func NewForwarder(api string, openTimeout time.Duration, logger *slog.Logger) (*Forwarder, error) {
+// 60 s (tests shorten it). shared, if not nil, shares the breakers with the
+// other forwarders of a fleet (a redisstate.Fleet).
+func NewForwarder(api string, openTimeout time.Duration, shared breaker.Sync, logger *slog.Logger) (*Forwarder, error) {
 	reg, err := breaker.NewRegistry(breaker.RegistryConfig{
-		Default: breaker.Config{Logger: logger},
+		Default: breaker.Config{Logger: logger, Sync: shared},
 		Profiles: map[string]breaker.Config{
 			"genesys": {FailureThreshold: 10, OpenTimeout: openTimeout, HalfOpenSuccesses: 3, HalfOpenProbes: 1},
 		},
@@ -51,15 +52,25 @@ func NewForwarder(api string, openTimeout time.Duration, logger *slog.Logger) (*
 		}),
 		// Retry each attempt inside the breaker: the breaker counts one
 		// outcome per message, and an open circuit stops the retries too.
-		httpbreaker.WithRetry(retry.Policy{
-			MaxAttempts:    3,
-			InitialBackoff: 100 * time.Millisecond,
-			MaxBackoff:     2 * time.Second,
-			AttemptTimeout: 10 * time.Second,
-		}),
+		httpbreaker.WithRetry(retryPolicy),
 	)
 	return &Forwarder{api: strings.TrimSuffix(api, "/"), client: &http.Client{Transport: transport}, registry: reg}, nil
 }
+
+// retryPolicy retries each message's call inside the breaker. Its worst case
+// (maxHandlerTime) bounds how long a message stays in hand, which the NATS
+// consumer's AckWait must exceed.
+var retryPolicy = retry.Policy{
+	MaxAttempts:    3,
+	InitialBackoff: 100 * time.Millisecond,
+	MaxBackoff:     2 * time.Second,
+	AttemptTimeout: 10 * time.Second,
+}
+
+// maxHandlerTime is the longest one message's call can take: every attempt
+// timing out, with the longest backoffs between them.
+var maxHandlerTime = time.Duration(retryPolicy.MaxAttempts)*retryPolicy.AttemptTimeout +
+	time.Duration(retryPolicy.MaxAttempts-1)*retryPolicy.MaxBackoff
 
 // Registry returns the registry of the per-region breakers.
 func (f *Forwarder) Registry() *breaker.Registry { return f.registry }

@@ -19,6 +19,12 @@
 //
 // With -api pointing at the breakerbox sidecar (http://127.0.0.1:7070/genesys),
 // a message for eu-west-1 goes to /genesys/eu-west-1/api/v2/conversations/...
+//
+// The forwarder outlives its broker: a restart or a dropped connection is
+// logged once and dialled again with backoff (see stayConnected), and the
+// messages in hand come back unacked. With -state redis://… forwarders share
+// their regions' breakers, so one that starts during an outage joins the
+// open circuit. -ackwait sets the NATS consumers' AckWait.
 package main
 
 import (
@@ -38,17 +44,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/breakerprom"
 	"github.com/breakerbox/breakerbox/queuegate"
-	"github.com/breakerbox/breakerbox/queuegate/amqpgate"
-	"github.com/breakerbox/breakerbox/queuegate/natsgate"
 	"github.com/breakerbox/breakerbox/queuegate/queuegateprom"
+	"github.com/breakerbox/breakerbox/redisstate"
 )
 
 // Config is the forwarder's configuration, from flags.
@@ -59,6 +62,8 @@ type Config struct {
 	Prefix      string        // subject / queue prefix
 	Concurrency int           // messages handled at once, per region
 	OpenTimeout time.Duration // T10: 60s
+	AckWait     time.Duration // NATS: how long a message in hand stays unacked before JetStream redelivers it
+	State       string        // redis://… to share the breakers with the other forwarders; "" for none
 	Metrics     string        // listen address for /metrics; "" for none
 }
 
@@ -87,6 +92,8 @@ func parseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&cfg.Prefix, "prefix", "inbound", "subject (NATS) or queue (RabbitMQ) prefix: messages for a region come from <prefix>.<region>")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 8, "messages handled at once per region")
 	fs.DurationVar(&cfg.OpenTimeout, "open-timeout", 60*time.Second, "how long a region's circuit stays open before a probe (T10: 60s)")
+	fs.DurationVar(&cfg.AckWait, "ackwait", 45*time.Second, fmt.Sprintf("NATS: how long JetStream waits for a message's ack before it redelivers it; the messages of a consumer that dies come back after it. Shorter brings them back sooner, but it must exceed %v, the longest a message stays in hand", minAckWait))
+	fs.StringVar(&cfg.State, "state", "", "redis://host:port/db to share the regions' breakers with the other forwarders (a forwarder that starts joins an open circuit); empty for breakers of this process alone")
 	fs.StringVar(&cfg.Metrics, "metrics", "", "listen address for Prometheus /metrics, e.g. 127.0.0.1:9464; empty for none")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -103,6 +110,15 @@ func parseFlags(args []string, out io.Writer) (Config, error) {
 	return cfg, err
 }
 
+// ackTimeout bounds natsgate's wait for the confirmation of an ack.
+const ackTimeout = 5 * time.Second
+
+// minAckWait is the longest a message stays in hand: its call with every
+// retry (maxHandlerTime), then the wait for the ack's confirmation. A
+// shorter AckWait would have JetStream redeliver a message still being
+// handled, to this forwarder or another.
+var minAckWait = maxHandlerTime + ackTimeout
+
 func (c Config) validate() error {
 	u, err := url.Parse(c.Broker)
 	switch {
@@ -114,16 +130,44 @@ func (c Config) validate() error {
 		return fmt.Errorf("-concurrency %d: must be ≥ 1", c.Concurrency)
 	case c.OpenTimeout <= 0:
 		return fmt.Errorf("-open-timeout %v: must be > 0", c.OpenTimeout)
+	case c.AckWait <= minAckWait:
+		return fmt.Errorf("-ackwait %v: must exceed %v, the longest a message stays in hand (%d attempts of %v, the backoffs between them, the ack), or JetStream would redeliver messages still being handled",
+			c.AckWait, minAckWait, retryPolicy.MaxAttempts, retryPolicy.AttemptTimeout)
 	}
 	if u, err := url.Parse(c.API); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("-api %q: want an http(s) URL, e.g. http://127.0.0.1:7070/genesys", c.API)
 	}
+	if c.State != "" {
+		if u, err := url.Parse(c.State); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			return fmt.Errorf("-state %q: want redis://host:port/db (rediss:// for TLS), or nothing", redact(c.State))
+		}
+	}
 	return nil
 }
 
-// run forwards until ctx is done.
+// redact hides a URL's password.
+func redact(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
+}
+
+// run forwards until ctx is done. A broker that goes away is dialled again
+// (see stayConnected); run returns early only for a fault that dialling
+// again cannot cure, such as a refused login or a queue declared otherwise.
 func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	fwd, err := NewForwarder(cfg.API, cfg.OpenTimeout, logger)
+	var shared breaker.Sync // nil, not a nil *Fleet, without -state
+	var fleet *redisstate.Fleet
+	if cfg.State != "" {
+		f, err := redisstate.New(redisstate.Options{URL: cfg.State, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("-state: %w", err)
+		}
+		defer f.Close()
+		shared, fleet = f, f
+	}
+	fwd, err := NewForwarder(cfg.API, cfg.OpenTimeout, shared, logger)
 	if err != nil {
 		return err
 	}
@@ -136,6 +180,16 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		gates[r] = g
 		all = append(all, g)
+	}
+	if fleet != nil {
+		// Learn which regions the fleet holds open before taking a message:
+		// a forwarder that starts (a restart, a scale-up) during an outage
+		// then sends nothing to the region that is down.
+		jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := fleet.Joined(jctx); err != nil && ctx.Err() == nil {
+			logger.Warn("the fleet's state is not known yet (Redis unreachable?); the breakers decide locally until it is", slog.Any("error", err))
+		}
+		cancel()
 	}
 	if cfg.Metrics != "" {
 		stopMetrics, err := serveMetrics(cfg.Metrics, fwd, all, logger)
@@ -154,130 +208,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		return fwd.Forward(ctx, region, m.ID, body)
 	}
-	if strings.HasPrefix(cfg.Broker, "nats:") {
-		return runNATS(ctx, cfg, gates, handle, logger)
+	session := natsSession
+	if !strings.HasPrefix(cfg.Broker, "nats:") {
+		session = amqpSession
 	}
-	return runAMQP(ctx, cfg, gates, handle, logger)
-}
-
-type handler func(ctx context.Context, region string, body []byte) error
-
-func runNATS(ctx context.Context, cfg Config, gates map[string]*queuegate.Gate, handle handler, logger *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx) // one consumer's failure stops them all
-	defer cancel()
-	nc, err := nats.Connect(cfg.Broker, nats.Name("genesys-forwarder"))
-	if err != nil {
-		return fmt.Errorf("-broker %s: %w", cfg.Broker, err)
-	}
-	defer nc.Drain()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "INBOUND", Subjects: []string{cfg.Prefix + ".>"}}); err != nil {
-		return fmt.Errorf("stream INBOUND: %w", err)
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "INBOUND_DEAD", Subjects: []string{cfg.Prefix + "-dead.>"}}); err != nil {
-		return fmt.Errorf("stream INBOUND_DEAD: %w", err)
-	}
-	errs := make(chan error, len(cfg.Regions))
-	for _, region := range cfg.Regions {
-		cons, err := js.CreateOrUpdateConsumer(ctx, "INBOUND", jetstream.ConsumerConfig{
-			Durable:       "genesys-forwarder-" + region,
-			FilterSubject: cfg.Prefix + "." + region,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       time.Minute,
-		})
-		if err != nil {
-			return fmt.Errorf("consumer for %s: %w", region, err)
-		}
-		c, err := natsgate.New(natsgate.Config{
-			Consumer: cons, Gate: gates[region], Concurrency: cfg.Concurrency, Logger: logger,
-			Handler: func(ctx context.Context, msg jetstream.Msg) error {
-				return handle(ctx, region, msg.Data())
-			},
-			DeadLetter: natsgate.DeadLetterTo(js, cfg.Prefix+"-dead."+region),
-		})
-		if err != nil {
-			return err
-		}
-		go func() { errs <- c.Run(ctx) }()
-	}
-	logger.Info("forwarding", slog.String("broker", cfg.Broker), slog.String("api", cfg.API), slog.Any("regions", cfg.Regions))
-	return wait(errs, len(cfg.Regions), cancel)
-}
-
-func runAMQP(ctx context.Context, cfg Config, gates map[string]*queuegate.Gate, handle handler, logger *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx) // one consumer's failure stops them all
-	defer cancel()
-	conn, err := amqp.Dial(cfg.Broker)
-	if err != nil {
-		return fmt.Errorf("-broker: %w", err)
-	}
-	defer conn.Close()
-	if err := declareAMQP(conn, cfg); err != nil {
-		return err
-	}
-	errs := make(chan error, len(cfg.Regions))
-	for _, region := range cfg.Regions {
-		c, err := amqpgate.New(amqpgate.Config{
-			Conn: conn, Queue: cfg.Prefix + "." + region, Gate: gates[region], Concurrency: cfg.Concurrency, Logger: logger,
-			Handler: func(ctx context.Context, d amqp.Delivery) error {
-				return handle(ctx, region, d.Body)
-			},
-		})
-		if err != nil {
-			return err
-		}
-		go func() { errs <- c.Run(ctx) }()
-	}
-	logger.Info("forwarding", slog.String("broker", "amqp"), slog.String("api", cfg.API), slog.Any("regions", cfg.Regions))
-	return wait(errs, len(cfg.Regions), cancel)
-}
-
-// declareAMQP declares, if missing, the dead-letter exchange and queue and,
-// per region, the quorum work queue and its retry queue.
-func declareAMQP(conn *amqp.Connection, cfg Config) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	dlx, dead := cfg.Prefix+".dlx", cfg.Prefix+".dead"
-	if err := ch.ExchangeDeclare(dlx, "fanout", true, false, false, false, nil); err != nil {
-		return fmt.Errorf("exchange %s: %w", dlx, err)
-	}
-	if _, err := ch.QueueDeclare(dead, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
-		return fmt.Errorf("queue %s: %w", dead, err)
-	}
-	if err := ch.QueueBind(dead, "", dlx, false, nil); err != nil {
-		return fmt.Errorf("binding %s: %w", dead, err)
-	}
-	for _, r := range cfg.Regions {
-		q := cfg.Prefix + "." + r
-		if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{
-			"x-queue-type": "quorum", "x-dead-letter-exchange": dlx,
-		}); err != nil {
-			return fmt.Errorf("queue %s: %w", q, err)
-		}
-		if _, err := amqpgate.DeclareRetryQueue(ch, q); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// wait waits for the n consumers to stop and returns the first one's error;
-// the first error stops the others.
-func wait(errs <-chan error, n int, stopAll func()) error {
-	var first error
-	for range n {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-			stopAll()
-		}
-	}
-	return first
+	return stayConnected(ctx, redact(cfg.Broker), logger, func(ctx context.Context, up func()) error {
+		return session(ctx, cfg, gates, handle, logger, up)
+	})
 }
 
 func serveMetrics(addr string, fwd *Forwarder, gates []*queuegate.Gate, logger *slog.Logger) (stop func(), err error) {

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,66 +20,181 @@ import (
 	"github.com/breakerbox/breakerbox/queuegate/brokertest"
 )
 
+// genesysAPI is a fake Genesys-style API on loopback: it accepts inbound
+// messages (and counts them by id), refuses those whose id starts with
+// "bad" (400), and answers 503 for the regions set down.
+type genesysAPI struct {
+	*httptest.Server
+	mu       sync.Mutex
+	down     map[string]bool
+	got      map[string]int // accepted messages by id
+	requests map[string]int // requests by region
+}
+
+func newGenesysAPI(t *testing.T) *genesysAPI {
+	a := &genesysAPI{down: map[string]bool{}, got: map[string]int{}, requests: map[string]int{}}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		region, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/genesys/"), "/")
+		id := r.Header.Get("Idempotency-Key")
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.requests[region]++
+		switch {
+		case "/"+rest != inboundPath || r.Method != http.MethodPost:
+			http.Error(w, "not found", http.StatusNotFound)
+		case strings.HasPrefix(id, "bad"):
+			http.Error(w, "unknown integration", http.StatusBadRequest)
+		case a.down[region]:
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		default:
+			a.got[id]++
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+func (a *genesysAPI) setDown(region string, down bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.down[region] = down
+}
+
+// delivered is the number of distinct messages accepted.
+func (a *genesysAPI) delivered() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.got)
+}
+
+func (a *genesysAPI) times(id string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.got[id]
+}
+
+func (a *genesysAPI) requestsTo(region string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.requests[region]
+}
+
 // The forwarder end to end on a real nats-server: eu-west-1's API is down for
 // longer than the open timeout, then recovers; one message is refused (400).
 // Every good message reaches the API exactly once, the refused one is
 // dead-lettered, and eu-west-1's consumer paused and resumed.
 func TestForwarderWaitsOutARegionOutageNATS(t *testing.T) {
 	url := brokertest.NATS(t)
-	var js jetstream.JetStream
-	testForwarder(t, url, forwarderBroker{
-		ready: func(ctx context.Context) error {
-			nc, err := nats.Connect(url)
-			if err != nil {
-				return err
-			}
-			t.Cleanup(nc.Close)
-			js, _ = jetstream.New(nc)
-			for ctx.Err() == nil { // the forwarder creates the stream
-				if _, err := js.Stream(ctx, "INBOUND"); err == nil {
-					return nil
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			return ctx.Err()
-		},
-		publish: func(ctx context.Context, region string, body []byte) error {
-			_, err := js.Publish(ctx, "inbound."+region, body)
-			return err
-		},
-		dead: func(ctx context.Context) (int, error) {
-			dead, err := js.Stream(ctx, "INBOUND_DEAD")
-			if err != nil {
-				return 0, err
-			}
-			info, err := dead.Info(ctx)
-			if err != nil {
-				return 0, err
-			}
-			return int(info.State.Msgs), nil
-		},
-	})
+	testForwarder(t, url, natsBroker(t, url))
 }
 
 // The same on a real RabbitMQ node: quorum queues, retry queues, the
 // dead-letter exchange, all declared by the forwarder.
 func TestForwarderWaitsOutARegionOutageRabbitMQ(t *testing.T) {
 	url := brokertest.RabbitMQ(t)
-	conn, err := amqp.Dial(url)
+	testForwarder(t, url, rabbitBroker(t, url))
+}
+
+// forwarderBroker is the test's side of a broker: it publishes and counts
+// dead letters, through connections of its own that outlive a restart of
+// the broker.
+type forwarderBroker struct {
+	ready   func(ctx context.Context) error // waits for the forwarder's streams or queues
+	publish func(ctx context.Context, region string, body []byte) error
+	dead    func(ctx context.Context) (int, error)
+}
+
+// untilDone calls f until it succeeds or ctx ends: the broker may be
+// restarting.
+func untilDone(ctx context.Context, f func(ctx context.Context) error) error {
+	for {
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := f(fctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func natsBroker(t *testing.T, url string) forwarderBroker {
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return forwarderBroker{
+		ready: func(ctx context.Context) error {
+			return untilDone(ctx, func(ctx context.Context) error { // the forwarder creates the stream
+				_, err := js.Stream(ctx, "INBOUND")
+				return err
+			})
+		},
+		publish: func(ctx context.Context, region string, body []byte) error {
+			m := nats.NewMsg("inbound." + region)
+			m.Data = body
+			m.Header.Set(jetstream.MsgIDHeader, string(body)) // sent again after a failure, stored once
+			return untilDone(ctx, func(ctx context.Context) error { _, err := js.PublishMsg(ctx, m); return err })
+		},
+		dead: func(ctx context.Context) (n int, err error) {
+			err = untilDone(ctx, func(ctx context.Context) error {
+				dead, err := js.Stream(ctx, "INBOUND_DEAD")
+				if err != nil {
+					return err
+				}
+				info, err := dead.Info(ctx)
+				if err == nil {
+					n = int(info.State.Msgs)
+				}
+				return err
+			})
+			return n, err
+		},
 	}
-	defer ch.Close()
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
+}
+
+// rabbitBroker publishes with confirms, dialling again whenever the
+// connection is gone.
+func rabbitBroker(t *testing.T, url string) forwarderBroker {
+	var mu sync.Mutex // one publisher at a time on the shared connection
+	var conn *amqp.Connection
+	var ch *amqp.Channel
+	t.Cleanup(func() {
+		if conn != nil {
+			conn.Close()
+		}
+	})
+	channel := func() (*amqp.Channel, error) {
+		if conn == nil || conn.IsClosed() || ch == nil || ch.IsClosed() {
+			if conn != nil {
+				conn.Close()
+			}
+			c, err := amqp.Dial(url)
+			if err != nil {
+				return nil, err
+			}
+			conn = c
+			if ch, err = conn.Channel(); err != nil {
+				return nil, err
+			}
+			if err := ch.Confirm(false); err != nil {
+				return nil, err
+			}
+		}
+		return ch, nil
 	}
-	queueReady := func(name string) (int, error) {
-		c, err := conn.Channel() // a missing queue closes the channel that asks
+	// queueLength asks on a channel of its own: a missing queue closes the
+	// channel that asks.
+	queueLength := func(name string) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := channel(); err != nil {
+			return 0, err
+		}
+		c, err := conn.Channel()
 		if err != nil {
 			return 0, err
 		}
@@ -88,60 +202,42 @@ func TestForwarderWaitsOutARegionOutageRabbitMQ(t *testing.T) {
 		q, err := c.QueueDeclarePassive(name, true, false, false, false, nil)
 		return q.Messages, err
 	}
-	testForwarder(t, url, forwarderBroker{
+	return forwarderBroker{
 		ready: func(ctx context.Context) error {
-			for ctx.Err() == nil { // the forwarder declares the queues
-				if _, err := queueReady("inbound.eu-west-1.retry"); err == nil {
-					return nil
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			return ctx.Err()
+			return untilDone(ctx, func(context.Context) error { // the forwarder declares the queues
+				_, err := queueLength("inbound.eu-west-1.retry")
+				return err
+			})
 		},
 		publish: func(ctx context.Context, region string, body []byte) error {
-			conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "inbound."+region, true, false,
-				amqp.Publishing{Body: body, DeliveryMode: amqp.Persistent, ContentType: "application/json"})
-			if err != nil {
-				return err
-			}
-			if ok, err := conf.WaitContext(ctx); err != nil || !ok {
-				return fmt.Errorf("publish not confirmed: %v", err)
-			}
-			return nil
+			return untilDone(ctx, func(ctx context.Context) error {
+				mu.Lock()
+				defer mu.Unlock()
+				ch, err := channel()
+				if err != nil {
+					return err
+				}
+				conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "inbound."+region, true, false,
+					amqp.Publishing{Body: body, DeliveryMode: amqp.Persistent, ContentType: "application/json"})
+				if err != nil {
+					return err
+				}
+				if ok, err := conf.WaitContext(ctx); err != nil || !ok {
+					return fmt.Errorf("publish not confirmed: %v", err)
+				}
+				return nil
+			})
 		},
-		dead: func(context.Context) (int, error) { return queueReady("inbound.dead") },
-	})
-}
-
-type forwarderBroker struct {
-	ready   func(ctx context.Context) error // waits for the forwarder's streams or queues
-	publish func(ctx context.Context, region string, body []byte) error
-	dead    func(ctx context.Context) (int, error)
+		dead: func(ctx context.Context) (n int, err error) {
+			err = untilDone(ctx, func(context.Context) error { n, err = queueLength("inbound.dead"); return err })
+			return n, err
+		},
+	}
 }
 
 func testForwarder(t *testing.T, url string, b forwarderBroker) {
-	var down atomic.Bool
-	down.Store(true)
-	var mu sync.Mutex
-	got := map[string]int{}
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		region, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/genesys/"), "/")
-		id := r.Header.Get("Idempotency-Key")
-		switch {
-		case "/"+rest != inboundPath || r.Method != http.MethodPost:
-			http.Error(w, "not found", http.StatusNotFound)
-		case strings.HasPrefix(id, "bad"):
-			http.Error(w, "unknown integration", http.StatusBadRequest)
-		case region == "eu-west-1" && down.Load():
-			http.Error(w, "unavailable", http.StatusServiceUnavailable)
-		default:
-			mu.Lock()
-			got[id]++
-			mu.Unlock()
-			w.WriteHeader(http.StatusAccepted)
-		}
-	}))
-	defer api.Close()
+	api := newGenesysAPI(t)
+	api.setDown("eu-west-1", true)
 
 	cfg, err := parseFlags([]string{"-broker", url, "-api", api.URL + "/genesys", "-open-timeout", "200ms", "-concurrency", "4"}, &bytes.Buffer{})
 	if err != nil {
@@ -187,15 +283,10 @@ func testForwarder(t *testing.T, url string, b forwarderBroker) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // longer than the open timeout
-	down.Store(false)
-	delivered := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got)
-	}
-	for delivered() < len(want) {
+	api.setDown("eu-west-1", false)
+	for api.delivered() < len(want) {
 		if ctx.Err() != nil {
-			t.Fatalf("%d of %d messages delivered", delivered(), len(want))
+			t.Fatalf("%d of %d messages delivered", api.delivered(), len(want))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -216,11 +307,9 @@ func testForwarder(t *testing.T, url string, b forwarderBroker) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	for _, id := range want {
-		if got[id] != 1 {
-			t.Errorf("%s delivered %d times, want 1", id, got[id])
+		if n := api.times(id); n != 1 {
+			t.Errorf("%s delivered %d times, want 1", id, n)
 		}
 	}
 	for _, line := range []string{"queue gate resumed", "Circuit breaker OPEN for genesys/eu-west-1"} {
@@ -245,6 +334,8 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"-regions", " , "}, "-regions is empty"},
 		{[]string{"-concurrency", "0"}, "-concurrency 0: must be ≥ 1"},
 		{[]string{"-open-timeout", "0s"}, "-open-timeout 0s: must be > 0"},
+		{[]string{"-ackwait", "30s"}, "-ackwait 30s: must exceed 39s, the longest a message stays in hand"},
+		{[]string{"-state", "memcache://u:secret@x"}, "-state \"memcache://u:xxxxx@x\": want redis://"},
 	} {
 		var out bytes.Buffer
 		if _, err := parseFlags(tc.args, &out); err == nil || !strings.Contains(out.String(), tc.want) {

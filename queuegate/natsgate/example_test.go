@@ -32,7 +32,7 @@ func Example() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 
-	nc, err := nats.Connect(nats.DefaultURL)
+	nc, err := nats.Connect(nats.DefaultURL, natsgate.ReconnectOptions(nil)...) // outlives a server restart
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -38,6 +38,35 @@
 // For one gate per region, give each region its own subject (e.g.
 // "inbound.<region>") and its own consumer filtered on it.
 //
+// # Reconnection and AckWait
+//
+// The Consumer does not own its connection: nats.go reconnects it, and
+// natsgate relies on that rather than dialling again itself, since a new
+// connection would leave the pull requests, acks and subscriptions of the
+// old one to sort out. Connect with ReconnectOptions, which reconnect
+// forever (nats.go's default gives up after 60 attempts, about two minutes,
+// and closes the connection), with capped exponential backoff and jitter.
+// While the connection is down, a fetch returns nothing once its FetchWait
+// is over (its pull request waits in nats.go's reconnect buffer), so the
+// consumer neither spins nor needs to know; handlers in flight finish, and
+// their acks either reach the server after the reconnection or fail. An ack
+// that failed, or one that the server lost in a crash, brings its message
+// back after the consumer's AckWait: at-least-once, never lost, and never
+// charged to the message, since only a handler's failure is. A restarted
+// server must keep the stream and the consumer: give them file storage.
+// Run returns an error only if its connection is closed for good, or its
+// stream or consumer is gone; the caller connects and runs again.
+//
+// The consumer's AckWait (set where it is created, so not a Config field
+// here: a copy could only disagree with it) is how long a message may stay
+// in hand unacknowledged. It is also how long the messages of a consumer
+// that died (a crash, kill -9, a lost host) wait before JetStream delivers
+// them again: shorter brings them back sooner, but it must exceed the
+// longest a message stays in hand, the handler's longest call (retries
+// included) plus the ack, or JetStream would deliver a message still being
+// handled a second time. A stopping consumer does not wait for AckWait: it
+// lets its handlers finish (see Stopping) and settles their messages.
+//
 // # A circuit other than the gate's
 //
 // The gate pauses the consumer only while its own circuit is open. If the
@@ -195,7 +224,10 @@ func (c *Consumer) Stats() Stats {
 
 // Run consumes until ctx is done, then stops fetching, lets the running
 // handlers finish (see DrainTimeout) and returns nil. It returns early only
-// if the consumer is gone for good (its stream or consumer was deleted).
+// if the consumer is gone for good: its stream or consumer was deleted, or
+// its connection was closed (by its owner, or by nats.go after its last
+// reconnection attempt; see ReconnectOptions). A connection that is down
+// and reconnecting is not an error: see the package documentation.
 func (c *Consumer) Run(ctx context.Context) error {
 	gate, conc := c.cfg.Gate, c.cfg.Concurrency
 	if info := c.cfg.Consumer.CachedInfo(); info != nil && info.Config.MaxDeliver > 0 {
@@ -276,7 +308,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 			failures = 0
 			continue
 		}
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrConnectionClosed) {
 			return fmt.Errorf("natsgate: %s: %w", gate.Name(), err)
 		}
 		// A fetch that failed (no connection, server busy): back off, so
