@@ -70,6 +70,7 @@ type Server struct {
 	transportsMu sync.Mutex
 	transports   map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
 	localFaults  burstLog
+	hop          hopNames
 }
 
 // New builds a Server for cfg.
@@ -180,7 +181,11 @@ func (s *Server) transportFor(d time.Duration) http.RoundTripper {
 			// Once per new connection, not per request.
 			ctx, cancel := context.WithTimeout(ctx, d)
 			defer cancel()
-			return dial(ctx, network, addr)
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &scanConn{Conn: c, hop: &s.hop}, nil
 		}
 		if t.TLSHandshakeTimeout == 0 || t.TLSHandshakeTimeout > d {
 			t.TLSHandshakeTimeout = d
@@ -334,8 +339,8 @@ type fault uint8
 
 const (
 	faultNone       fault = iota
-	faultClientGone       // the client cancelled: 499, ignored
 	faultClientBody       // the client's body could not be read: 400 or 408, ignored
+	faultClientGone       // the client cancelled: 499, ignored
 	faultLocal            // this host ran out of a resource (fds, ports, memory): 503, ignored
 	faultTimeout          // the upstream did not answer in time: 504, counted
 	faultUpstream         // refused, reset, DNS, TLS…: 502, counted
@@ -343,10 +348,12 @@ const (
 
 func (x *exchange) classify(err error) fault {
 	switch {
+	case x.body.failed.Load():
+		// Before the cancellation check: a failed body read (a read
+		// timeout) cancels the request's context too.
+		return faultClientBody
 	case x.Context.Err() == context.Canceled:
 		return faultClientGone
-	case x.body.failed.Load():
-		return faultClientBody
 	case isLocalFault(err):
 		return faultLocal
 	case isTimeout(err):
@@ -395,6 +402,9 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	x.ticket.Report(httpbreaker.DefaultClassifier(req, resp, nil))
 	x.status = resp.StatusCode // the final status: 1xx answers went by in ClientTrace
+	if resp.Close {
+		u.s.hop.strip(resp.Header)
+	}
 	renameBreakerboxHeaders(resp.Header)
 	return resp, nil
 }
@@ -494,11 +504,10 @@ func (b *burstLog) log(log *slog.Logger, circuit string, err error) {
 // rejection is a circuit's prebuilt open answer for one state and one
 // Retry-After value; it changes at most once a second.
 type rejection struct {
-	state         breaker.State
-	secs          int
-	retryAfter    []string
-	contentLength []string
-	body          []byte
+	state      breaker.State
+	secs       int
+	retryAfter []string
+	body       []byte // the server adds Content-Length, after the other headers as before
 }
 
 var (
@@ -523,7 +532,6 @@ func (s *Server) reject(w http.ResponseWriter, rt *route, err error) {
 	}
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
-	h["Content-Length"] = rj.contentLength
 	h["Retry-After"] = rj.retryAfter
 	h["Breakerbox-Circuit"] = rt.circuitHeader
 	h["Breakerbox-State"] = stateOpenHeader
@@ -551,8 +559,7 @@ func newRejection(rt *route, state breaker.State, secs int) *rejection {
 	enc.Encode(map[string]any{
 		"error": "circuit open", "circuit": rt.circuit, "state": state.String(), "retry_after_seconds": secs,
 	})
-	return &rejection{state: state, secs: secs, body: body.Bytes(),
-		retryAfter: []string{strconv.Itoa(secs)}, contentLength: []string{strconv.Itoa(body.Len())}}
+	return &rejection{state: state, secs: secs, body: body.Bytes(), retryAfter: []string{strconv.Itoa(secs)}}
 }
 
 // bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies through;
