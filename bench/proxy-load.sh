@@ -29,7 +29,8 @@ CONNS=${CONNS:-32 256}
 ROUNDS=${ROUNDS:-1}
 THREADS=${THREADS:-2}
 BASELINE=${BASELINE:-}
-MANY=${MANY:-10000}
+MANY=${MANY:-10000}  # 0 skips the many-circuits part
+LOAD=${LOAD:-1}      # 0 skips the load parts (only many circuits)
 
 command -v wrk >/dev/null || { echo "proxy-load: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 have_nginx=1; command -v nginx >/dev/null || have_nginx=0
@@ -201,6 +202,7 @@ if [ $have_nginx = 1 ]; then
 fi
 open_conns=${CONNS%% *}
 
+[ "$LOAD" = 1 ] || ROUNDS=0
 for round in $(seq "$ROUNDS"); do
   for c in $CONNS; do
     for t in "${targets[@]}"; do load closed "$t" "${url[$t]}" "$c" "${pidof[$t]}"; done
@@ -215,6 +217,7 @@ median_range() { # column: "median (min–max)" of the values on stdin
 col() { awk -F'\t' -v k="$1" -v t="$2" -v c="$3" -v i="$4" '$1==k && $2==t && $3==c {print $i}' "$results"; }
 med() { col "$@" | sort -g | awk '{v[NR]=$1} END {if (NR) print NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
+if [ "$LOAD" = 1 ]; then
 echo
 echo "### Closed circuit (median of $ROUNDS, range in brackets)"
 echo
@@ -251,6 +254,7 @@ done
 if [ -n "$BASELINE" ]; then
   awk -v n="$(med open breakerbox "$open_conns" 4)" -v o="$(med open "breakerbox@$BASELINE" "$open_conns" 4)" \
     'BEGIN {printf "\nbreakerbox rejects %.2f× as many per second as breakerbox@'"$BASELINE"'\n", n / o}'
+fi
 fi
 
 # Many circuits.
