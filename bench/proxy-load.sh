@@ -32,7 +32,10 @@ BASELINE=${BASELINE:-}
 MANY=${MANY:-10000}  # 0 skips the many-circuits part
 LOAD=${LOAD:-1}      # 0 skips the load parts (only many circuits)
 
-command -v wrk >/dev/null || { echo "proxy-load: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+if ! command -v wrk >/dev/null; then # the load generator is needed; nginx and HAProxy rows are skipped if missing
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; } ||
+    { echo "proxy-load: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+fi
 have_nginx=1; command -v nginx >/dev/null || have_nginx=0
 have_haproxy=1; command -v haproxy >/dev/null || have_haproxy=0
 
@@ -96,8 +99,9 @@ else
 fi
 start_bb breakerbox "$tmp/breakerbox" "$bb" "$bbadmin"
 [ -n "$BASELINE" ] && start_bb "breakerbox@$BASELINE" "$tmp/breakerbox-base" "$base" "$baseadmin"
-"$tmp/proxyload" -mode proxy -pool -listen "$rpp" -upstream "http://$up" & pids+=($!); pidof[rp+pool]=$!
-"$tmp/proxyload" -mode proxy -pool -tuned -listen "$rpt" -upstream "http://$up" & pids+=($!); pidof[rp+pool+tuned]=$!
+# (their logs say "context canceled" for the requests in flight when wrk stops)
+"$tmp/proxyload" -mode proxy -pool -listen "$rpp" -upstream "http://$up" 2>"$tmp/rp.log" & pids+=($!); pidof[rp+pool]=$!
+"$tmp/proxyload" -mode proxy -pool -tuned -listen "$rpt" -upstream "http://$up" 2>"$tmp/rpt.log" & pids+=($!); pidof[rp+pool+tuned]=$!
 if [ $have_nginx = 1 ]; then
   { echo "worker_processes 2;"; ngx_common "$tmp/nginx"
     cat <<NGINX

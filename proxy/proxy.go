@@ -426,8 +426,35 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	x := exchangeOf(pr.In)
 	pr.Out.URL.Path, pr.Out.URL.RawPath = x.path, x.rawPath
 	pr.SetURL(x.route.target) // joins the base path (escaped, if either is), rewrites Host
-	pr.SetXForwarded()
-	pr.Out.Header["X-Forwarded-Prefix"] = x.route.prefixHeader
+	// As pr.SetXForwarded (ReverseProxy has deleted the client's
+	// X-Forwarded-* before Rewrite), with the values' slices reused.
+	h := pr.Out.Header
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		h["X-Forwarded-For"] = x.route.forwardedFor.get(ip)
+	}
+	h["X-Forwarded-Host"] = x.route.forwardedHost.get(pr.In.Host)
+	if pr.In.TLS == nil {
+		h["X-Forwarded-Proto"] = protoHTTP
+	} else {
+		h["X-Forwarded-Proto"] = protoHTTPS
+	}
+	h["X-Forwarded-Prefix"] = x.route.prefixHeader
+}
+
+var protoHTTP, protoHTTPS = []string{"http"}, []string{"https"}
+
+// headerValue reuses the slice of the last value it was asked for: a
+// sidecar's clients are few (often one address, one Host), so a header
+// slice allocated per request would almost always be a copy of the last.
+type headerValue struct{ last atomic.Pointer[[]string] }
+
+func (c *headerValue) get(v string) []string {
+	if p := c.last.Load(); p != nil && (*p)[0] == v {
+		return *p
+	}
+	s := []string{v}
+	c.last.Store(&s)
+	return s
 }
 
 // proxyError answers a request the upstream did not: see fault.

@@ -29,6 +29,8 @@ type route struct {
 	// copies instead of writing into them.
 	prefixHeader  []string // X-Forwarded-Prefix: "/genesys/eu-west-1"
 	circuitHeader []string // Breakerbox-Circuit
+	forwardedFor  headerValue
+	forwardedHost headerValue
 	rejection     atomic.Pointer[rejection]
 }
 
