@@ -65,22 +65,7 @@ func BenchmarkProxy(b *testing.B) {
 		name string
 		h    http.Handler
 	}{{"plain", plain}, {"plain-with-buffer-pool", &pooled}, {"plain-with-buffer-pool-tuned", &tuned}, {"breakerbox", bb}} {
-		b.Run(tt.name, func(b *testing.B) {
-			srv := httptest.NewServer(tt.h)
-			defer srv.Close()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := client.Get(srv.URL + "/svc/v1/items")
-					if err != nil {
-						b.Fatal(err)
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			})
-		})
+		b.Run(tt.name, func(b *testing.B) { getParallel(b, tt.h) })
 	}
 }
 
@@ -96,22 +81,7 @@ func BenchmarkReject(b *testing.B) {
 		b.Fatal(err)
 	}
 	bb.Registry().Get("svc").ForceOpen()
-	b.Run("loopback", func(b *testing.B) {
-		srv := httptest.NewServer(bb)
-		defer srv.Close()
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				resp, err := client.Get(srv.URL + "/svc/v1/items")
-				if err != nil {
-					b.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		})
-	})
+	b.Run("loopback", func(b *testing.B) { getParallel(b, bb) })
 	b.Run("handler", func(b *testing.B) {
 		req := httptest.NewRequest("GET", "/svc/v1/items", nil)
 		w := &headerOnly{h: http.Header{}}
@@ -128,3 +98,22 @@ type headerOnly struct{ h http.Header }
 func (w *headerOnly) Header() http.Header         { return w.h }
 func (w *headerOnly) Write(p []byte) (int, error) { return len(p), nil }
 func (w *headerOnly) WriteHeader(int)             {}
+
+// getParallel serves h on loopback and GETs /svc/v1/items from it in
+// parallel, reading each answer whole.
+func getParallel(b *testing.B, h http.Handler) {
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Get(srv.URL + "/svc/v1/items")
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}

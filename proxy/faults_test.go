@@ -114,14 +114,7 @@ func TestSlowUploadIsNotTimedAgainstTheUpstream(t *testing.T) {
 
 func TestStalledUploadAnswers408AndIsIgnored(t *testing.T) {
 	up, hits := readingUpstream(t)
-	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf("services: [{name: svc, upstream: %q, failure_threshold: 1}]", up.URL)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newServer(t, fmt.Sprintf("services: [{name: svc, upstream: %q, failure_threshold: 1}]", up.URL), slog.New(slog.DiscardHandler))
 	ps := httptest.NewUnstartedServer(srv)
 	ps.Config.ReadTimeout = 300 * time.Millisecond // what the listener's read timeout does to a stalled client
 	ps.Start()
@@ -142,15 +135,8 @@ func TestStalledUploadAnswers408AndIsIgnored(t *testing.T) {
 // EMFILE, which must not count against the healthy upstream.
 func TestOutOfFileDescriptorsIsIgnoredAndLoggedOncePerBurst(t *testing.T) {
 	up, hits := readingUpstream(t)
-	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf("services: [{name: svc, upstream: %q, failure_threshold: 2}]", up.URL)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs syncbuf.Buffer
-	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newServer(t, fmt.Sprintf("services: [{name: svc, upstream: %q, failure_threshold: 2}]", up.URL), slog.New(slog.NewTextHandler(&logs, nil)))
 	ps := httptest.NewServer(srv)
 	defer ps.Close()
 	const n = 5
@@ -223,6 +209,19 @@ func TestOutOfFileDescriptorsIsIgnoredAndLoggedOncePerBurst(t *testing.T) {
 	if resp := rawRequest(t, strings.TrimPrefix(ps.URL, "http://"), "GET /svc/x HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 200 || hits.Load() != 1 {
 		t.Fatalf("after the limit is restored: %d, upstream hits %d", resp.StatusCode, hits.Load())
 	}
+}
+
+func newServer(t *testing.T, yaml string, log *slog.Logger) *proxy.Server {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }
 
 func lowestFreeFD(t *testing.T) uint64 {
