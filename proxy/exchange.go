@@ -76,7 +76,9 @@ func (b *clientBody) Read(p []byte) (int, error) {
 func (b *clientBody) Close() error { return b.rc.Close() }
 
 // fault is why a round trip returned no response, in the order it is
-// decided: whose fault it was decides whether the breaker counts it.
+// decided: whose fault it was decides whether the breaker counts it. The
+// kinds up to faultLocal are not the upstream's (ignored); the others are
+// (failures).
 type fault uint8
 
 const (
