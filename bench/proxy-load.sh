@@ -1,85 +1,291 @@
 #!/usr/bin/env bash
-# Load benchmark of the sidecar against one local upstream, side by side:
-#   direct            wrk → upstream
-#   reverseproxy      wrk → plain net/http/httputil.ReverseProxy → upstream
-#   reverseproxy+pool the same with a BufferPool (as breakerbox has): like for like
-#   breakerbox        wrk → breakerbox (closed circuit) → upstream
-#   nginx             wrk → nginx proxy_pass (keepalive) → upstream
-# Prints requests/s and p50/p99 latency as a Markdown table. Loopback only.
-#   DURATION=10s CONNS=32 THREADS=2 bash bench/proxy-load.sh
+# Load benchmark of the sidecar, side by side in one run, on loopback:
+#   breakerbox          this tree's cmd/breakerbox, closed circuit
+#   breakerbox@REV      the same at git revision $BASELINE (optional: the "before")
+#   rp+pool             plain httputil.ReverseProxy with a BufferPool (as breakerbox has)
+#   rp+pool+tuned       the same with breakerbox's transport settings
+#   nginx               nginx proxy_pass, upstream keepalive, 2 workers
+#   haproxy             HAProxy, 2 threads, http-reuse always
+# all in front of one upstream (nginx answering 206 bytes of JSON; the Go
+# helper if nginx is missing). For each target and connection count: req/s,
+# CPU seconds per 100k requests (utime+stime deltas of the target's processes
+# from /proc/<pid>/stat), p99 (wrk's, at full load: wrk2 is not installed),
+# peak RSS (VmHWM). Then an open circuit: breakerbox's rejections/s against
+# nginx answering a static 503 and nginx proxying to the dead upstream. Then
+# many circuits: startup, RSS, /metrics and /api/circuits CPU with $MANY
+# services, before and after traffic to every one.
+#
+# Rounds are interleaved (every target once per round) and the table shows
+# the median and the range, because the machine may be shared: compare the
+# ratios within one run, not numbers across runs.
+#
+#   ROUNDS=5 DURATION=10s CONNS="32 256" BASELINE=087cf25 bash bench/proxy-load.sh   # full run
+#   DURATION=1s CONNS=8 bash bench/proxy-load.sh                                    # CI smoke
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin"
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-32}
+CONNS=${CONNS:-32 256}
+ROUNDS=${ROUNDS:-1}
 THREADS=${THREADS:-2}
-BASE=${BASE_PORT:-18081}
+BASELINE=${BASELINE:-}
+MANY=${MANY:-10000}  # 0 skips the many-circuits part
+LOAD=${LOAD:-1}      # 0 skips the load parts (only many circuits)
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || need+=(nginx-light)
-if [ ${#need[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if ! command -v wrk >/dev/null; then # the load generator is needed; nginx and HAProxy rows are skipped if missing
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; } ||
+    { echo "proxy-load: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 fi
+have_nginx=1; command -v nginx >/dev/null || have_nginx=0
+have_haproxy=1; command -v haproxy >/dev/null || have_haproxy=0
 
 tmp=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
-up=127.0.0.1:$BASE; rp=127.0.0.1:$((BASE+1)); bb=127.0.0.1:$((BASE+2)); bbadmin=127.0.0.1:$((BASE+3)); ngx=127.0.0.1:$((BASE+4)); rpp=127.0.0.1:$((BASE+5))
 go build -o "$tmp/proxyload" ./proxyload
 (cd .. && go build -o "$tmp/breakerbox" ./cmd/breakerbox)
+if [ -n "$BASELINE" ]; then
+  mkdir "$tmp/base-src"
+  git -C .. archive "$BASELINE" | tar -x -C "$tmp/base-src"
+  (cd "$tmp/base-src" && go build -o "$tmp/breakerbox-base" ./cmd/breakerbox)
+fi
 
-"$tmp/proxyload" -mode upstream -listen "$up" & pids+=($!)
-"$tmp/proxyload" -mode proxy -listen "$rp" -upstream "http://$up" & pids+=($!)
-"$tmp/proxyload" -mode proxy -pool -listen "$rpp" -upstream "http://$up" & pids+=($!)
-cat > "$tmp/bb.yaml" <<YAML
-listen: $bb
-admin: $bbadmin
+mapfile -t port < <("$tmp/proxyload" -mode ports -n 14)
+up=127.0.0.1:${port[0]}; bb=127.0.0.1:${port[1]}; bbadmin=127.0.0.1:${port[2]}
+rpp=127.0.0.1:${port[3]}; rpt=127.0.0.1:${port[4]}; ngx=127.0.0.1:${port[5]}; hap=127.0.0.1:${port[6]}
+base=127.0.0.1:${port[7]}; baseadmin=127.0.0.1:${port[8]}; dead=127.0.0.1:${port[9]}
+many=127.0.0.1:${port[10]}; manyadmin=127.0.0.1:${port[11]}
+
+ngx_common() { # prefix
+  cat <<NGINX
+pid $1.pid;
+error_log $1-error.log;
+events { worker_connections 4096; }
+NGINX
+}
+ngx_http_common="access_log off; keepalive_requests 1000000;
+  client_body_temp_path $tmp; proxy_temp_path $tmp; fastcgi_temp_path $tmp; uwsgi_temp_path $tmp; scgi_temp_path $tmp;"
+body='{"ok":true,"id":"0123456789abcdef","items":['$(printf '{"n":1},%.0s' $(seq 19))'{"n":1}]}'
+
+declare -A pidof # target → pid of its main process
+start_bb() { # name binary listen admin
+  cat > "$tmp/$1.yaml" <<YAML
+listen: $3
+admin: $4
 services:
   - name: up
     upstream: http://$up
+  - name: down
+    upstream: http://$dead
+    failure_threshold: 1
+    open_timeout: 1h
 YAML
-"$tmp/breakerbox" serve --config "$tmp/bb.yaml" >/dev/null 2>"$tmp/bb.log" & pids+=($!)
-mkdir -p "$tmp/nginx"
-cat > "$tmp/nginx.conf" <<NGINX
-worker_processes 2;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx-error.log;
-events { worker_connections 1024; }
+  "$2" serve --config "$tmp/$1.yaml" >/dev/null 2>"$tmp/$1.log" & pids+=($!); pidof[$1]=$!
+}
+
+if [ $have_nginx = 1 ]; then
+  { echo "worker_processes 1;"; ngx_common "$tmp/upstream"
+    echo "http { $ngx_http_common server { listen $up; location / { default_type application/json; return 200 '$body'; } } }"; } > "$tmp/upstream.conf"
+  nginx -c "$tmp/upstream.conf" -p "$tmp" -g 'daemon off;' & pids+=($!)
+else
+  echo "(nginx is not installed: the Go helper is the upstream, and the nginx rows are skipped; apt-get install nginx-light)"
+  "$tmp/proxyload" -mode upstream -listen "$up" & pids+=($!)
+fi
+start_bb breakerbox "$tmp/breakerbox" "$bb" "$bbadmin"
+[ -n "$BASELINE" ] && start_bb "breakerbox@$BASELINE" "$tmp/breakerbox-base" "$base" "$baseadmin"
+# (their logs say "context canceled" for the requests in flight when wrk stops)
+"$tmp/proxyload" -mode proxy -pool -listen "$rpp" -upstream "http://$up" 2>"$tmp/rp.log" & pids+=($!); pidof[rp+pool]=$!
+"$tmp/proxyload" -mode proxy -pool -tuned -listen "$rpt" -upstream "http://$up" 2>"$tmp/rpt.log" & pids+=($!); pidof[rp+pool+tuned]=$!
+if [ $have_nginx = 1 ]; then
+  { echo "worker_processes 2;"; ngx_common "$tmp/nginx"
+    cat <<NGINX
 http {
-  access_log off;
-  client_body_temp_path $tmp/nginx; proxy_temp_path $tmp/nginx; fastcgi_temp_path $tmp/nginx;
-  uwsgi_temp_path $tmp/nginx; scgi_temp_path $tmp/nginx;
-  upstream u { server $up; keepalive 256; }
+  $ngx_http_common
+  upstream u { server $up; keepalive 512; keepalive_requests 1000000; }
   server {
     listen $ngx;
     location /up/ { proxy_pass http://u/; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location /down/ { proxy_pass http://$dead/; }
+    location /static503/ { default_type application/json; return 503 '{"error":"circuit open"}'; }
   }
 }
 NGINX
-nginx -c "$tmp/nginx.conf" -p "$tmp" -g 'daemon off;' & pids+=($!)
+  } > "$tmp/nginx.conf"
+  nginx -c "$tmp/nginx.conf" -p "$tmp" -g 'daemon off;' & pids+=($!); pidof[nginx]=$!
+fi
+if [ $have_haproxy = 1 ]; then
+  cat > "$tmp/haproxy.cfg" <<HAPROXY
+global
+  nbthread 2
+  maxconn 8192
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind $hap
+  http-request set-path %[path,regsub(^/up/,/)]
+  default_backend be
+backend be
+  server up $up
+HAPROXY
+  haproxy -f "$tmp/haproxy.cfg" -db >/dev/null 2>"$tmp/haproxy.log" & pids+=($!); pidof[haproxy]=$!
+else
+  echo "(haproxy is not installed: its rows are skipped; apt-get install haproxy)"
+fi
 
-for addr in "$up" "$rp" "$rpp" "$bb" "$ngx"; do
-  for i in $(seq 100); do curl -fs -o /dev/null "http://$addr/up/ping" 2>/dev/null && break; [ "$addr" = "$up" ] && curl -fs -o /dev/null "http://$addr/ping" && break; sleep 0.1; done
+wait_up() { # url
+  for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
+  echo "proxy-load: nothing answers $1" >&2; exit 1
+}
+declare -A url
+url[breakerbox]=http://$bb/up/ping
+[ -n "$BASELINE" ] && url[breakerbox@$BASELINE]=http://$base/up/ping
+url[rp+pool]=http://$rpp/up/ping
+url[rp+pool+tuned]=http://$rpt/up/ping
+[ $have_nginx = 1 ] && url[nginx]=http://$ngx/up/ping
+[ $have_haproxy = 1 ] && url[haproxy]=http://$hap/up/ping
+targets=(breakerbox); [ -n "$BASELINE" ] && targets+=("breakerbox@$BASELINE")
+targets+=(rp+pool rp+pool+tuned); [ $have_nginx = 1 ] && targets+=(nginx); [ $have_haproxy = 1 ] && targets+=(haproxy)
+wait_up "http://$up/"
+for t in "${targets[@]}"; do wait_up "${url[$t]}"; done
+
+procs() { echo "$1"; pgrep -P "$1" || true; } # a target's processes: nginx has workers
+ticks() { # total utime+stime of pid and its children (clock ticks)
+  local sum=0 p f
+  for p in $(procs "$1"); do
+    f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    sum=$((sum + $(awk '{print $12 + $13}' <<<"$f")))
+  done
+  echo $sum
+}
+hwm() { # peak RSS in MB, summed over the processes
+  local kb=0 p
+  for p in $(procs "$1"); do kb=$((kb + $(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done
+  echo $((kb / 1024))
+}
+hz=$(getconf CLK_TCK)
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.2f", v}' <<<"$1"; }
+
+results=$tmp/results.tsv
+: > "$results"
+load() { # kind target url conns pid
+  local before after out rps reqs p99 errs
+  before=$(ticks "$5")
+  out=$(wrk -t"$THREADS" -c"$4" -d"$DURATION" --latency "$3")
+  after=$(ticks "$5")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  errs=$(awk '/Socket errors/ {print}' <<<"$out" | tr -s ' ')
+  [ -n "$errs" ] && echo "  ($2 at $4 conns: $errs)" >&2
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$4" "$rps" \
+    "$(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", n ? t / hz / n * 100000 : 0}')" "$p99" >> "$results"
+}
+
+echo "proxy-load: wrk -t$THREADS -d$DURATION, connections: $CONNS, $ROUNDS interleaved round(s); $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | awk '{print $3}')$([ $have_nginx = 1 ] && echo ", $(nginx -v 2>&1 | sed 's/.*: //')")$([ $have_haproxy = 1 ] && echo ", HAProxy $(haproxy -v | awk 'NR==1 {print $3}')")"
+
+# Open circuit: one failed request trips "down" (threshold 1, open for 1h).
+open_targets=(breakerbox); [ -n "$BASELINE" ] && open_targets+=("breakerbox@$BASELINE")
+declare -A open_url
+open_url[breakerbox]=http://$bb/down/x
+[ -n "$BASELINE" ] && open_url[breakerbox@$BASELINE]=http://$base/down/x
+for t in "${open_targets[@]}"; do curl -s -o /dev/null "${open_url[$t]}"; done
+if [ $have_nginx = 1 ]; then
+  open_targets+=("nginx static 503" "nginx proxy to dead upstream")
+  open_url["nginx static 503"]=http://$ngx/static503/x; pidof["nginx static 503"]=${pidof[nginx]}
+  open_url["nginx proxy to dead upstream"]=http://$ngx/down/x; pidof["nginx proxy to dead upstream"]=${pidof[nginx]}
+fi
+open_conns=${CONNS%% *}
+
+[ "$LOAD" = 1 ] || ROUNDS=0
+for round in $(seq "$ROUNDS"); do
+  for c in $CONNS; do
+    for t in "${targets[@]}"; do load closed "$t" "${url[$t]}" "$c" "${pidof[$t]}"; done
+  done
+  for t in "${open_targets[@]}"; do load open "$t" "${open_url[$t]}" "$open_conns" "${pidof[$t]}"; done
 done
 
-run() { # name url
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-  printf '| %s | %s | %s | %s | %s |\n' "$1" "$rps" "$p50" "$p99" "${errs:-none}"
+median_range() { # column: "median (min–max)" of the values on stdin
+  sort -g | awk '{v[NR]=$1} END {if (!NR) exit; m = NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2;
+    if (NR == 1) printf "%s", v[1]; else printf "%s (%s–%s)", m, v[1], v[NR]}'
 }
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) CPUs, $(go version | awk '{print $3}'), $(nginx -v 2>&1 | sed 's/.*: //')"
+col() { awk -F'\t' -v k="$1" -v t="$2" -v c="$3" -v i="$4" '$1==k && $2==t && $3==c {print $i}' "$results"; }
+med() { col "$@" | sort -g | awk '{v[NR]=$1} END {if (NR) print NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+
+if [ "$LOAD" = 1 ]; then
 echo
-echo "| target | requests/s | p50 | p99 | errors |"
-echo "|---|---:|---:|---:|---|"
-run direct "http://$up/ping"
-run reverseproxy "http://$rp/up/ping"
-run reverseproxy+pool "http://$rpp/up/ping"
-run breakerbox "http://$bb/up/ping"
-run nginx "http://$ngx/up/ping"
+echo "### Closed circuit (median of $ROUNDS, range in brackets)"
+echo
+echo "| target | conns | req/s | CPU s per 100k req | p99 ms (at full load) | peak RSS MB |"
+echo "|---|---:|---:|---:|---:|---:|"
+for c in $CONNS; do
+  for t in "${targets[@]}"; do
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$t" "$c" "$(col closed "$t" "$c" 4 | median_range)" \
+      "$(col closed "$t" "$c" 5 | median_range)" "$(col closed "$t" "$c" 6 | median_range)" "$(hwm "${pidof[$t]}")"
+  done
+done
+if [ $have_nginx = 1 ]; then
+  echo
+  echo "Ratios to nginx (medians): "
+  for c in $CONNS; do
+    ng_rps=$(med closed nginx "$c" 4); ng_cpu=$(med closed nginx "$c" 5)
+    for t in "${targets[@]}"; do
+      [ "$t" = nginx ] && continue
+      awk -v t="$t" -v c="$c" -v r="$(med closed "$t" "$c" 4)" -v p="$(med closed "$t" "$c" 5)" -v nr="$ng_rps" -v np="$ng_cpu" \
+        'BEGIN {printf "- %s at %s conns: %.2f× nginx'"'"'s req/s, %.2f× its CPU per request\n", t, c, r / nr, np ? p / np : 0}'
+    done
+  done
+fi
+
+echo
+echo "### Open circuit at $open_conns connections (median of $ROUNDS)"
+echo
+echo "| target | answers/s | CPU s per 100k answers | p99 ms |"
+echo "|---|---:|---:|---:|"
+for t in "${open_targets[@]}"; do
+  printf '| %s | %s | %s | %s |\n' "$t" "$(col open "$t" "$open_conns" 4 | median_range)" \
+    "$(col open "$t" "$open_conns" 5 | median_range)" "$(col open "$t" "$open_conns" 6 | median_range)"
+done
+if [ -n "$BASELINE" ]; then
+  awk -v n="$(med open breakerbox "$open_conns" 4)" -v o="$(med open "breakerbox@$BASELINE" "$open_conns" 4)" \
+    'BEGIN {printf "\nbreakerbox rejects %.2f× as many per second as breakerbox@'"$BASELINE"'\n", n / o}'
+fi
+fi
+
+# Many circuits.
+if [ "$MANY" -gt 0 ]; then
+  "$tmp/proxyload" -mode config -services "$MANY" -upstream "http://$up" -proxy "$many" -admin "$manyadmin" > "$tmp/many.yaml"
+  t0=$(date +%s%N)
+  "$tmp/breakerbox" serve --config "$tmp/many.yaml" >/dev/null 2>"$tmp/many.log" & pids+=($!); mpid=$!
+  until curl -s -o /dev/null "http://$many/svc00000/x"; do sleep 0.005; done
+  startup=$(( ($(date +%s%N) - t0) / 1000000 ))
+  rss() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$mpid/status"; }
+  rss_start=$(rss)
+  scrape() { # path → "ms CPU per scrape, bytes, lines" over 5 scrapes
+    local before after size lines
+    curl -s "http://$manyadmin$1" > "$tmp/scrape"
+    before=$(ticks $mpid)
+    for _ in 1 2 3 4 5; do curl -s -o /dev/null "http://$manyadmin$1"; done
+    after=$(ticks $mpid)
+    size=$(wc -c < "$tmp/scrape"); lines=$(grep -vc '^#' "$tmp/scrape" || true)
+    awk -v t=$((after - before)) -v hz="$hz" -v s="$size" -v l="$lines" 'BEGIN {printf "%.0f ms CPU, %.1f MB, %d lines", t / hz / 5 * 1000, s / 1e6, l}'
+  }
+  m0=$(scrape /metrics); a0=$(scrape /api/circuits)
+  "$tmp/proxyload" -mode touch -services "$MANY" -target "http://$many"
+  m1=$(scrape /metrics); a1=$(scrape /api/circuits)
+  echo
+  echo "### $MANY circuits (breakerbox serve with $MANY services; CPU per request from /proc, 5 requests each)"
+  echo
+  echo "- startup (exec to the first proxied answer): $startup ms; RSS after start: $rss_start MB"
+  echo "- before traffic: /metrics $m0; /api/circuits $a0"
+  echo "- after one request to each circuit: /metrics $m1; /api/circuits $a1; RSS $(rss) MB"
+fi

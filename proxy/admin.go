@@ -107,7 +107,7 @@ func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
 func (s *Server) Admin() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/circuits", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.Circuits())
+		writeCompactJSON(w, http.StatusOK, s.Circuits())
 	})
 	mux.HandleFunc("GET /api/circuits/{name...}", s.getCircuit)
 	g := newAdminGuard(s)

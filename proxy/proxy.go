@@ -8,16 +8,12 @@ package proxy
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +23,6 @@ import (
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/breakerprom"
 	"github.com/breakerbox/breakerbox/config"
-	"github.com/breakerbox/breakerbox/httpbreaker"
 )
 
 // Options tune a Server beyond its config.
@@ -38,7 +33,10 @@ type Options struct {
 	// Clock is the breakers' clock. nil means the system clock.
 	Clock breaker.Clock
 	// Transport makes the upstream round trips. nil means a clone of
-	// http.DefaultTransport.
+	// http.DefaultTransport tuned for a sidecar (see newTransport). An
+	// *http.Transport is cloned once per distinct service timeout, which it
+	// then enforces (see Server.transportFor); any other RoundTripper is used
+	// as is and must bound its round trips itself.
 	Transport http.RoundTripper
 	// Sync, if set, shares every circuit with the other replicas of a fleet
 	// (a *redisstate.Fleet for state: redis://).
@@ -59,18 +57,26 @@ type Server struct {
 	metrics  *metrics
 	promReg  *prometheus.Registry
 	reloadMu sync.Mutex
-}
 
-type ctxKey struct{}
+	base         http.RoundTripper
+	transportsMu sync.Mutex
+	transports   map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
+	localFaults  burstLog
+	hop          hopNames
+}
 
 // New builds a Server for cfg.
 func New(cfg *config.Config, opts Options) (*Server, error) {
-	s := &Server{log: opts.Logger, history: newHistory(200)}
+	s := &Server{log: opts.Logger, history: newHistory(200), base: opts.Transport,
+		transports: map[time.Duration]http.RoundTripper{}}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if s.base == nil {
+		s.base = newTransport()
+	}
 	s.metrics = newMetrics()
-	t, err := newTable(cfg, s.metrics)
+	t, err := newTable(cfg, s.metrics, s.transportFor)
 	if err != nil {
 		return nil, err
 	}
@@ -100,20 +106,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	next := opts.Transport
-	if next == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		// A sidecar sends many concurrent requests to few hosts: keep their
-		// connections (the default keeps 2 per host and redials the rest).
-		t.MaxIdleConnsPerHost = 256
-		next = t
-	}
-	rt := httpbreaker.New(s.registry, httpbreaker.WithTransport(next), httpbreaker.WithKey(func(r *http.Request) string {
-		return r.Context().Value(ctxKey{}).(*route).circuit
-	}))
 	s.rp = &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
-		Transport:    rt,
+		Transport:    upstream{s},
 		ErrorHandler: s.proxyError,
 		BufferPool:   bufferPool{},
 		// FlushInterval 0: streaming responses (event streams, unknown
@@ -136,6 +131,64 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// newTransport is http.DefaultTransport tuned for a sidecar that sends many
+// concurrent requests to few hosts.
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// Keep the connections of a busy upstream (the default keeps 2 per host,
+	// and at most 100 in all, and redials the rest on every burst).
+	t.MaxIdleConnsPerHost = 256
+	t.MaxIdleConns = 0
+	// Pass bodies through as the upstream encoded them. Left on, the
+	// Transport asks for gzip when the client did not and decompresses the
+	// answer itself: work per request, and the client gets a body the
+	// upstream did not send.
+	t.DisableCompression = true
+	return t
+}
+
+// transportFor returns the transport of the services whose timeout is d.
+// For an *http.Transport base it is a clone that bounds, each by d, the
+// connection set-up (TCP dial, TLS handshake) and the wait for the response
+// headers once the whole request is written (ResponseHeaderTimeout). So the
+// time spent waiting for a client's slow upload never counts against the
+// upstream; a response body streams for as long as the upstream keeps
+// sending and the client keeps reading (the listener's timeouts bound that).
+// Bounding in the transport instead of with a deadline on each request's
+// context also spares every request a timer and a context.
+func (s *Server) transportFor(d time.Duration) http.RoundTripper {
+	s.transportsMu.Lock()
+	defer s.transportsMu.Unlock()
+	if t, ok := s.transports[d]; ok {
+		return t
+	}
+	var rt http.RoundTripper = s.base
+	if base, ok := s.base.(*http.Transport); ok && d > 0 {
+		t := base.Clone()
+		dial := t.DialContext
+		if dial == nil {
+			dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+		}
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// Once per new connection, not per request.
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &scanConn{Conn: c, hop: &s.hop}, nil
+		}
+		if t.TLSHandshakeTimeout == 0 || t.TLSHandshakeTimeout > d {
+			t.TLSHandshakeTimeout = d
+		}
+		t.ResponseHeaderTimeout = d
+		rt = t
+	}
+	s.transports[d] = rt
+	return rt
+}
+
 // Registry returns the registry of the server's breakers.
 func (s *Server) Registry() *breaker.Registry { return s.registry }
 
@@ -143,67 +196,77 @@ func (s *Server) Registry() *breaker.Registry { return s.registry }
 func (s *Server) Config() *config.Config { return s.table.Load().cfg }
 
 // ServeHTTP is the proxy: /<service>/<rest> or /<service>/<region>/<rest>.
+//
+// The breaker is asked before any proxy machinery runs: while the circuit is
+// open — during a retry storm, when it matters most — a rejection costs a map
+// lookup, an atomic load and a prebuilt answer (see reject).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	t := s.table.Load()
-	rt, _, svc, ok := t.resolve(r.URL.Path)
-	if !ok {
+	rt, path, rawPath, svc, err := t.resolve(r.URL)
+	switch {
+	case err != nil:
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
+		return
+	case rt == nil:
 		s.notFound(w, r, t, svc)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), ctxKey{}, rt), rt.timeout)
-	defer cancel()
-	sw := &statusWriter{ResponseWriter: w}
-	s.rp.ServeHTTP(sw, r.WithContext(ctx))
-	rt.metrics.observe(sw.status(), time.Since(start))
+	b, err := s.registry.GetE(rt.circuit)
+	if err != nil { // unreachable: the config was validated
+		s.log.Error("no breaker for circuit", slog.String("circuit", rt.circuit), slog.String("error", err.Error()))
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"error": "breakerbox has no breaker for this circuit (see its log)", "circuit": rt.circuit})
+		return
+	}
+	ticket, err := b.Allow()
+	if err != nil {
+		s.reject(w, rt, err)
+		rt.metrics.observe(http.StatusServiceUnavailable, time.Since(start))
+		return
+	}
+	x := &exchange{Context: r.Context(), route: rt, ticket: ticket, path: path, rawPath: rawPath}
+	defer x.finish(start)
+	out := r.WithContext(x)
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		x.body.rc = r.Body
+		out.Body = &x.body
+	}
+	s.rp.ServeHTTP(w, out)
 }
 
 func (s *Server) rewrite(pr *httputil.ProxyRequest) {
-	rt := pr.In.Context().Value(ctxKey{}).(*route)
-	prefix := "/" + rt.service
-	if rt.region != "" {
-		prefix += "/" + rt.region
+	x := exchangeOf(pr.In)
+	pr.Out.URL.Path, pr.Out.URL.RawPath = x.path, x.rawPath
+	pr.SetURL(x.route.target) // joins the base path (escaped, if either is), rewrites Host
+	// As pr.SetXForwarded (ReverseProxy has deleted the client's
+	// X-Forwarded-* before Rewrite), with the values' slices reused.
+	h := pr.Out.Header
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		h["X-Forwarded-For"] = x.route.forwardedFor.get(ip)
 	}
-	pr.Out.URL.Path = strings.TrimPrefix(pr.In.URL.Path, prefix)
-	if pr.In.URL.RawPath != "" {
-		pr.Out.URL.RawPath = strings.TrimPrefix(pr.In.URL.RawPath, prefix)
+	h["X-Forwarded-Host"] = x.route.forwardedHost.get(pr.In.Host)
+	if pr.In.TLS == nil {
+		h["X-Forwarded-Proto"] = protoHTTP
+	} else {
+		h["X-Forwarded-Proto"] = protoHTTPS
 	}
-	pr.SetURL(rt.target) // joins the base path, rewrites Host
-	pr.SetXForwarded()
-	pr.Out.Header.Set("X-Forwarded-Prefix", prefix)
+	h["X-Forwarded-Prefix"] = x.route.prefixHeader
 }
 
-// proxyError answers a request the upstream did not: 503 while the circuit
-// is open, 504 on timeout, 502 on any other transport error.
-func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	rt := r.Context().Value(ctxKey{}).(*route)
-	var oe *breaker.OpenError
-	switch {
-	case errors.As(err, &oe):
-		secs := int(math.Ceil(oe.RetryAfter().Seconds()))
-		secs = max(secs, 1)
-		h := w.Header()
-		h.Set("Retry-After", strconv.Itoa(secs))
-		h.Set("Breakerbox-Circuit", rt.circuit)
-		h.Set("Breakerbox-State", "open")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
-			"error": "circuit open", "circuit": rt.circuit, "state": oe.State.String(), "retry_after_seconds": secs,
-		})
-	case r.Context().Err() == context.Canceled:
-		// The client went away; nobody reads this answer.
-		w.WriteHeader(499)
-	case isTimeout(err):
-		w.Header().Set("Breakerbox-Circuit", rt.circuit)
-		writeJSON(w, http.StatusGatewayTimeout, map[string]any{
-			"error": "upstream timeout", "circuit": rt.circuit, "timeout_seconds": rt.timeout.Seconds(),
-		})
-	default:
-		s.log.Warn("upstream error", slog.String("circuit", rt.circuit), slog.String("error", err.Error()))
-		w.Header().Set("Breakerbox-Circuit", rt.circuit)
-		writeJSON(w, http.StatusBadGateway, map[string]any{
-			"error": "upstream unreachable", "circuit": rt.circuit, "detail": err.Error(),
-		})
+var protoHTTP, protoHTTPS = []string{"http"}, []string{"https"}
+
+// headerValue reuses the slice of the last value it was asked for: a
+// sidecar's clients are few (often one address, one Host), so a header
+// slice allocated per request would almost always be a copy of the last.
+type headerValue struct{ last atomic.Pointer[[]string] }
+
+func (c *headerValue) get(v string) []string {
+	if p := c.last.Load(); p != nil && (*p)[0] == v {
+		return *p
 	}
+	s := []string{v}
+	c.last.Store(&s)
+	return s
 }
 
 // bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies through;
@@ -214,11 +277,6 @@ var buffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
 func (bufferPool) Get() []byte  { return buffers.Get().(*[32 << 10]byte)[:] }
 func (bufferPool) Put(b []byte) { buffers.Put((*[32 << 10]byte)(b)) }
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request, t *table, svc *service) {
 	if svc != nil {
@@ -244,6 +302,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request, t *table, svc 
 	})
 }
 
+// writeJSON answers v as indented JSON, for people reading small answers.
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -252,38 +311,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// statusWriter records the status code for metrics. It keeps Flush and
-// Unwrap reachable so streaming and http.ResponseController work.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *statusWriter) status() int {
-	if w.code == 0 {
-		return http.StatusOK
-	}
-	return w.code
+// writeCompactJSON answers v as compact JSON, for large answers read by
+// programs: indenting 10,000 circuits cost more than encoding them.
+func writeCompactJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
 }

@@ -20,7 +20,7 @@ import (
 func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	nt, err := newTable(cfg, s.metrics)
+	nt, err := newTable(cfg, s.metrics, s.transportFor)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"errors"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/breakerbox/breakerbox/breaker"
@@ -11,13 +14,24 @@ import (
 
 // route is one circuit: a service, or one region of a per-region service.
 type route struct {
-	circuit  string // breaker key: "cloudflare" or "genesys/eu-west-1"
-	service  string
-	region   string // "" for a service without regions
-	target   *url.URL
-	timeout  time.Duration
-	settings config.Settings
-	metrics  *routeMetrics
+	circuit   string // breaker key: "cloudflare" or "genesys/eu-west-1"
+	service   string
+	region    string // "" for a service without regions
+	target    *url.URL
+	transport http.RoundTripper // bounded by timeout (see Server.transportFor)
+	timeout   time.Duration
+	settings  config.Settings
+	metrics   *routeMetrics
+
+	// Header values set on every request or rejection of this route, built
+	// once. They are shared between requests: net/http only reads header
+	// values, and their capacity equals their length, so an Add by anyone
+	// copies instead of writing into them.
+	prefixHeader  []string // X-Forwarded-Prefix: "/genesys/eu-west-1"
+	circuitHeader []string // Breakerbox-Circuit
+	forwardedFor  headerValue
+	forwardedHost headerValue
+	rejection     atomic.Pointer[rejection]
 }
 
 // table is an immutable routing table built from one config; a reload swaps
@@ -34,7 +48,7 @@ type service struct {
 	regions map[string]*route // set for a per-region service
 }
 
-func newTable(cfg *config.Config, m *metrics) (*table, error) {
+func newTable(cfg *config.Config, m *metrics, transportFor func(time.Duration) http.RoundTripper) (*table, error) {
 	t := &table{cfg: cfg, services: map[string]*service{}, circuits: map[string]*route{}}
 	for _, s := range cfg.Services {
 		svc := &service{name: s.Name}
@@ -44,10 +58,12 @@ func newTable(cfg *config.Config, m *metrics) (*table, error) {
 				return nil, err // validated by config; kept for safety
 			}
 			r := &route{circuit: s.Name, service: s.Name, region: region, target: u,
-				timeout: s.Timeout.Duration, settings: s.Settings}
+				timeout: s.Timeout.Duration, settings: s.Settings, transport: transportFor(s.Timeout.Duration)}
 			if region != "" {
 				r.circuit = s.Name + "/" + region
 			}
+			r.prefixHeader = []string{"/" + r.circuit}
+			r.circuitHeader = []string{r.circuit}
 			r.metrics = m.forRoute(r)
 			t.circuits[r.circuit] = r
 			return r, nil
@@ -73,21 +89,104 @@ func newTable(cfg *config.Config, m *metrics) (*table, error) {
 	return t, nil
 }
 
-// resolve maps a request path to its route and the path to forward. ok is
-// false for an unknown service or region.
-func (t *table) resolve(path string) (r *route, rest string, svc *service, ok bool) {
-	p := strings.TrimPrefix(path, "/")
-	name, rest, _ := strings.Cut(p, "/")
+// errDotSegment rejects a path with a "." or ".." segment.
+var errDotSegment = errors.New(`the path has a "." or ".." segment (raw or %-encoded): send the path normalized, as RFC 3986 section 5.2.4 says clients do`)
+
+// resolve maps a request URL to its route and the path to forward, decoded
+// (path) and as sent (rawPath, "" when the default encoding of path). svc is
+// set when the service exists but the region does not; r is nil then, as it
+// is for an unknown service. err is set for a path that must not be
+// forwarded.
+//
+// The routing segments are matched decoded, so /%72ec/x routes like
+// /rec/x, and the rest is forwarded as the client encoded it: an encoded
+// slash (a%2Fb) stays one segment upstream whichever way the routing
+// segments were written.
+//
+// A dot segment is refused, never cleaned: forwarded, "/svc/../x" reaches
+// the upstream above the service's base path; cleaned, it would silently
+// address another resource (or another service) than the one the client
+// wrote. Clients normalize dot segments before sending, so only probes and
+// attacks carry them. Segments are split on decoded "/" (so a%2F..%2Fb
+// counts) and on "\" (which some servers treat as a separator).
+func (t *table) resolve(u *url.URL) (r *route, path, rawPath string, svc *service, err error) {
+	if hasDotSegment(u.Path) {
+		return nil, "", "", nil, errDotSegment
+	}
+	if u.RawPath == "" {
+		// Common case: Path is what the client sent; slicing it allocates
+		// nothing.
+		r, svc, n := t.match(u.Path, false)
+		if r == nil {
+			return nil, "", "", svc, nil
+		}
+		return r, u.Path[n:], "", svc, nil
+	}
+	raw := u.EscapedPath() // RawPath if it is a valid encoding of Path
+	r, svc, n := t.match(raw, true)
+	if r == nil {
+		return nil, "", "", svc, nil
+	}
+	rawPath = raw[n:]
+	path, perr := url.PathUnescape(rawPath)
+	if perr != nil { // unreachable: raw is a valid encoding
+		return nil, "", "", nil, perr
+	}
+	return r, path, rawPath, svc, nil
+}
+
+// match finds the route addressed by the first one or two segments of p,
+// decoding them if escaped, and returns the length of the routing prefix
+// ("/svc" or "/svc/region") in p.
+func (t *table) match(p string, escaped bool) (r *route, svc *service, n int) {
+	seg := func(from int) (string, int) {
+		end := strings.IndexByte(p[from:], '/')
+		if end < 0 {
+			end = len(p) - from
+		}
+		s := p[from : from+end]
+		if escaped {
+			s, _ = url.PathUnescape(s) // on error "" matches nothing
+		}
+		return s, from + end
+	}
+	if !strings.HasPrefix(p, "/") {
+		return nil, nil, 0
+	}
+	name, n := seg(1)
 	svc = t.services[name]
 	if svc == nil {
-		return nil, "", nil, false
+		return nil, nil, 0
 	}
 	if svc.single != nil {
-		return svc.single, "/" + rest, svc, true
+		return svc.single, svc, n
 	}
-	region, rest, _ := strings.Cut(rest, "/")
-	r = svc.regions[region]
-	return r, "/" + rest, svc, r != nil
+	if n >= len(p) {
+		return nil, svc, 0
+	}
+	region, n := seg(n + 1)
+	if r = svc.regions[region]; r == nil {
+		return nil, svc, 0
+	}
+	return r, svc, n
+}
+
+// hasDotSegment reports whether the decoded path has a "." or ".." segment,
+// splitting on "/" and "\".
+func hasDotSegment(p string) bool {
+	if !strings.Contains(p, ".") {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(p); i++ {
+		if i == len(p) || p[i] == '/' || p[i] == '\\' {
+			if s := p[start:i]; s == "." || s == ".." {
+				return true
+			}
+			start = i + 1
+		}
+	}
+	return false
 }
 
 // breakerConfig is the core config of the circuit's breaker.
