@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/breakerbox/breakerbox/config"
-	"github.com/breakerbox/breakerbox/proxy"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 )
 
 func newFlags(name string, out io.Writer) *flag.FlagSet {

@@ -17,8 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/breakerbox/breakerbox/internal/brokertest"
 	"github.com/breakerbox/breakerbox/internal/syncbuf"
-	"github.com/breakerbox/breakerbox/queuegate/brokertest"
 )
 
 // The forwarder end to end on a real nats-server: eu-west-1's API is down for

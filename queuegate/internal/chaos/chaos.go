@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package chaos is the chaos test shared by the broker adapters: thousands of
 // messages across three regions, one region's API down for longer than the
 // open timeout, and the checks that nothing was lost, duplicated,

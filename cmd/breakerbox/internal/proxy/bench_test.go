@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/breakerbox/breakerbox/config"
-	"github.com/breakerbox/breakerbox/proxy"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 )
 
 type pool struct{}

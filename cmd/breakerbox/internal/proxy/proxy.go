@@ -26,7 +26,7 @@ import (
 
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/breakerprom"
-	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 	"github.com/breakerbox/breakerbox/httpbreaker"
 )
 
