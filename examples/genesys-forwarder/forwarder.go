@@ -42,22 +42,23 @@ func NewForwarder(api string, openTimeout time.Duration, logger *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	transport := httpbreaker.New(reg,
+	transport := &httpbreaker.Transport{
+		Registry: reg,
 		// One breaker per region: "genesys/eu-west-1" selects the profile
 		// "genesys".
-		httpbreaker.WithKey(func(r *http.Request) string {
+		Key: func(r *http.Request) string {
 			region, _ := r.Context().Value(regionKey{}).(string)
 			return "genesys/" + region
-		}),
+		},
 		// Retry each attempt inside the breaker: the breaker counts one
 		// outcome per message, and an open circuit stops the retries too.
-		httpbreaker.WithRetry(retry.Policy{
+		Retry: &retry.Policy{
 			MaxAttempts:    3,
 			InitialBackoff: 100 * time.Millisecond,
 			MaxBackoff:     2 * time.Second,
 			AttemptTimeout: 10 * time.Second,
-		}),
-	)
+		},
+	}
 	return &Forwarder{api: strings.TrimSuffix(api, "/"), client: &http.Client{Transport: transport}, registry: reg}, nil
 }
 

@@ -108,9 +108,13 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		t.MaxIdleConnsPerHost = 256
 		next = t
 	}
-	rt := httpbreaker.New(s.registry, httpbreaker.WithTransport(next), httpbreaker.WithKey(func(r *http.Request) string {
-		return r.Context().Value(ctxKey{}).(*route).circuit
-	}))
+	rt := &httpbreaker.Transport{
+		Registry: s.registry,
+		Next:     next,
+		Key: func(r *http.Request) string {
+			return r.Context().Value(ctxKey{}).(*route).circuit
+		},
+	}
 	s.rp = &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
 		Transport:    rt,
