@@ -13,17 +13,17 @@ runs=${RUNS:-5}
 logs=$(mktemp -d)
 every=$(for m in $(go list -m -f '{{.Dir}}'); do printf '%s/... ' "$m"; done)
 
-# The load: the same suite, again and again, until the measured runs end.
-(
+# The load: the same suite, again and again, in a process group of its own
+# so that it can be stopped whole when the measured runs end.
+setsid bash -c '
   i=0
   while :; do
     i=$((i + 1))
-    go test -race -count=1 $every >"$logs/load-$i.log" 2>&1
-    echo "load run $i: exit $?" >>"$logs/load.txt"
-  done
-) &
+    go test -race -count=1 '"$every"' >"'"$logs"'/load-$i.log" 2>&1
+    echo "load run $i: exit $?" >>"'"$logs"'/load.txt"
+  done' &
 load=$!
-trap 'kill -- -$load 2>/dev/null; kill $load 2>/dev/null; pkill -P $load 2>/dev/null' EXIT
+trap 'kill -- -$load 2>/dev/null' EXIT
 
 failed=0
 for i in $(seq "$runs"); do
@@ -39,7 +39,7 @@ for i in $(seq "$runs"); do
     grep -E '^(--- FAIL|FAIL|panic:)' "$logs/run-$i.log" | head -20
   fi
 done
-kill $load 2>/dev/null
+kill -- -$load 2>/dev/null
 echo "load: $(cat "$logs/load.txt" 2>/dev/null | tr '\n' ';')"
 grep -hE '^(--- FAIL|FAIL)' "$logs"/load-*.log 2>/dev/null | sort | uniq -c | head -20
 echo "$runs runs: $((runs - failed)) passed, $failed failed (logs in $logs)"
