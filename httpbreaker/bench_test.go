@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/genesys"
 	"github.com/breakerbox/breakerbox/httpbreaker"
 )
 
@@ -43,7 +44,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		tr := &http.Transport{}
 		defer tr.CloseIdleConnections()
 		reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: discardLogger}})
-		run(b, httpbreaker.New(reg, httpbreaker.WithTransport(tr)))
+		run(b, &httpbreaker.Transport{Registry: reg, Next: tr})
 	})
 }
 
@@ -65,12 +66,12 @@ func BenchmarkOverhead(b *testing.B) {
 	b.Run("bare", func(b *testing.B) { run(b, inMemory) })
 	b.Run("httpbreaker", func(b *testing.B) {
 		reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: discardLogger}})
-		run(b, httpbreaker.New(reg, httpbreaker.WithTransport(inMemory)))
+		run(b, &httpbreaker.Transport{Registry: reg, Next: inMemory})
 	})
 	b.Run("httpbreaker/GenesysRegion", func(b *testing.B) {
 		reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: discardLogger}})
 		req, _ := http.NewRequest(http.MethodGet, "https://api.mypurecloud.ie/api/v2/users/me", nil)
-		rt := httpbreaker.New(reg, httpbreaker.WithTransport(inMemory), httpbreaker.WithKey(httpbreaker.GenesysRegion))
+		rt := &httpbreaker.Transport{Registry: reg, Next: inMemory, Key: genesys.Key}
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := rt.RoundTrip(req); err != nil {
@@ -80,7 +81,7 @@ func BenchmarkOverhead(b *testing.B) {
 	})
 	b.Run("httpbreaker/open", func(b *testing.B) {
 		reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: discardLogger}})
-		rt := httpbreaker.New(reg, httpbreaker.WithTransport(inMemory))
+		rt := &httpbreaker.Transport{Registry: reg, Next: inMemory}
 		reg.Get("api.example.com").ForceOpen()
 		b.ReportAllocs()
 		for b.Loop() {

@@ -1,14 +1,14 @@
 // Package httpbreaker puts circuit breakers in an HTTP client: Transport is
 // an http.RoundTripper that wraps any other, so
 //
-//	client := &http.Client{Transport: httpbreaker.New(registry)}
+//	client := &http.Client{Transport: &httpbreaker.Transport{Registry: registry}}
 //
 // protects every call the client makes.
 //
 // # The model
 //
 // Each request is mapped to a key (by default its upstream host, e.g.
-// "api.example.com:8443"; GenesysRegion maps Genesys Cloud hosts to
+// "api.example.com:8443"; package genesys maps Genesys Cloud hosts to
 // their region) and the key to a breaker of a breaker.Registry, so profiles
 // and defaults apply per key. While that breaker is open, RoundTrip returns
 // its rejection at once, with no network I/O: the error satisfies
@@ -23,7 +23,7 @@
 // timeouts and connection errors are failures; other responses, 4xx
 // included, are successes (the service answered); 429 is ignored (a rate
 // limit is a signal for the retry layer, not an outage), and so is a round
-// trip ended by the caller cancelling its own context. WithClassifier
+// trip ended by the caller cancelling its own context. Transport.Classify
 // replaces it.
 //
 // # Bodies
@@ -38,7 +38,7 @@
 //
 // # Retries
 //
-// WithRetry puts a retry.Transport inside the breaker: the breaker sees one
+// Transport.Retry puts a retry.Transport inside the breaker: the breaker sees one
 // outcome per logical request, after the retries, and an open breaker stops
 // the whole retried request before its first attempt.
 package httpbreaker

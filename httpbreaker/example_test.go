@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/genesys"
 	"github.com/breakerbox/breakerbox/httpbreaker"
 	"github.com/breakerbox/breakerbox/retry"
 )
@@ -18,7 +19,7 @@ import (
 // quiet drops the breakers' transition logs, which would go to stderr.
 var quiet = slog.New(slog.DiscardHandler)
 
-func ExampleNew() {
+func ExampleTransport() {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 	}))
@@ -27,7 +28,7 @@ func ExampleNew() {
 	registry, _ := breaker.NewRegistry(breaker.RegistryConfig{
 		Default: breaker.Config{FailureThreshold: 2, OpenTimeout: time.Minute, Logger: quiet},
 	})
-	client := &http.Client{Transport: httpbreaker.New(registry)}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: registry}}
 
 	for range 3 {
 		resp, err := client.Get(upstream.URL)
@@ -50,18 +51,18 @@ func ExampleNew() {
 }
 
 // T10: one breaker per Genesys Cloud region, with the region profile.
-func ExampleGenesysRegion() {
+func Example_genesysRegions() {
 	registry, _ := breaker.NewRegistry(breaker.RegistryConfig{
 		Default: breaker.Config{Logger: quiet},
 		Profiles: map[string]breaker.Config{
 			"genesys": {FailureThreshold: 10, OpenTimeout: 60 * time.Second, HalfOpenSuccesses: 3},
 		},
 	})
-	client := &http.Client{Transport: httpbreaker.New(registry, httpbreaker.WithKey(httpbreaker.GenesysRegion))}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: registry, Key: genesys.Key}}
 	_ = client // client.Post("https://api.mypurecloud.ie/api/v2/conversations/messages/...", ...)
 
 	req, _ := http.NewRequest(http.MethodGet, "https://api.mypurecloud.ie/api/v2/users/me", nil)
-	key := httpbreaker.GenesysRegion(req)
+	key := genesys.Key(req)
 	c := registry.ConfigFor(key)
 	fmt.Println(key, c.FailureThreshold, c.OpenTimeout, c.HalfOpenSuccesses)
 	// Output: genesys/eu-west-1 10 1m0s 3
@@ -69,7 +70,7 @@ func ExampleGenesysRegion() {
 
 // Retries inside, breaker outside: the breaker counts the retried request
 // once, by its final answer.
-func ExampleWithRetry() {
+func ExampleTransport_retry() {
 	var n atomic.Int32
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) < 3 {
@@ -81,9 +82,10 @@ func ExampleWithRetry() {
 	defer upstream.Close()
 
 	registry, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: quiet}})
-	client := &http.Client{Transport: httpbreaker.New(registry,
-		httpbreaker.WithRetry(retry.Policy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}),
-	)}
+	client := &http.Client{Transport: &httpbreaker.Transport{
+		Registry: registry,
+		Retry:    &retry.Policy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond},
+	}}
 	resp, err := client.Get(upstream.URL)
 	if err != nil {
 		fmt.Println(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/breaker/breakertest"
+	"github.com/breakerbox/breakerbox/genesys"
 	"github.com/breakerbox/breakerbox/httpbreaker"
 	"github.com/breakerbox/breakerbox/retry"
 )
@@ -106,7 +107,7 @@ func TestDefaultClassificationOfResponses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			up := newUpstream(t, tt.status)
 			reg := newRegistry(t, breakertest.NewClock(), 5)
-			client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)))}
+			client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Next: newTransport(t)}}
 			code, err := get(client, context.Background(), up.URL)
 			if err != nil || code != tt.status {
 				t.Fatalf("GET = %d, %v; want %d", code, err, tt.status)
@@ -192,7 +193,7 @@ func TestDefaultClassificationOfTransportErrors(t *testing.T) {
 			if tt.inner != nil {
 				inner = tt.inner(t)
 			}
-			rt := httpbreaker.New(reg, httpbreaker.WithTransport(inner))
+			rt := &httpbreaker.Transport{Registry: reg, Next: inner}
 			client := &http.Client{Transport: rt}
 			if tt.client != nil {
 				client = tt.client(rt)
@@ -230,7 +231,7 @@ func TestOpenBreakerRejectsWithoutNetworkIO(t *testing.T) {
 		trips.Add(1)
 		return inner.RoundTrip(r)
 	})
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(counting))}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Next: counting}}
 	for range 3 {
 		if code, err := get(client, context.Background(), up.URL); code != 503 || err != nil {
 			t.Fatalf("GET = %d, %v; want 503", code, err)
@@ -258,7 +259,7 @@ func TestOpenBreakerRejectsWithoutNetworkIO(t *testing.T) {
 func TestBreakersAreKeyedPerHost(t *testing.T) {
 	down, fine := newUpstream(t, 500), newUpstream(t, 200)
 	reg := newRegistry(t, breakertest.NewClock(), 2)
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)))}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Next: newTransport(t)}}
 	for range 2 {
 		get(client, context.Background(), down.URL)
 	}
@@ -279,7 +280,7 @@ func TestGenesysRegionKeysRequestsByRegion(t *testing.T) {
 		return dialer.DialContext(ctx, network, up.Listener.Addr().String())
 	}
 	reg := newRegistry(t, breakertest.NewClock(), 5)
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(inner), httpbreaker.WithKey(httpbreaker.GenesysRegion))}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Next: inner, Key: genesys.Key}}
 	for _, u := range []string{"http://api.mypurecloud.ie/api/v2/x", "http://api.mypurecloud.ie:80/y", "http://api.usw2.pure.cloud/z", "http://example.com/"} {
 		if code, err := get(client, context.Background(), u); code != 200 || err != nil {
 			t.Fatalf("GET %s = %d, %v", u, code, err)
@@ -294,44 +295,11 @@ func TestGenesysRegionKeysRequestsByRegion(t *testing.T) {
 	}
 }
 
-func TestGenesysRegionOfHost(t *testing.T) {
-	tests := []struct{ host, region string }{
-		{"api.mypurecloud.com", "us-east-1"},
-		{"api.mypurecloud.ie", "eu-west-1"},
-		{"api.mypurecloud.de", "eu-central-1"},
-		{"api.mypurecloud.jp", "ap-northeast-1"},
-		{"api.mypurecloud.com.au", "ap-southeast-2"},
-		{"api.usw2.pure.cloud", "us-west-2"},
-		{"api.cac1.pure.cloud", "ca-central-1"},
-		{"api.euw2.pure.cloud", "eu-west-2"},
-		{"api.euc2.pure.cloud", "eu-central-2"},
-		{"api.aps1.pure.cloud", "ap-south-1"},
-		{"api.apne2.pure.cloud", "ap-northeast-2"},
-		{"api.apne3.pure.cloud", "ap-northeast-3"},
-		{"api.sae1.pure.cloud", "sa-east-1"},
-		{"api.mec1.pure.cloud", "me-central-1"},
-		{"api.use2.us-gov-pure.cloud", "us-east-2"},
-		{"login.mypurecloud.ie", "eu-west-1"},
-		{"API.MyPureCloud.IE:443", "eu-west-1"},
-		{"api.mypurecloud.ie.", "eu-west-1"},
-		{"api.example.com", ""},
-		{"mypurecloud.ie", ""},
-		{"localhost", ""},
-		{"[::1]:8080", ""},
-	}
-	for _, tt := range tests {
-		region, ok := httpbreaker.GenesysRegionOfHost(tt.host)
-		if region != tt.region || ok != (tt.region != "") {
-			t.Errorf("GenesysRegionOfHost(%q) = %q, %v; want %q", tt.host, region, ok, tt.region)
-		}
-	}
-}
-
 func TestProbeIsReportedOnHeadersEvenIfTheBodyIsNeverRead(t *testing.T) {
 	up := newUpstream(t, 500)
 	clock := breakertest.NewClock()
 	reg := newRegistry(t, clock, 1)
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)))}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Next: newTransport(t)}}
 	get(client, context.Background(), up.URL) // opens the breaker
 	clock.Advance(time.Minute)                // HALF_OPEN: one probe at a time
 	b := reg.All()[0]
@@ -368,7 +336,7 @@ func TestStreamingResponseIsReturnedBeforeTheBodyEnds(t *testing.T) {
 	}))
 	defer srv.Close()
 	reg := newRegistry(t, breakertest.NewClock(), 5)
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)))}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Next: newTransport(t)}}
 	resp, err := client.Get(srv.URL)
 	if err != nil {
 		close(release)
@@ -389,9 +357,12 @@ func TestStreamingResponseIsReturnedBeforeTheBodyEnds(t *testing.T) {
 
 func TestPanickingTransportCountsAsFailureAndPanics(t *testing.T) {
 	reg := newRegistry(t, breakertest.NewClock(), 5)
-	rt := httpbreaker.New(reg, httpbreaker.WithTransport(roundTripFunc(func(*http.Request) (*http.Response, error) {
-		panic("transport bug")
-	})))
+	rt := &httpbreaker.Transport{
+		Registry: reg,
+		Next: roundTripFunc(func(*http.Request) (*http.Response, error) {
+			panic("transport bug")
+		}),
+	}
 	req, _ := http.NewRequest(http.MethodGet, "http://upstream.test/", nil)
 	func() {
 		defer func() {
@@ -406,7 +377,7 @@ func TestPanickingTransportCountsAsFailureAndPanics(t *testing.T) {
 	}
 }
 
-func TestWithClassifierOverridesTheDefault(t *testing.T) {
+func TestClassifyOverridesTheDefault(t *testing.T) {
 	up := newUpstream(t, 404)
 	reg := newRegistry(t, breakertest.NewClock(), 5)
 	notFoundFails := func(req *http.Request, resp *http.Response, err error) breaker.Outcome {
@@ -415,14 +386,14 @@ func TestWithClassifierOverridesTheDefault(t *testing.T) {
 		}
 		return httpbreaker.DefaultClassifier(req, resp, err)
 	}
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)), httpbreaker.WithClassifier(notFoundFails))}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Next: newTransport(t), Classify: notFoundFails}}
 	get(client, context.Background(), up.URL)
 	if got := countsOf(reg.All()[0].Snapshot()); got != (counts{failures: 1}) {
 		t.Fatalf("counts = %+v, want one failure", got)
 	}
 }
 
-func TestWithRetryPutsRetriesInsideTheBreaker(t *testing.T) {
+func TestRetryRunsInsideTheBreaker(t *testing.T) {
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1)%3 != 0 { // two 503s, then a 200
@@ -434,7 +405,7 @@ func TestWithRetryPutsRetriesInsideTheBreaker(t *testing.T) {
 	defer srv.Close()
 	reg := newRegistry(t, breakertest.NewClock(), 2)
 	policy := retry.Policy{MaxAttempts: 3, Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }}
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)), httpbreaker.WithRetry(policy))}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Next: newTransport(t), Retry: &policy}}
 
 	if code, err := get(client, context.Background(), srv.URL); code != 200 || err != nil {
 		t.Fatalf("GET = %d, %v; want 200 after retries", code, err)
@@ -452,11 +423,11 @@ func TestWithRetryPutsRetriesInsideTheBreaker(t *testing.T) {
 
 func TestNilRegistryGetsDefaultBreakers(t *testing.T) {
 	up := newUpstream(t, 200)
-	rt := httpbreaker.New(nil, httpbreaker.WithTransport(newTransport(t)))
+	rt := &httpbreaker.Transport{Next: newTransport(t)}
 	if code, err := get(&http.Client{Transport: rt}, context.Background(), up.URL); code != 200 || err != nil {
 		t.Fatalf("GET = %d, %v", code, err)
 	}
-	if got := rt.Registry().All()[0].Config().FailureThreshold; got != breaker.DefaultFailureThreshold {
+	if got := rt.Breakers().All()[0].Config().FailureThreshold; got != breaker.DefaultFailureThreshold {
 		t.Fatalf("FailureThreshold = %d, want the default", got)
 	}
 }
@@ -522,7 +493,7 @@ func TestConcurrentRequestsNeverLeakAProbeSlot(t *testing.T) {
 	up := newUpstream(t, 500)
 	clock := breakertest.NewClock()
 	reg := newRegistry(t, clock, 3)
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithTransport(newTransport(t)))}
+	client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Next: newTransport(t)}}
 
 	const workers, perWorker = 8, 40
 	var answered, rejected atomic.Int32
@@ -561,5 +532,51 @@ func TestConcurrentRequestsNeverLeakAProbeSlot(t *testing.T) {
 	}
 	if int(up.hits.Load()) != int(answered.Load()) {
 		t.Fatalf("upstream saw %d requests, %d were answered: rejections must not reach it", up.hits.Load(), answered.Load())
+	}
+}
+
+// The zero Transport is ready to use, as http.Transport is: breakers per host
+// with ADR-002's defaults (5 failures open), T10's classification.
+func TestZeroTransportBreaksPerHostWithTheDefaults(t *testing.T) {
+	up := newUpstream(t, http.StatusServiceUnavailable)
+	var rt httpbreaker.Transport
+	client := &http.Client{Transport: &rt}
+	for i := range 5 {
+		if code, err := get(client, context.Background(), up.URL); err != nil || code != 503 {
+			t.Fatalf("request %d = %d, %v; want 503 from the upstream", i+1, code, err)
+		}
+	}
+	if _, err := get(client, context.Background(), up.URL); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("6th request: err = %v, want breaker.ErrOpen after 5 failures", err)
+	}
+	if n := up.hits.Load(); n != 5 {
+		t.Fatalf("the upstream saw %d requests, want 5: the rejection must not reach it", n)
+	}
+	reg := rt.Breakers()
+	if reg == nil || reg != rt.Breakers() {
+		t.Fatal("Breakers must return the transport's one registry")
+	}
+	host := strings.TrimPrefix(up.URL, "http://")
+	if b, ok := reg.Lookup(host); !ok || b.State() != breaker.Open {
+		t.Fatalf("breaker %q: found=%v, want it OPEN", host, ok)
+	}
+}
+
+// Keys come from request URLs, so the transport's own registry must not keep
+// a breaker for every host ever called: healthy, unused ones are evicted.
+func TestZeroTransportEvictsIdleHealthyBreakers(t *testing.T) {
+	up := newUpstream(t, http.StatusOK)
+	var rt httpbreaker.Transport
+	client := &http.Client{Transport: &rt}
+	if _, err := get(client, context.Background(), up.URL); err != nil {
+		t.Fatal(err)
+	}
+	reg := rt.Breakers()
+	reg.EvictIdle() // marks: the breaker was looked up since the last sweep
+	if n := reg.EvictIdle(); n != 1 {
+		t.Fatalf("second sweep evicted %d breakers, want the 1 idle healthy one", n)
+	}
+	if len(reg.All()) != 0 {
+		t.Fatalf("%d breakers left, want 0", len(reg.All()))
 	}
 }

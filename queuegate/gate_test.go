@@ -421,7 +421,9 @@ func TestStaleObservationNeverOverwritesAFresherOne(t *testing.T) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 4 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for i := 0; i < 100_000; i++ {
 				select {
 				case <-stop:
@@ -433,7 +435,7 @@ func TestStaleObservationNeverOverwritesAFresherOne(t *testing.T) {
 				}
 				g.Mode()
 			}
-		})
+		}()
 	}
 	for range 2000 {
 		f.b.ForceOpen()
@@ -618,7 +620,9 @@ func TestConcurrentProbesNeverExceedSlots(t *testing.T) {
 	cur, peak := 0, 0
 	var wg sync.WaitGroup
 	for range 8 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for range 200 {
 				p, err := f.g.Acquire(context.Background())
 				if err != nil {
@@ -636,7 +640,7 @@ func TestConcurrentProbesNeverExceedSlots(t *testing.T) {
 					return nil
 				})
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	if peak > 3 {

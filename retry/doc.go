@@ -40,5 +40,7 @@
 // closes the bodies of the responses it discards. Package httpbreaker can put
 // it inside a breaker.
 //
-// The backoff arithmetic is github.com/cenkalti/backoff/v5's.
+// The backoff is a capped exponential with full jitter, computed in float64 so
+// that long retry sequences saturate at MaxBackoff rather than overflow; the
+// package imports nothing outside the standard library and breaker.
 package retry

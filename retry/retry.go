@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
-
-	"github.com/cenkalti/backoff/v5"
 
 	"github.com/breakerbox/breakerbox/breaker"
 )
@@ -159,7 +158,6 @@ func (p *Policy) sleep(ctx context.Context, d time.Duration) error {
 type loop struct {
 	p       *Policy
 	start   time.Time // read only with MaxElapsed
-	backoff backoff.ExponentialBackOff
 	retries int
 }
 
@@ -198,21 +196,15 @@ func (l *loop) next(ctx context.Context, attempt int, err error, retryable bool)
 }
 
 // ceiling returns the upper bound of the next wait:
-// min(InitialBackoff × Multiplier^retries, MaxBackoff). The arithmetic,
-// overflow included, is backoff.ExponentialBackOff's, run without its own
-// randomisation because full jitter draws from [0, ceiling] rather than
-// from ceiling ± a factor.
+// min(InitialBackoff × Multiplier^retries, MaxBackoff), computed in float64
+// so that a large exponent saturates at MaxBackoff instead of overflowing.
 func (l *loop) ceiling() time.Duration {
-	if l.retries == 0 {
-		l.backoff = backoff.ExponentialBackOff{
-			InitialInterval: l.p.InitialBackoff,
-			Multiplier:      l.p.Multiplier,
-			MaxInterval:     l.p.MaxBackoff,
-		}
-		l.backoff.Reset()
-	}
+	c := float64(l.p.InitialBackoff) * math.Pow(l.p.Multiplier, float64(l.retries))
 	l.retries++
-	return l.backoff.NextBackOff()
+	if c >= float64(l.p.MaxBackoff) || math.IsNaN(c) {
+		return l.p.MaxBackoff
+	}
+	return time.Duration(c)
 }
 
 // jitter is "full jitter": a wait drawn uniformly from [0, ceiling], so that

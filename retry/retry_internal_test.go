@@ -46,3 +46,23 @@ func TestFullJitterDrawsAcrossZeroToCeiling(t *testing.T) {
 		t.Fatalf("1000 draws never fell in the lowest or highest quarter of [0, 1s] (low=%v high=%v)", low, high)
 	}
 }
+
+func TestBackoffCeilingSaturatesAtMaxBackoffInsteadOfOverflowing(t *testing.T) {
+	max := time.Duration(1<<63 - 1)
+	p, err := Policy{InitialBackoff: time.Hour, Multiplier: 1e6, MaxBackoff: max, MaxAttempts: 1 << 20}.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLoop(&p)
+	prev := time.Duration(0)
+	for i := range 200 {
+		got := l.ceiling()
+		if got < prev || got <= 0 {
+			t.Fatalf("ceiling of retry %d = %v after %v: must grow monotonically and stay positive", i+1, got, prev)
+		}
+		prev = got
+	}
+	if prev != max {
+		t.Fatalf("ceiling after 200 retries = %v, want MaxBackoff %v", prev, max)
+	}
+}

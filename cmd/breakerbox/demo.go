@@ -12,8 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/breakerbox/breakerbox/config"
-	"github.com/breakerbox/breakerbox/proxy"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 )
 
 // demoCmd runs a self-contained tour: fake upstreams on loopback (one

@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 	"github.com/breakerbox/breakerbox/internal/syncbuf"
-	"github.com/breakerbox/breakerbox/proxy"
 )
 
 // TestThreeBinariesShareOneBreakerPerRegion runs three real breakerbox

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/breakerbox/breakerbox/config"
-	"github.com/breakerbox/breakerbox/proxy"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 )
 
 // limitedServer is an http.Server for h with the listener's limits: its

@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/internal/syncbuf"
-	"github.com/breakerbox/breakerbox/proxy"
 )
 
 func TestCheckConfig(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/internal/syncbuf"
-	"github.com/breakerbox/breakerbox/proxy"
 )
 
 // TestBinarySIGHUPKeepsCircuitState runs the real binary: a SIGHUP that

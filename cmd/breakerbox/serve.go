@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/breakerbox/breakerbox/config"
-	"github.com/breakerbox/breakerbox/proxy"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/redisstate"
 )
 

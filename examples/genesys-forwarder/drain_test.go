@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerbox/breakerbox/queuegate/brokertest"
+	"github.com/breakerbox/breakerbox/internal/brokertest"
 )
 
 // A backlog built during an outage drains once the region returns: every

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakerbox/breakerbox/internal/brokertest"
 	"github.com/breakerbox/breakerbox/internal/redistest"
-	"github.com/breakerbox/breakerbox/queuegate/brokertest"
 )
 
 // Forwarders sharing their breakers through Redis (-state): forwarder A

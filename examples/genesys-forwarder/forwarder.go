@@ -43,17 +43,18 @@ func NewForwarder(api string, openTimeout time.Duration, shared breaker.Sync, lo
 	if err != nil {
 		return nil, err
 	}
-	transport := httpbreaker.New(reg,
+	transport := &httpbreaker.Transport{
+		Registry: reg,
 		// One breaker per region: "genesys/eu-west-1" selects the profile
 		// "genesys".
-		httpbreaker.WithKey(func(r *http.Request) string {
+		Key: func(r *http.Request) string {
 			region, _ := r.Context().Value(regionKey{}).(string)
 			return "genesys/" + region
-		}),
+		},
 		// Retry each attempt inside the breaker: the breaker counts one
 		// outcome per message, and an open circuit stops the retries too.
-		httpbreaker.WithRetry(retryPolicy),
-	)
+		Retry: &retryPolicy,
+	}
 	return &Forwarder{api: strings.TrimSuffix(api, "/"), client: &http.Client{Transport: transport}, registry: reg}, nil
 }
 

@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/breakerbox/breakerbox/internal/brokertest"
 	"github.com/breakerbox/breakerbox/internal/syncbuf"
-	"github.com/breakerbox/breakerbox/queuegate/brokertest"
 )
 
 // genesysAPI is a fake Genesys-style API on loopback: it accepts inbound

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakerbox/breakerbox/internal/brokertest"
 	"github.com/breakerbox/breakerbox/internal/syncbuf"
-	"github.com/breakerbox/breakerbox/queuegate/brokertest"
 )
 
 // The broker restarted twice under the forwarder: once cleanly, then killed

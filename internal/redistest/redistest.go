@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package redistest starts real redis-server processes for tests, on free
 // loopback ports, with nothing kept on disk, and lets a test kill, restart,
 // pause and resume them to inject faults.

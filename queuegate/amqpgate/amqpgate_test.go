@@ -12,9 +12,9 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/internal/brokertest"
 	"github.com/breakerbox/breakerbox/queuegate"
 	"github.com/breakerbox/breakerbox/queuegate/amqpgate"
-	"github.com/breakerbox/breakerbox/queuegate/brokertest"
 	"github.com/breakerbox/breakerbox/queuegate/internal/chaos"
 )
 

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/genesys"
 	"github.com/breakerbox/breakerbox/httpbreaker"
 	"github.com/breakerbox/breakerbox/queuegate"
 	"github.com/breakerbox/breakerbox/queuegate/natsgate"
@@ -51,8 +52,11 @@ func Example() {
 	reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Profiles: map[string]breaker.Config{
 		"genesys": {FailureThreshold: 10, HalfOpenSuccesses: 3}, // T10
 	}})
-	client := &http.Client{Transport: httpbreaker.New(reg, httpbreaker.WithKey(httpbreaker.GenesysRegion),
-		httpbreaker.WithRetry(retry.Policy{}))}
+	client := &http.Client{Transport: &httpbreaker.Transport{
+		Registry: reg,
+		Key:      genesys.Key,
+		Retry:    &retry.Policy{},
+	}}
 	gate, err := queuegate.New(queuegate.Config{Registry: reg, Key: "genesys/eu-west-1"})
 	if err != nil {
 		log.Fatal(err)

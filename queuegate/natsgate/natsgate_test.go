@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/internal/brokertest"
 	"github.com/breakerbox/breakerbox/queuegate"
-	"github.com/breakerbox/breakerbox/queuegate/brokertest"
 	"github.com/breakerbox/breakerbox/queuegate/internal/chaos"
 	"github.com/breakerbox/breakerbox/queuegate/natsgate"
 )

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package chaos is the chaos test shared by the broker adapters: thousands of
 // messages across three regions, one region's API down for longer than the
 // open timeout, and the checks that nothing was lost, duplicated,
@@ -216,11 +218,12 @@ func Run(t *testing.T, b Broker) {
 	defer srv.Close()
 
 	snd := &sender{reg: reg, next: &http.Transport{MaxIdleConnsPerHost: 64}}
-	client := &http.Client{Transport: httpbreaker.New(reg,
-		httpbreaker.WithKey(func(r *http.Request) string { return "genesys/" + r.Header.Get("X-Region") }),
-		httpbreaker.WithRetry(retry.Policy{MaxAttempts: attempts, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}),
-		httpbreaker.WithTransport(snd),
-	)}
+	client := &http.Client{Transport: &httpbreaker.Transport{
+		Registry: reg,
+		Key:      func(r *http.Request) string { return "genesys/" + r.Header.Get("X-Region") },
+		Retry:    &retry.Policy{MaxAttempts: attempts, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
+		Next:     snd,
+	}}
 	var callsMu sync.Mutex
 	calls := map[string]int{} // handler calls per id: the broker's deliveries that reached a handler
 	handle := func(region string) func(ctx context.Context, id string) error {

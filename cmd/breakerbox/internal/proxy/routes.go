@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/breakerbox/breakerbox/breaker"
-	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 )
 
 // route is one circuit: a service, or one region of a per-region service.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 )
 
 // FuzzParse feeds the loader arbitrary bytes: it must never panic, a

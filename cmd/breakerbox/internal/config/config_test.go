@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 )
 
 func TestDefaultCarriesTheSeedsServiceTable(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 )
 
 // adminSecurityHeaders go on every admin response. The dashboard loads its

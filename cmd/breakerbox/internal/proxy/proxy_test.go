@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/breakerbox/breakerbox/breaker/breakertest"
-	"github.com/breakerbox/breakerbox/config"
-	"github.com/breakerbox/breakerbox/proxy"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 )
 
 // upstream is a real HTTP server on loopback whose answer the test sets.

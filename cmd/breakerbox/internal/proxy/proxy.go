@@ -22,7 +22,7 @@ import (
 
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/breakerprom"
-	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 )
 
 // Options tune a Server beyond its config.

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/breakerbox/breakerbox/breaker"
-	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 )
 
 // Reload swaps in cfg atomically. A circuit keeps its state through a

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package brokertest starts real message brokers for tests: a JetStream
 // nats-server or a RabbitMQ node of the test's own, on free loopback ports,
 // with their data in the test's temporary directory, stopped when the test

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerbox/breakerbox/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 )
 
 // FuzzPathMapping feeds request-targets through the proxy's path mapping

@@ -1,4 +1,12 @@
-package httpbreaker
+// Package genesys knows Genesys Cloud's regions, so that a client keeps one
+// breaker per region, as T10 asks: the regions are the failure domains, and
+// all tenants of a region share them.
+//
+//	client := &http.Client{Transport: &httpbreaker.Transport{Registry: reg, Key: genesys.Key}}
+//
+// Key maps "https://api.mypurecloud.ie/..." to the breaker key
+// "genesys/eu-west-1"; RegionOfHost gives the bare region.
+package genesys
 
 import (
 	"net/http"
@@ -6,7 +14,7 @@ import (
 )
 
 // genesysRegion is a Genesys Cloud region: its AWS region name and the
-// breaker key GenesysRegion gives it, built once so that keying a request
+// breaker key Key gives it, built once so that keying a request
 // allocates nothing.
 type genesysRegion struct{ region, key string }
 
@@ -45,10 +53,10 @@ var genesysDomains = func() map[string]genesysRegion {
 	return out
 }()
 
-// GenesysRegionOfHost returns the AWS region of a Genesys Cloud host, e.g.
+// RegionOfHost returns the AWS region of a Genesys Cloud host, e.g.
 // "eu-west-1" for "api.mypurecloud.ie" or "ap-south-1" for
 // "api.aps1.pure.cloud:443". It reports false for any other host.
-func GenesysRegionOfHost(host string) (string, bool) {
+func RegionOfHost(host string) (string, bool) {
 	r, ok := genesysLookup(host)
 	return r.region, ok
 }
@@ -66,14 +74,14 @@ func genesysLookup(host string) (genesysRegion, bool) {
 	return r, ok
 }
 
-// GenesysRegion is a key function (see WithKey) for Genesys Cloud: one
+// Key is a key function (for httpbreaker.Transport.Key) for Genesys Cloud: one
 // breaker per region, as T10 asks, since the regions are the failure domains
 // and all tenants of a region share them. A request to "api.mypurecloud.ie"
 // gets the key "genesys/eu-west-1"; the "genesys/" prefix makes the
 // registry's default profile selection apply the profile named "genesys"
 // (e.g. T10's 10 failures / 60 s / 3 successes). A request to any other host
-// is keyed by ByHost.
-func GenesysRegion(req *http.Request) string {
+// is keyed by its host, as httpbreaker.ByHost does.
+func Key(req *http.Request) string {
 	if r, ok := genesysLookup(req.URL.Host); ok {
 		return r.key
 	}

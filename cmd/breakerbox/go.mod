@@ -1,0 +1,40 @@
+module github.com/breakerbox/breakerbox/cmd/breakerbox
+
+go 1.26.0
+
+require (
+	github.com/breakerbox/breakerbox v0.0.0-00010101000000-000000000000
+	github.com/breakerbox/breakerbox/breakerprom v0.0.0-00010101000000-000000000000
+	github.com/breakerbox/breakerbox/internal/redistest v0.0.0-00010101000000-000000000000
+	github.com/breakerbox/breakerbox/redisstate v0.0.0-00010101000000-000000000000
+	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327
+	github.com/chromedp/chromedp v0.14.2
+	github.com/prometheus/client_golang v1.23.2
+	github.com/redis/go-redis/v9 v9.23.0
+	go.yaml.in/yaml/v3 v3.0.6
+)
+
+require (
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/chromedp/sysutil v1.1.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20250725192818-e39067aee2d2 // indirect
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gobwas/pool v0.2.1 // indirect
+	github.com/gobwas/ws v1.4.0 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/prometheus/client_model v0.6.2 // indirect
+	github.com/prometheus/common v0.66.1 // indirect
+	github.com/prometheus/procfs v0.16.1 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	google.golang.org/protobuf v1.36.8 // indirect
+)
+
+replace (
+	github.com/breakerbox/breakerbox => ../..
+	github.com/breakerbox/breakerbox/breakerprom => ../../breakerprom
+	github.com/breakerbox/breakerbox/internal/redistest => ../../internal/redistest
+	github.com/breakerbox/breakerbox/redisstate => ../../redisstate
+)
