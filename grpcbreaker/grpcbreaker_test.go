@@ -59,7 +59,7 @@ func (s *service) StreamingOutputCall(_ *testgrpc.StreamingOutputCallRequest, st
 
 // serve starts svc on a free loopback port and returns its server and
 // address; the server is stopped when the test ends.
-func serve(t *testing.T, svc *service) (*grpc.Server, string) {
+func serve(t testing.TB, svc *service) (*grpc.Server, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -247,8 +247,12 @@ func TestServerGoneOpensBreakerAndRejectsWithRetryInfo(t *testing.T) {
 	if d, ok := grpcbreaker.RetryDelay(remote); !ok || d != 40*time.Second {
 		t.Errorf("RetryDelay(status from the wire) = %v, %v; want 40s", d, ok)
 	}
-	if got := countsOf(b); got != (counts{successes: 1, failures: 3, rejected: 1}) {
-		t.Errorf("counts = %+v, want 1 success, 3 failures, 1 rejected", got)
+	clock.Advance(5 * time.Second)
+	if d, ok := grpcbreaker.RetryDelay(unary(c)); !ok || d != 35*time.Second {
+		t.Errorf("RetryInfo 5s later = %v, %v; want 35s", d, ok)
+	}
+	if got := countsOf(b); got != (counts{successes: 1, failures: 3, rejected: 2}) {
+		t.Errorf("counts = %+v, want 1 success, 3 failures, 2 rejected", got)
 	}
 }
 

@@ -2,6 +2,7 @@ package grpcbreaker
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -40,6 +41,8 @@ type Interceptor struct {
 	owned    bool // the registry was made by New: Close stops its sweep
 	key      func(ctx context.Context, cc *grpc.ClientConn, method string) string
 	classify Classifier
+
+	lastRejection atomic.Pointer[rejection] // see reject
 }
 
 // New returns the interceptors for cfg.
@@ -114,7 +117,7 @@ func (i *Interceptor) admit(ctx context.Context, cc *grpc.ClientConn, method str
 	}
 	t, err := b.Allow()
 	if err != nil {
-		return breaker.Ticket{}, false, reject(err)
+		return breaker.Ticket{}, false, i.reject(err)
 	}
 	return t, true, nil
 }

@@ -24,8 +24,9 @@ const (
 // rejection is the error of a call a breaker refused: a gRPC status for
 // gRPC-aware code, the breaker's *OpenError for errors.Is and errors.As.
 type rejection struct {
-	open *breaker.OpenError
-	st   *status.Status
+	open  *breaker.OpenError
+	delay time.Duration // in RetryInfo, whole milliseconds; -1: none
+	st    *status.Status
 }
 
 func (r *rejection) Error() string              { return r.st.Err().Error() }
@@ -35,10 +36,28 @@ func (r *rejection) Unwrap() error              { return r.open }
 // reject turns the error of breaker.Allow into the call's error. Allow
 // returns a *breaker.OpenError for every rejection; anything else is passed
 // through unchanged.
-func reject(err error) error {
-	var open *breaker.OpenError
-	if !errors.As(err, &open) {
-		return err
+//
+// A status with details costs a few µs and ~20 allocations to build, so the
+// last one is reused while its breaker episode and its delay, to the
+// millisecond, are the same: a client hammering an open circuit gets its
+// rejections at the core's cost.
+func (i *Interceptor) reject(err error) error {
+	open, ok := err.(*breaker.OpenError)
+	if !ok {
+		var wrapped *breaker.OpenError // apart from open, which must not escape
+		if !errors.As(err, &wrapped) {
+			return err
+		}
+		open = wrapped
+	}
+	delay := time.Duration(-1)
+	// A breaker forced open has no next probe: no RetryInfo rather than a
+	// delay of 0, which would tell clients to retry at once.
+	if open.State != breaker.ForcedOpen {
+		delay = open.RetryAfter().Round(time.Millisecond)
+	}
+	if r := i.lastRejection.Load(); r != nil && r.open == open && r.delay == delay {
+		return r
 	}
 	st := status.New(codes.Unavailable, open.Error())
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{
@@ -46,17 +65,17 @@ func reject(err error) error {
 		Domain:   RejectionDomain,
 		Metadata: map[string]string{"breaker": open.Name, "state": open.State.String()},
 	}}
-	// A breaker forced open has no next probe: no RetryInfo rather than a
-	// delay of 0, which would tell clients to retry at once.
-	if open.State != breaker.ForcedOpen {
-		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(open.RetryAfter())})
+	if delay >= 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
 	}
 	// WithDetails fails only for code OK or details that do not marshal;
 	// neither can happen here.
 	if withDetails, err := st.WithDetails(details...); err == nil {
 		st = withDetails
 	}
-	return &rejection{open: open, st: st}
+	r := &rejection{open: open, delay: delay, st: st}
+	i.lastRejection.Store(r)
+	return r
 }
 
 // RetryDelay returns the RetryInfo delay of err's gRPC status, if it has
