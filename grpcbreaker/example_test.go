@@ -22,7 +22,9 @@ import (
 )
 
 // down is a TestService whose UnaryCall always fails with Unavailable.
-type down struct{ testgrpc.UnimplementedTestServiceServer }
+type down struct {
+	testgrpc.UnimplementedTestServiceServer
+}
 
 func (down) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	return nil, status.Error(codes.Unavailable, "maintenance")
