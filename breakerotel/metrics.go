@@ -3,6 +3,7 @@ package breakerotel
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -43,7 +44,26 @@ type Metrics struct {
 	rejections  metric.Int64ObservableCounter
 	transitions metric.Int64ObservableCounter
 	retryAfter  metric.Float64ObservableGauge
+
+	mu    sync.Mutex               // a collection at a time may use attrs
+	attrs map[string]*breakerAttrs // by breaker name; see attrsFor
 }
+
+// breakerAttrs are the attribute sets of one breaker's data points, built
+// once: building a set sorts and allocates, and a collection over thousands
+// of breakers would otherwise do it for every point every time.
+type breakerAttrs struct {
+	seen        bool
+	name        observeOptions
+	state       [len(states)]observeOptions
+	calls       [3]observeOptions // by breaker.Outcome
+	rejections  [2]observeOptions // open, half_open_full
+	transitions [len(states)][len(states)]observeOptions
+}
+
+// observeOptions is passed as opts... to an Observe method: a slice built
+// once, where a single option would make a new slice per call.
+type observeOptions []metric.ObserveOption
 
 // NewMetrics registers the instruments of registry's breakers (see the
 // package doc) on a meter of cfg.MeterProvider. Several registries may be
@@ -57,7 +77,7 @@ func NewMetrics(registry *breaker.Registry, cfg Config) (*Metrics, error) {
 		mp = otel.GetMeterProvider()
 	}
 	meter := mp.Meter(ScopeName)
-	m := &Metrics{registry: registry}
+	m := &Metrics{registry: registry, attrs: map[string]*breakerAttrs{}}
 	var err error
 	if m.state, err = meter.Int64ObservableUpDownCounter("breaker.state", metric.WithUnit("{breaker}"),
 		metric.WithDescription("1 for the state the circuit breaker is in, 0 for the others.")); err != nil {
@@ -111,34 +131,70 @@ func isAutomatic(from, to breaker.State) bool {
 
 // observe reports one snapshot per breaker. It runs at collection time only.
 func (m *Metrics) observe(_ context.Context, o metric.Observer) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, b := range m.registry.All() {
 		s := b.Snapshot()
-		name := NameKey.String(s.Name)
-		for _, st := range states {
+		a := m.attrsFor(s.Name)
+		for i, st := range states {
 			v := int64(0)
 			if s.State == st {
 				v = 1
 			}
-			o.ObserveInt64(m.state, v, metric.WithAttributes(name, StateKey.String(st.String())))
+			o.ObserveInt64(m.state, v, a.state[i]...)
 		}
 		if s.SuccessesCounted {
-			o.ObserveInt64(m.calls, int64(s.Successes), metric.WithAttributes(name, OutcomeKey.String("success")))
+			o.ObserveInt64(m.calls, int64(s.Successes), a.calls[breaker.Success]...)
 		}
-		o.ObserveInt64(m.calls, int64(s.Failures), metric.WithAttributes(name, OutcomeKey.String("failure")))
-		o.ObserveInt64(m.calls, int64(s.Ignored), metric.WithAttributes(name, OutcomeKey.String("ignored")))
-		o.ObserveInt64(m.rejections, int64(s.Rejected), metric.WithAttributes(name, RejectionReasonKey.String("open")))
-		o.ObserveInt64(m.rejections, int64(s.RejectedHalfOpen), metric.WithAttributes(name, RejectionReasonKey.String("half_open_full")))
+		o.ObserveInt64(m.calls, int64(s.Failures), a.calls[breaker.Failure]...)
+		o.ObserveInt64(m.calls, int64(s.Ignored), a.calls[breaker.Ignored]...)
+		o.ObserveInt64(m.rejections, int64(s.Rejected), a.rejections[0]...)
+		o.ObserveInt64(m.rejections, int64(s.RejectedHalfOpen), a.rejections[1]...)
 		for _, from := range states {
 			for _, to := range states {
 				n := s.Transitions[from][to]
 				if from == to || n == 0 && !isAutomatic(from, to) {
 					continue
 				}
-				o.ObserveInt64(m.transitions, int64(n), metric.WithAttributes(name,
-					TransitionFromKey.String(from.String()), TransitionToKey.String(to.String())))
+				o.ObserveInt64(m.transitions, int64(n), a.transitions[from][to]...)
 			}
 		}
-		o.ObserveFloat64(m.retryAfter, s.RetryAfter.Seconds(), metric.WithAttributes(name))
+		o.ObserveFloat64(m.retryAfter, s.RetryAfter.Seconds(), a.name...)
+	}
+	// Forget the breakers the registry no longer has.
+	for name, a := range m.attrs {
+		if !a.seen {
+			delete(m.attrs, name)
+		}
+		a.seen = false
 	}
 	return nil
+}
+
+// attrsFor returns the attribute sets of the breaker called name, marked
+// seen in this collection. It requires m.mu.
+func (m *Metrics) attrsFor(name string) *breakerAttrs {
+	a := m.attrs[name]
+	if a == nil {
+		n := NameKey.String(name)
+		set := func(kv ...attribute.KeyValue) observeOptions {
+			return observeOptions{metric.WithAttributeSet(attribute.NewSet(append(kv, n)...))}
+		}
+		a = &breakerAttrs{name: set()}
+		for i, st := range states {
+			a.state[i] = set(StateKey.String(st.String()))
+		}
+		for _, o := range []breaker.Outcome{breaker.Success, breaker.Failure, breaker.Ignored} {
+			a.calls[o] = set(OutcomeKey.String(o.String()))
+		}
+		a.rejections = [2]observeOptions{set(RejectionReasonKey.String("open")), set(RejectionReasonKey.String("half_open_full"))}
+		for _, from := range states {
+			for _, to := range states {
+				a.transitions[from][to] = set(TransitionFromKey.String(from.String()), TransitionToKey.String(to.String()))
+			}
+		}
+		m.attrs[name] = a
+	}
+	a.seen = true
+	return a
 }
