@@ -57,6 +57,17 @@ func (s *service) StreamingOutputCall(_ *testgrpc.StreamingOutputCallRequest, st
 	return nil
 }
 
+func (s *service) StreamingInputCall(stream grpc.ClientStreamingServer[testgrpc.StreamingInputCallRequest, testgrpc.StreamingInputCallResponse]) error {
+	s.calls.Add(1)
+	for {
+		if _, err := stream.Recv(); err == io.EOF {
+			return stream.SendAndClose(&testgrpc.StreamingInputCallResponse{})
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
 // serve starts svc on a free loopback port and returns its server and
 // address; the server is stopped when the test ends.
 func serve(t testing.TB, svc *service) (*grpc.Server, string) {
@@ -353,26 +364,55 @@ func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 	}
 }
 
-func TestStreamToTheEndIsOneSuccess(t *testing.T) {
-	svc := &service{sent: 3}
-	_, addr := serve(t, svc)
-	reg, _ := registry(t, 1)
-	c, conn := client(t, addr, grpcbreaker.Config{Registry: reg})
+// readStream opens a StreamingOutputCall and reads it to its end; it returns
+// the number of messages and the error that ended it, after reading once
+// more past the end (which must count nothing more).
+func readStream(t *testing.T, c testgrpc.TestServiceClient) (int, error) {
+	t.Helper()
 	stream, err := c.StreamingOutputCall(context.Background(), &testgrpc.StreamingOutputCallRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
 	for ; ; n++ {
-		if _, err := stream.Recv(); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("Recv %d: %v", n, err)
+		if _, err = stream.Recv(); err != nil {
+			stream.Recv()
+			return n, err
 		}
 	}
-	stream.Recv() // after the end: nothing more to count
-	if got := countsOf(breakerOf(t, reg, conn)); n != 3 || got != (counts{successes: 1}) {
-		t.Fatalf("received %d, counts %+v: want 3 messages, 1 success", n, got)
+}
+
+func TestStreamToTheEndIsOneSuccess(t *testing.T) {
+	svc := &service{sent: 3}
+	_, addr := serve(t, svc)
+	reg, _ := registry(t, 1)
+	c, conn := client(t, addr, grpcbreaker.Config{Registry: reg})
+	n, err := readStream(t, c)
+	if got := countsOf(breakerOf(t, reg, conn)); n != 3 || err != io.EOF || got != (counts{successes: 1}) {
+		t.Fatalf("received %d then %v, counts %+v: want 3 messages, EOF, 1 success", n, err, got)
+	}
+}
+
+// A client-streaming call ends with its one response: counted then, though
+// the caller never reads io.EOF.
+func TestClientStreamEndsWithItsResponse(t *testing.T) {
+	_, addr := serve(t, &service{})
+	reg, _ := registry(t, 1)
+	c, conn := client(t, addr, grpcbreaker.Config{Registry: reg})
+	stream, err := c.StreamingInputCall(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := stream.Send(&testgrpc.StreamingInputCallRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	if got := countsOf(breakerOf(t, reg, conn)); got != (counts{successes: 1}) {
+		t.Fatalf("counts %+v, want 1 success", got)
 	}
 }
 
@@ -381,20 +421,9 @@ func TestStreamFailingMidwayIsOneFailure(t *testing.T) {
 	_, addr := serve(t, svc)
 	reg, _ := registry(t, 1)
 	c, conn := client(t, addr, grpcbreaker.Config{Registry: reg})
-	stream, err := c.StreamingOutputCall(context.Background(), &testgrpc.StreamingOutputCallRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for ; ; n++ {
-		if _, err = stream.Recv(); err != nil {
-			break
-		}
-	}
-	if n != 2 || status.Code(err) != codes.Internal {
+	if n, err := readStream(t, c); n != 2 || status.Code(err) != codes.Internal {
 		t.Fatalf("received %d then %v, want 2 then Internal", n, err)
 	}
-	stream.Recv()
 	b := breakerOf(t, reg, conn)
 	if got := countsOf(b); got != (counts{failures: 1}) || b.State() != breaker.Open {
 		t.Fatalf("counts %+v, state %v: want 1 failure, open", got, b.State())
