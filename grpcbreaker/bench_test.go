@@ -2,6 +2,7 @@ package grpcbreaker_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"testing"
 
@@ -112,4 +113,45 @@ func BenchmarkUnaryLoopback(b *testing.B) {
 			}
 		})
 	}
+}
+
+// fakeStream is a ClientStream whose first RecvMsg ends the stream.
+type fakeStream struct{ grpc.ClientStream }
+
+func (fakeStream) RecvMsg(any) error { return io.EOF }
+
+// BenchmarkStreamOverhead measures opening a stream and reading it to its
+// end over an in-process streamer stub, bare and through the interceptor,
+// with a cancellable context (the interceptor then watches it).
+func BenchmarkStreamOverhead(b *testing.B) {
+	conn, err := grpc.NewClient("passthrough:///bench", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	desc := &grpc.StreamDesc{ServerStreams: true}
+	streamer := func(context.Context, *grpc.StreamDesc, *grpc.ClientConn, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+		return fakeStream{}, nil
+	}
+	const method = "/grpc.testing.TestService/StreamingOutputCall"
+	b.Run("bare", func(b *testing.B) {
+		b.ReportAllocs()
+		measureCPU(b)
+		for b.Loop() {
+			s, _ := streamer(ctx, desc, conn, method)
+			s.RecvMsg(nil)
+		}
+	})
+	cb := grpcbreaker.New(grpcbreaker.Config{})
+	defer cb.Close()
+	b.Run("closed", func(b *testing.B) {
+		b.ReportAllocs()
+		measureCPU(b)
+		for b.Loop() {
+			s, _ := cb.Stream(ctx, desc, conn, method, streamer)
+			s.RecvMsg(nil)
+		}
+	})
 }
