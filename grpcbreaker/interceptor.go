@@ -74,7 +74,9 @@ func (i *Interceptor) Close() {
 }
 
 // ByTarget keys a call by its connection's target as given to grpc.NewClient,
-// e.g. "dns:///api.example.com:443". It is the default.
+// e.g. "dns:///api.example.com:443". It is the default. A registry picks a
+// key's profile by the part before its first "/" unless told otherwise: to
+// give targets profiles, set breaker.RegistryConfig.Profile.
 func ByTarget(_ context.Context, cc *grpc.ClientConn, _ string) string { return cc.Target() }
 
 // ByMethod keys a call by its full method name, e.g.
