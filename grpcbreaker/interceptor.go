@@ -99,29 +99,20 @@ func ByMetadata(name string) func(ctx context.Context, cc *grpc.ClientConn, meth
 	}
 }
 
-// admit returns the ticket of a call, or the error to fail it with.
-// protected is false, with a nil error, for a call that bypasses the
-// breakers.
-func (i *Interceptor) admit(ctx context.Context, cc *grpc.ClientConn, method string) (breaker.Ticket, bool, error) {
+// breakerFor returns the breaker of a call, or nil for a call that bypasses
+// the breakers, or the error to fail the call with.
+func (i *Interceptor) breakerFor(ctx context.Context, cc *grpc.ClientConn, method string) (*breaker.Breaker, error) {
 	// A call whose context has already ended fails locally without asking
 	// the service: it tells nothing about it, so it is neither counted nor
 	// rejected.
 	if ctx.Err() != nil {
-		return breaker.Ticket{}, false, nil
+		return nil, nil
 	}
 	key := i.key(ctx, cc, method)
 	if key == "" {
-		return breaker.Ticket{}, false, nil
+		return nil, nil
 	}
-	b, err := i.registry.GetE(key)
-	if err != nil {
-		return breaker.Ticket{}, false, err
-	}
-	t, err := b.Allow()
-	if err != nil {
-		return breaker.Ticket{}, false, i.reject(err)
-	}
-	return t, true, nil
+	return i.registry.GetE(key)
 }
 
 // outcome is the breaker's view of a call that ended with err.
@@ -135,12 +126,16 @@ func (i *Interceptor) outcome(ctx context.Context, method string, err error) bre
 // Unary is a grpc.UnaryClientInterceptor: it makes the call through its
 // breaker and reports the outcome before returning.
 func (i *Interceptor) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	t, protected, err := i.admit(ctx, cc, method)
-	if err != nil {
-		return err
-	}
-	if !protected {
+	b, err := i.breakerFor(ctx, cc, method)
+	if b == nil {
+		if err != nil {
+			return err
+		}
 		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	t, err := b.Allow()
+	if err != nil {
+		return i.reject(err)
 	}
 	reported := false
 	defer func() {

@@ -15,12 +15,16 @@ import (
 // it opens and reports one outcome, when it ends or at its first failure
 // (see the package doc, Streams).
 func (i *Interceptor) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	t, protected, err := i.admit(ctx, cc, method)
-	if err != nil {
-		return nil, err
-	}
-	if !protected {
+	b, err := i.breakerFor(ctx, cc, method)
+	if b == nil {
+		if err != nil {
+			return nil, err
+		}
 		return streamer(ctx, desc, cc, method, opts...)
+	}
+	t, err := b.Allow()
+	if err != nil {
+		return nil, i.reject(err)
 	}
 	s := &stream{i: i, ctx: ctx, method: method, ticket: t, serverStreams: desc.ServerStreams}
 	opened := false
