@@ -41,5 +41,6 @@
 // the breaker refused the call, and a breaker.transition event when the
 // breaker changed state during the call (the call that tripped it, the probe
 // that closed it), with the attributes breaker.name and breaker.state set on
-// the span. Without a recording span it is breaker.Breaker.Do.
+// the span. Without a recording span it is breaker.Breaker.Do plus one
+// context lookup.
 package breakerotel

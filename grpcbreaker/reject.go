@@ -18,7 +18,7 @@ const (
 	// RejectionReason is the ErrorInfo reason of a rejection.
 	RejectionReason = "CIRCUIT_OPEN"
 	// RejectionDomain is the ErrorInfo domain of a rejection.
-	RejectionDomain = "breakerbox.github.com"
+	RejectionDomain = "github.com/breakerbox/breakerbox"
 )
 
 // rejection is the error of a call a breaker refused: a gRPC status for
