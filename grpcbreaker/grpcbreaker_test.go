@@ -3,6 +3,7 @@ package grpcbreaker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -547,5 +548,48 @@ func TestZeroConfigKeysByTarget(t *testing.T) {
 	}
 	if b, ok := cb.Registry().Lookup(addr); !ok || b.Config().FailureThreshold != breaker.DefaultFailureThreshold {
 		t.Fatalf("breaker for %q: found %v, want one with the default config", addr, ok)
+	}
+}
+
+// DefaultClassifier on errors a server does not send.
+func TestDefaultClassifierBeyondStatusCodes(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	other, _ := breaker.New(breaker.Config{Name: "downstream", Logger: slog.New(slog.DiscardHandler)})
+	other.ForceOpen()
+	rejected := other.Do(context.Background(), func(context.Context) error { return nil })
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want breaker.Outcome
+	}{
+		{"an error without a status is Unknown", context.Background(), errors.New("connection reset"), breaker.Failure},
+		{"any error after the caller cancelled", cancelled, status.Error(codes.Unavailable, "x"), breaker.Ignored},
+		{"another breaker's rejection", context.Background(), fmt.Errorf("charge: %w", rejected), breaker.Ignored},
+		{"a deadline the caller set and the service missed", context.Background(), status.Error(codes.DeadlineExceeded, "x"), breaker.Failure},
+	} {
+		if got := grpcbreaker.DefaultClassifier(tc.ctx, "/m", tc.err); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A panicking invoker counts as a failure and keeps panicking.
+func TestInvokerPanicCountsAsFailure(t *testing.T) {
+	reg, _ := registry(t, 1)
+	cb := grpcbreaker.New(grpcbreaker.Config{Registry: reg, Key: func(context.Context, *grpc.ClientConn, string) string { return "k" }})
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the panic did not reach the caller")
+			}
+		}()
+		cb.Unary(context.Background(), "/m", nil, nil, nil, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+			panic("codec bug")
+		})
+	}()
+	if b, _ := reg.Lookup("k"); b.State() != breaker.Open {
+		t.Fatalf("state %v after a panic with threshold 1, want open", b.State())
 	}
 }
