@@ -73,6 +73,11 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 	if err != nil {
 		return err
 	}
+	stopOTLP, err := startOTLP(srv.Registry(), log, stdout)
+	if err != nil {
+		return err
+	}
+	defer stopOTLP()
 	pl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
