@@ -29,7 +29,7 @@ const chromiumPath = "/usr/bin/chromium"
 // TestDashboardShowsCircuitOpenWithoutReload opens the dashboard in real
 // headless Chromium, drives a circuit open through the proxy, and checks that
 // the open page shows it open and the transition in its timeline, without a
-// reload. It leaves screenshots in testdata-out/ for CI to keep.
+// reload. It saves screenshots in $BREAKERBOX_SCREENSHOTS (or a temporary directory).
 func TestDashboardShowsCircuitOpenWithoutReload(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -187,7 +187,12 @@ services:
 		t.Errorf("namecheap breaker state = %s, want forced_open", st)
 	}
 
-	out := filepath.Join("..", "testdata-out")
+	// Screenshots go to $BREAKERBOX_SCREENSHOTS when set (to keep them, e.g.
+	// for docs/), else to the test's temporary directory: never into the tree.
+	out := os.Getenv("BREAKERBOX_SCREENSHOTS")
+	if out == "" {
+		out = t.TempDir()
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
