@@ -18,8 +18,9 @@ import (
 // retry path fails (then it cancels the handlers' context at once, waits for
 // them, and returns the fault). The messages it did not settle go back to the
 // work queue when conn closes. It leaves its channels to the closing of conn:
-// a channel stuck in the broker would never answer its own close.
-func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
+// a channel stuck in the broker would never answer its own close. It calls
+// ready once its channels are open and the queues checked.
+func (c *Consumer) session(ctx context.Context, conn *amqp.Connection, ready func()) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("amqpgate: opening a channel: %w", err)
@@ -38,6 +39,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	if err := answered(conn, "the checks of the queues", func() error { return c.checkQueues(conn) }); err != nil {
 		return err
 	}
+	ready()
 
 	gate := c.cfg.Gate
 	var wg sync.WaitGroup
@@ -86,7 +88,10 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 			err = r.consume(ctx, p, fmt.Sprintf("%s-%d", c.cfg.ConsumerTag, n))
 		}
 		if e := r.lost.Load(); e != nil {
-			return fmt.Errorf("amqpgate: consuming from %s: %w", c.cfg.Queue, e)
+			// Not wrapped: whatever the code (a broker closing the channel
+			// on a consumer's ack timeout says PRECONDITION_FAILED), a lost
+			// channel is worth another connection.
+			return fmt.Errorf("amqpgate: consuming from %s: %v", c.cfg.Queue, e)
 		}
 		if f := r.fault(); f != nil {
 			wg.Wait() // the other messages in hand are settled first

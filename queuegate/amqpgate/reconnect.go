@@ -25,22 +25,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 	for {
 		conn, err := c.cfg.Dial(ctx)
 		if err == nil {
-			if !down.IsZero() {
-				c.reconnects.Add(1)
-				c.cfg.Logger.Info("amqpgate: reconnected to the broker", slog.String("queue", c.cfg.Queue),
-					slog.Int("attempts", attempts+1), slog.Duration("outage", time.Since(down).Round(time.Millisecond)))
-				down, attempts = time.Time{}, 0
-			}
-			consumes := c.consumes.Load()
-			err = c.session(ctx, conn)
+			// The outage ends once a session is ready to consume, not
+			// at the dial: a broker still booting may take connections
+			// and fail what comes next.
+			err = c.session(ctx, conn, func() {
+				if !down.IsZero() {
+					c.reconnects.Add(1)
+					c.cfg.Logger.Info("amqpgate: reconnected to the broker", slog.String("queue", c.cfg.Queue),
+						slog.Int("attempts", attempts+1), slog.Duration("outage", time.Since(down).Round(time.Millisecond)))
+				}
+				down, attempts, delay = time.Time{}, 0, c.cfg.ReconnectDelay
+			})
 			// The settlements are on the wire before the close; the
 			// deadline bounds the wait for a broker that does not answer.
 			_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
 			if err == nil || ctx.Err() != nil {
 				return nil
-			}
-			if c.consumes.Load() != consumes {
-				delay = c.cfg.ReconnectDelay // it served: the next outage starts afresh
 			}
 		} else if ctx.Err() != nil {
 			return nil

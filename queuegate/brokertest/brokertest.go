@@ -282,7 +282,10 @@ func StartNATS(t testing.TB) *Server {
 			return dialOK(addr)
 		})
 	}
-	s.args = []string{"-js", "-a", "127.0.0.1", "-p", "-1", "-sd", filepath.Join(dir, "jetstream")}
+	args := func(port string) []string {
+		return []string{"-js", "-a", "127.0.0.1", "-p", port, "-sd", filepath.Join(dir, "jetstream")}
+	}
+	s.args = args("-1") // a port of its own choosing
 	s.mu.Lock()
 	err := s.launch()
 	s.mu.Unlock()
@@ -290,7 +293,7 @@ func StartNATS(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	s.args[4] = port // restarts bind the same port
+	s.args = args(port) // restarts bind the same port
 	s.url = "nats://" + addr
 	t.Cleanup(s.Kill)
 	return s
