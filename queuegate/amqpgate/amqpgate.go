@@ -49,7 +49,17 @@
 // broker died between the work queue's confirmation and the retry queue's
 // settlement). Make the handler idempotent (an idempotency key per message).
 // What the work queue itself promises is RabbitMQ's: publish with confirms
-// and DeliveryMode Persistent to a durable queue.
+// and DeliveryMode Persistent to a durable queue. (A classic work queue may
+// also forget acks made just before a kill -9: those messages come back too.)
+//
+// Two limits of the broker's remain. Do not put a length limit on the retry
+// queue (a policy's max-length): full, it refuses copies (reject-publish), and
+// the consumer keeps the originals, reconnecting with backoff until there is
+// room. And a quorum work queue (before RabbitMQ 4.0) counts a message given
+// back by a lost connection as a delivery (x-delivery-limit): each loss of
+// the connection costs the messages in hand (at most Concurrency) one
+// delivery, so give the work queue a delivery limit well above the broker
+// restarts a message may live through.
 //
 // Per-message TTLs expire at the head of the retry queue only, so a message
 // can come back later than its delay, by as much as the rest of the delay of

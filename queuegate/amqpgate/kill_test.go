@@ -169,20 +169,21 @@ func testKillWhileCopiesWait(t *testing.T, srv *brokertest.Server) {
 			return err == nil && m >= 200 && q.c.Stats().Requeued == n
 		})
 	}
-	waiting := map[string]int{}
+	// When each queue's copies, all deferred before the kill, run out.
+	waiting, expiry := map[string]int{}, map[string]time.Time{}
 	for _, q := range queues {
 		waiting[q.name], _ = messages(url, q.name+".retry")
+		q.mu.Lock()
+		expiry[q.name] = q.deferred.Add(q.delay)
+		q.mu.Unlock()
 	}
 	up, restart, recovery := killAndRecover(t, ctx, stop, srv, queues)
 	for _, q := range queues {
-		q.mu.Lock()
-		expiry := q.deferred.Add(q.delay)
-		q.mu.Unlock()
 		when := "during the restart"
-		if expiry.After(up) {
+		if expiry[q.name].After(up) {
 			when = "after the restart"
 		}
-		t.Logf("KILL-WAITING queue=%s copies_waiting_at_kill=%d last_ttl_ran_out=%s", q.name, waiting[q.name], when)
+		t.Logf("KILL-WAITING queue=%s copies_waiting_at_kill=%d ttls_ran_out=%s", q.name, waiting[q.name], when)
 	}
 	t.Logf("KILL-WAITING restart=%v recovered_after_restart=%v (includes the long TTLs)", restart, recovery)
 }
