@@ -52,14 +52,25 @@
 // and DeliveryMode Persistent to a durable queue. (A classic work queue may
 // also forget acks made just before a kill -9: those messages come back too.)
 //
-// Two limits of the broker's remain. Do not put a length limit on the retry
-// queue (a policy's max-length): full, it refuses copies (reject-publish), and
-// the consumer keeps the originals, reconnecting with backoff until there is
-// room. And a quorum work queue (before RabbitMQ 4.0) counts a message given
-// back by a lost connection as a delivery (x-delivery-limit): each loss of
-// the connection costs the messages in hand (at most Concurrency) one
-// delivery, so give the work queue a delivery limit well above the broker
-// restarts a message may live through.
+// Three limits of the broker's remain.
+//   - Do not put a length limit on the retry queue (a policy's max-length):
+//     full, it refuses copies (reject-publish). A retry queue that does not
+//     confirm copies (full, or without a leader) makes the consumer hold the
+//     messages it would defer, unsettled, and publish their copies again
+//     with backoff until it does: the consumer stalls, nothing is lost.
+//   - RabbitMQ 3.10 keeps a quorum queue's Raft term in a table it saves to
+//     disk only every few minutes: a queue declared shortly before a kill -9
+//     can come back without a leader ("leader not known",
+//     rabbitmq-server#10070), its copies held until an operator steps in
+//     (seen with 3.10.8, where forcing an election with ra:trigger_election
+//     then left its dead-letter worker deaf). Declare the retry queues at
+//     deployment, not just before the broker may die, or use a RabbitMQ that
+//     fixes it.
+//   - A quorum work queue (before RabbitMQ 4.0) counts a message given back
+//     by a lost connection as a delivery (x-delivery-limit): each loss of
+//     the connection costs the messages in hand (at most Concurrency) one
+//     delivery, so give the work queue a delivery limit well above the
+//     broker restarts a message may live through.
 //
 // Per-message TTLs expire at the head of the retry queue only, so a message
 // can come back later than its delay, by as much as the rest of the delay of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -102,11 +103,28 @@ func onChannel(conn *amqp.Connection, f func(*amqp.Channel) error) error {
 	return f(ch)
 }
 
+// confirmTimeout bounds the wait for the broker's confirmation of a copy.
+const confirmTimeout = 10 * time.Second
+
+// errUnconfirmed says the broker nacked a copy or did not confirm it in
+// time: the retry queue cannot take it now.
+var errUnconfirmed = errors.New("the broker did not confirm the copy")
+
 // requeue republishes d to the retry queue to come back after v.Delay, and
-// acks it once the broker has confirmed the copy and not returned it. If the
-// copy is returned (no retry queue) or not confirmed, d is left unsettled,
-// for the broker to requeue when the run's channel closes, and the run ends
-// with the fault: requeueing d at once would only spin on the same fault.
+// acks it once the broker has confirmed the copy and not returned it.
+//
+// A copy the broker does not confirm (nacked, or no answer within
+// confirmTimeout: a quorum retry queue without a leader, as after a restart)
+// is published again, with backoff, while d stays in hand: giving d back to
+// the work queue would spend one of its deliveries on a quorum work queue,
+// over and over for as long as the retry queue cannot take it. Each attempt
+// may still land later, so this can duplicate, never lose. The retries end
+// with the handlers' context (the drain timeout, or a lost connection).
+//
+// If the copy is returned (no retry queue), or the channel fails, or the
+// retries end, d is left unsettled, for the broker to requeue when the run's
+// connection closes, and the run ends with the fault: requeueing d at once
+// would only spin on the same fault.
 func (r *run) requeue(ctx context.Context, d amqp.Delivery, v queuegate.Verdict) error {
 	headers := amqp.Table{}
 	for k, val := range d.Headers {
@@ -117,31 +135,32 @@ func (r *run) requeue(ctx context.Context, d amqp.Delivery, v queuegate.Verdict)
 		key = HeaderRetries
 	}
 	headers[key] = count(d.Headers, key) + 1
-	id := fmt.Sprintf("%s-%p-%d", r.c.cfg.ConsumerTag, r, r.c.copies.Add(1))
-	headers[HeaderCopy] = id
-	mode := d.DeliveryMode
-	if mode == 0 {
-		mode = amqp.Persistent
-	}
-	ms := max(v.Delay.Milliseconds(), 1)
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	conf, err := r.pub.PublishWithDeferredConfirmWithContext(pctx, "", r.c.cfg.RetryQueue, true, false, amqp.Publishing{
+	msg := amqp.Publishing{
 		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
-		DeliveryMode: mode, Priority: d.Priority, CorrelationId: d.CorrelationId, ReplyTo: d.ReplyTo,
-		Expiration: strconv.FormatInt(ms, 10), MessageId: d.MessageId, Timestamp: d.Timestamp,
+		DeliveryMode: d.DeliveryMode, Priority: d.Priority, CorrelationId: d.CorrelationId, ReplyTo: d.ReplyTo,
+		Expiration: strconv.FormatInt(max(v.Delay.Milliseconds(), 1), 10), MessageId: d.MessageId, Timestamp: d.Timestamp,
 		Type: d.Type, AppId: d.AppId, Body: d.Body,
-	})
-	if err == nil {
-		var ok bool
-		if ok, err = conf.WaitContext(pctx); err == nil && !ok {
-			err = errors.New("the broker nacked the copy")
-		}
 	}
-	if err == nil && r.wasReturned(id) {
-		r.c.returned.Add(1)
-		// A missing retry queue: no reconnection brings it back.
-		err = fatalError{fmt.Errorf("the broker returned the copy as unroutable: does the retry queue %s exist? (see DeclareRetryQueue)", r.c.cfg.RetryQueue)}
+	if msg.DeliveryMode == 0 {
+		msg.DeliveryMode = amqp.Persistent
+	}
+	err := r.publishCopy(msg)
+	for wait := r.c.cfg.ReconnectDelay; errors.Is(err, errUnconfirmed); wait = min(2*wait, r.c.cfg.MaxReconnectDelay) {
+		if wait == r.c.cfg.ReconnectDelay {
+			r.c.cfg.Logger.Warn("amqpgate: the retry queue does not take copies; holding the message and publishing its copy again",
+				slog.String("queue", r.c.cfg.Queue), slog.String("retry_queue", r.c.cfg.RetryQueue), slog.String("message_id", d.MessageId))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			err = fmt.Errorf("%w, and the handlers' context ended: %w", err, ctx.Err())
+		case <-t.C:
+			err = r.publishCopy(msg)
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("amqpgate: republishing a message of %s to %s: %w; the message stays on %s",
@@ -151,6 +170,33 @@ func (r *run) requeue(ctx context.Context, d amqp.Delivery, v queuegate.Verdict)
 	}
 	r.c.requeued.Add(1)
 	return d.Ack(false)
+}
+
+// publishCopy publishes msg, marked with a new HeaderCopy, to the retry
+// queue, mandatory, and waits for its confirmation: it returns
+// errUnconfirmed if the broker nacks it or does not answer in time, a
+// fatalError if the broker returns it.
+func (r *run) publishCopy(msg amqp.Publishing) error {
+	id := fmt.Sprintf("%s-%p-%d", r.c.cfg.ConsumerTag, r, r.c.copies.Add(1))
+	msg.Headers[HeaderCopy] = id
+	ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
+	defer cancel()
+	conf, err := r.pub.PublishWithDeferredConfirmWithContext(ctx, "", r.c.cfg.RetryQueue, true, false, msg)
+	if err != nil {
+		return err
+	}
+	ok, err := conf.WaitContext(ctx)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), err == nil && !ok:
+		return errUnconfirmed
+	case err != nil:
+		return err
+	case r.wasReturned(id):
+		r.c.returned.Add(1)
+		// A missing retry queue: no reconnection brings it back.
+		return fatalError{fmt.Errorf("the broker returned the copy as unroutable: does the retry queue %s exist? (see DeclareRetryQueue)", r.c.cfg.RetryQueue)}
+	}
+	return nil
 }
 
 // wasReturned reports whether the broker returned the copy id. The broker

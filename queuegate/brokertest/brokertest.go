@@ -246,6 +246,50 @@ func (s *Server) launch() error {
 	return nil
 }
 
+// RabbitMQCtl runs rabbitmqctl against the RabbitMQ node, as its operator
+// would, and returns its output.
+func (s *Server) RabbitMQCtl(args ...string) (string, error) {
+	node := ""
+	for _, e := range s.env {
+		if v, ok := strings.CutPrefix(e, "RABBITMQ_NODENAME="); ok {
+			node = v
+		}
+	}
+	if node == "" {
+		return "", errors.New("brokertest: RabbitMQCtl on a server that is not a RabbitMQ node")
+	}
+	cmd := exec.Command(filepath.Join(filepath.Dir(s.bin), "rabbitmqctl"), append([]string{"-n", node}, args...)...)
+	cmd.Env = append(os.Environ(), s.env...)
+	cmd.Dir = s.dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Log returns the tail of the broker's log (RabbitMQ's log file, or the
+// server's output), for a failing test to show.
+func (s *Server) Log(n int) string {
+	files, _ := filepath.Glob(filepath.Join(s.dir, "log", "*.log"))
+	var b []byte
+	for _, f := range files {
+		if strings.HasSuffix(f, "_upgrade.log") {
+			continue
+		}
+		data, _ := os.ReadFile(f)
+		b = append(b, data...)
+	}
+	if len(b) == 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.proc != nil {
+			return s.proc.out.tail(n)
+		}
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
 // NATS starts a nats-server with JetStream on a free loopback port and
 // returns its URL, e.g. "nats://127.0.0.1:41234".
 func NATS(t testing.TB) string {
