@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,9 +85,10 @@ func (q *killQueue) done() (done, duplicates int) {
 // came through the kill. It returns when the last message succeeded.
 func finish(t *testing.T, ctx context.Context, stop func(), url string, queues []*killQueue) time.Time {
 	t.Helper()
+	// Every message back, and every consumer through the kill.
 	all := func() bool {
 		for _, q := range queues {
-			if n, _ := q.done(); n < len(q.ids) {
+			if n, _ := q.done(); n < len(q.ids) || q.c.Stats().Reconnects == 0 {
 				return false
 			}
 		}
@@ -122,6 +124,33 @@ func finish(t *testing.T, ctx context.Context, stop func(), url string, queues [
 	return recovered
 }
 
+// declareYoung declares the work queues <name>.q, quorum or classic as
+// the name ends, with their retry queues, and saves their Raft terms to disk.
+func declareYoung(t *testing.T, srv *brokertest.Server, names ...string) {
+	t.Helper()
+	conn := dial(t, srv.URL())
+	for _, name := range names {
+		kind := "quorum"
+		if strings.HasSuffix(name, "-classic") {
+			kind = "classic"
+		}
+		declare(t, conn, name, kind, "q")
+	}
+	// RabbitMQ 3.10 (Ra 2.2) keeps a quorum queue's Raft term in a DETS
+	// table it saves to disk only every few minutes (DETS's default: 3): a
+	// queue declared shortly before a kill -9 came back without its term,
+	// and without a leader (rabbitmq-server#10070; 3 failures in 5 runs
+	// without this save, 0 in 3 with it); an election forced then leaves its
+	// at-least-once dead-letter worker deaf (seen: "rabbit_fifo_dlx_worker
+	// received unhandled info ... dlx_delivery"), its copies held but never
+	// delivered. The queues of a real deployment are older than that; the
+	// test's are seconds old, so it saves the table once they are
+	// declared, as the broker would have a few minutes later.
+	if out, err := srv.RabbitMQCtl("eval", "[dets:sync(T) || T <- dets:all()]."); err != nil {
+		t.Fatalf("saving the broker's DETS tables: %v\n%s", err, out)
+	}
+}
+
 // killContexts returns the context of a kill test (3 minutes) and the
 // context of its consumers, which stop ends.
 func killContexts(t *testing.T) (ctx, runCtx context.Context, stop func()) {
@@ -138,19 +167,6 @@ func killContexts(t *testing.T) (ctx, runCtx context.Context, stop func()) {
 // succeeded.
 func killAndRecover(t *testing.T, ctx context.Context, stop func(), srv *brokertest.Server, queues []*killQueue) (up time.Time, restart, recovery time.Duration) {
 	t.Helper()
-	// RabbitMQ 3.10 (Ra 2.2) keeps a quorum queue's Raft term in a DETS
-	// table it saves to disk only every few minutes (DETS's default: 3): a
-	// queue declared shortly before a kill -9 came back without its term,
-	// and without a leader (rabbitmq-server#10070; 3 failures in 5 runs
-	// without this save, 0 in 3 with it); an election forced then leaves its
-	// at-least-once dead-letter worker deaf (seen: "rabbit_fifo_dlx_worker
-	// received unhandled info ... dlx_delivery"), its copies held but never
-	// delivered. The queues of a real deployment are older than that; the
-	// test's are seconds old, so it saves the table first, as the broker
-	// would have.
-	if out, err := srv.RabbitMQCtl("eval", "[dets:sync(T) || T <- dets:all()]."); err != nil {
-		t.Fatalf("saving the broker's DETS tables: %v\n%s", err, out)
-	}
 	killed := time.Now()
 	srv.Kill()
 	srv.Restart()
@@ -171,6 +187,7 @@ func testKillWhileCopiesWait(t *testing.T, srv *brokertest.Server) {
 	url := srv.URL()
 	ctx, runCtx, stop := killContexts(t)
 	var queues []*killQueue
+	declareYoung(t, srv, "kw-short-quorum", "kw-long-quorum", "kw-short-classic", "kw-long-classic")
 	for _, kind := range []string{"quorum", "classic"} {
 		// Long enough to be still waiting when the broker is killed;
 		// shorter than any restart of a node (≥ 4 s here).
@@ -213,6 +230,7 @@ func testKillMidTraffic(t *testing.T, srv *brokertest.Server) {
 	url := srv.URL()
 	ctx, runCtx, stop := killContexts(t)
 	var queues []*killQueue
+	declareYoung(t, srv, "km-quorum", "km-classic")
 	for _, kind := range []string{"quorum", "classic"} {
 		queues = append(queues, startKillQueue(t, runCtx, url, "km-"+kind, kind, n, time.Second))
 	}
