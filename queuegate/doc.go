@@ -115,8 +115,8 @@
 // consumer while the circuit is open and re-consumes with a prefetch of the
 // probe slots, then of its full concurrency; a delayed redelivery goes
 // through a retry queue whose per-message TTL dead-letters the message back
-// to the work queue, so it neither spins nor spends a quorum queue's delivery
-// limit.
+// to the work queue, at least once, so it neither spins nor spends a quorum
+// queue's delivery limit, and survives a restart of the broker.
 //
 // Package queuegate imports only the standard library and package breaker.
 package queuegate

@@ -135,9 +135,11 @@ func natsSetupErr(err error) error {
 	return err
 }
 
-// amqpSession consumes from RabbitMQ on one connection. amqpgate.Run returns
-// when its channels close, as they do with the connection: the session then
-// ends and stayConnected dials again.
+// amqpSession declares the queues on one connection, then runs a consumer
+// per region. Each consumer dials its own connection and dials again by
+// itself after a lost one (amqpgate's Config.Dial), so the session ends only
+// on what a new connection cannot cure, or when the first dial or the
+// declarations fail, which stayConnected retries.
 func amqpSession(ctx context.Context, cfg Config, gates map[string]*queuegate.Gate, handle handler, logger *slog.Logger, up func()) error {
 	conn, err := amqp.Dial(cfg.Broker)
 	if err != nil {
@@ -150,7 +152,8 @@ func amqpSession(ctx context.Context, cfg Config, gates map[string]*queuegate.Ga
 	consumers := make([]*amqpgate.Consumer, 0, len(cfg.Regions))
 	for _, region := range cfg.Regions {
 		c, err := amqpgate.New(amqpgate.Config{
-			Conn: conn, Queue: cfg.Prefix + "." + region, Gate: gates[region], Concurrency: cfg.Concurrency, Logger: logger,
+			Dial:  func(context.Context) (*amqp.Connection, error) { return amqp.Dial(cfg.Broker) },
+			Queue: cfg.Prefix + "." + region, Gate: gates[region], Concurrency: cfg.Concurrency, Logger: logger,
 			Handler: func(ctx context.Context, d amqp.Delivery) error {
 				return handle(ctx, region, d.Body)
 			},

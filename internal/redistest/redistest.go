@@ -8,10 +8,12 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,12 +25,13 @@ import (
 
 // Server is a redis-server process owned by a test.
 type Server struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	Port int
-	cmd  *exec.Cmd
-	info *redis.Client // the test's own connection, made once: commandstats count its HELLO
+	t      testing.TB
+	bin    string
+	dir    string
+	Port   int
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd has exited
+	info   *redis.Client // the test's own connection, made once: commandstats count its HELLO
 }
 
 // Start starts a redis-server on a free loopback port and stops it when the
@@ -43,10 +46,28 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("redis-server not found: install it (apt-get install redis-server) to run this test")
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), Port: freePort(t)}
-	s.start()
+	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(func() { s.kill() })
-	return s
+	// redis-server cannot bind a port of its own choosing (--port 0 turns
+	// TCP off), so a port chosen free can be taken before it binds: then it
+	// is started again on another.
+	for try := 0; try < 5; try++ {
+		s.Port = freePort(t)
+		if err = s.start(); err == nil {
+			return s
+		}
+		if !portTaken(err) {
+			break
+		}
+		t.Logf("redistest: port %d was taken; starting redis-server again on another", s.Port)
+	}
+	t.Fatal(err)
+	return nil
+}
+
+// portTaken reports whether a failed start says its port was in use.
+func portTaken(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "address already in use")
 }
 
 // Addr is host:port.
@@ -55,29 +76,51 @@ func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
 // URL is the redis:// URL of database 0.
 func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 
-func (s *Server) start() {
-	s.t.Helper()
-	s.cmd = exec.Command(s.bin, "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+// start starts redis-server on s.Port and waits until it answers. The
+// server that answers must be this process (INFO's process_id): another
+// redis-server that took the port first would answer too. On failure the
+// process is gone and the error carries its log.
+func (s *Server) start() error {
+	logfile := filepath.Join(s.dir, "redis.log")
+	os.Remove(logfile) // the log of a failed start is read alone
+	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir, "--protected-mode", "yes",
-		"--loglevel", "warning", "--logfile", s.dir+"/redis.log")
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
+		"--loglevel", "warning", "--logfile", logfile)
+	cmd.Dir = s.dir
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	s.cmd, s.exited = cmd, exited
+	// Timeouts of its own: go-redis ignores the context's deadline.
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
 	defer c.Close()
-	for i := 0; ; i++ {
+	var err error
+	for i := 0; i < 100; i++ {
+		select {
+		case <-exited:
+			s.cmd = nil
+			log, _ := os.ReadFile(logfile)
+			return fmt.Errorf("redis-server on %s exited at start:\n%s", s.Addr(), log)
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
+		var info string
+		info, err = c.Info(ctx, "server").Result()
 		cancel()
 		if err == nil {
-			return
-		}
-		if i == 100 {
-			log, _ := os.ReadFile(s.dir + "/redis.log")
-			s.t.Fatalf("redis-server on %s did not answer: %v\n%s", s.Addr(), err, log)
+			if strings.Contains(info, "process_id:"+strconv.Itoa(cmd.Process.Pid)+"\r\n") {
+				return nil
+			}
+			err = errors.New("another redis-server answers on its port")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	s.kill()
+	log, _ := os.ReadFile(logfile)
+	return fmt.Errorf("redis-server on %s did not answer: %v\n%s", s.Addr(), err, log)
 }
 
 // Kill kills the server with SIGKILL: no shutdown, connections reset.
@@ -89,15 +132,25 @@ func (s *Server) kill() {
 	}
 	s.cmd.Process.Signal(syscall.SIGCONT) // a paused server must be able to die
 	s.cmd.Process.Kill()
-	s.cmd.Wait()
+	<-s.exited
 	s.cmd = nil
 }
 
-// Restart starts the server again on the same port, empty.
+// Restart starts the server again on the same port, empty. If another
+// process took the port meanwhile, it tries again for a few seconds.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.kill()
-	s.start()
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = s.start(); err == nil || !portTaken(err) {
+			break
+		}
+		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // Pause stops the process with SIGSTOP: connections stay open, nothing
@@ -149,7 +202,12 @@ func (s *Server) CommandCalls() map[string]int64 {
 	return calls
 }
 
-func freePort(t testing.TB) int {
+// freePort picks the port of a start; a test of the retry path replaces it
+// to hand out a taken one.
+var freePort = pickFree
+
+// pickFree returns a port on 127.0.0.1 that was free a moment ago.
+func pickFree(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)

@@ -1,5 +1,6 @@
 // Package amqpgate runs a RabbitMQ consumer behind a queuegate.Gate, so that
-// it waits out an outage of the service its messages go to.
+// it waits out an outage of the service its messages go to, and survives the
+// broker's own restarts.
 //
 // # Pausing
 //
@@ -17,18 +18,68 @@
 // deliveries (x-delivery-limit). So a message to redeliver later is
 // republished, with its body and properties and a per-message TTL of the
 // delay, to a retry queue that has no consumer; when its TTL runs out the
-// broker dead-letters it to the retry queue's dead-letter exchange, which
-// routes it back to the work queue. The original is acked only once the
-// broker has confirmed the copy (publisher confirms), so a crash in between
-// can duplicate a message but never lose it. The copy is a new message: it
-// has a fresh delivery count. DeclareRetryQueue declares such a retry queue.
+// broker dead-letters it back to the work queue. The copy is a new message:
+// it has a fresh delivery count. DeclareRetryQueue declares the retry queue.
+//
+// # Nothing is lost: at-least-once
+//
+// Every step of a deferred message's way holds it until the next step has
+// it:
+//
+//   - The original is acked only once the broker has confirmed the copy
+//     (publisher confirms) and not returned it as unroutable. A crash, a
+//     dropped connection or a kill -9 of the broker before that ack leaves
+//     the original on the work queue, to be delivered again.
+//   - The retry queue is a quorum queue: a confirmed copy is on disk on a
+//     majority of its replicas, and survives the broker's restart.
+//   - Its dead-lettering is at-least-once (x-dead-letter-strategy
+//     at-least-once, which RabbitMQ ≥ 3.10 allows only on quorum queues with
+//     x-overflow reject-publish): an expired copy stays in the retry queue
+//     until the work queue has confirmed it, and the broker publishes it
+//     again until it does, also after a restart. A classic retry queue, or
+//     the default at-most-once strategy, drops a copy that expires while the
+//     work queue cannot take it (a quorum work queue whose leader is not
+//     elected yet after a restart: "leader not known. Command is dropped").
+//
+// So whenever the broker is killed and restarted (before a copy's TTL runs
+// out, during it, or after), each message is delivered again, with quorum and
+// classic work queues alike. The price is duplicates: a message can come back
+// twice (its copy and the original, if the broker died between the copy's
+// confirmation and the original's ack; or a copy dead-lettered twice, if the
+// broker died between the work queue's confirmation and the retry queue's
+// settlement). Make the handler idempotent (an idempotency key per message).
+// What the work queue itself promises is RabbitMQ's: publish with confirms
+// and DeliveryMode Persistent to a durable queue. (A classic work queue may
+// also forget acks made just before a kill -9: those messages come back too.)
+//
+// Three limits of the broker's remain.
+//   - Do not put a length limit on the retry queue (a policy's max-length):
+//     full, it refuses copies (reject-publish). A retry queue that does not
+//     confirm copies (full, or without a leader) makes the consumer hold the
+//     messages it would defer, unsettled, and publish their copies again
+//     with backoff until it does: the consumer stalls, nothing is lost.
+//   - RabbitMQ 3.10 keeps a quorum queue's Raft term in a table it saves to
+//     disk only every few minutes: a queue declared shortly before a kill -9
+//     can come back without a leader ("leader not known",
+//     rabbitmq-server#10070), its copies held until an operator steps in
+//     (seen with 3.10.8, where forcing an election with ra:trigger_election
+//     then left its dead-letter worker deaf). Declare the retry queues at
+//     deployment, not just before the broker may die, or use a RabbitMQ that
+//     fixes it.
+//   - A quorum work queue (before RabbitMQ 4.0) counts a message given back
+//     by a lost connection as a delivery (x-delivery-limit): each loss of
+//     the connection costs the messages in hand (at most Concurrency) one
+//     delivery, so give the work queue a delivery limit well above the
+//     broker restarts a message may live through.
 //
 // Per-message TTLs expire at the head of the retry queue only, so a message
 // can come back later than its delay, by as much as the rest of the delay of
 // the message ahead of it. Within an outage the gate's delays all end near the
 // same moment (the breaker's next probe, plus jitter), which keeps that lag
-// short; a transient failure's RetryDelay ahead of them can add to it. A
-// message never comes back early.
+// short; a transient failure's RetryDelay ahead of them can add to it. After
+// a restart of the broker, a copy whose TTL ran out while it was down comes
+// back once the retry queue has a leader again. A message never comes back
+// early.
 //
 // The header x-queuegate-retries counts the failures charged to a message
 // (verdict Retry: it failed while its circuit stayed closed); after MaxRetries
@@ -46,22 +97,41 @@
 // not exist (never declared, or deleted while the consumer runs) makes the
 // broker return the copy instead of dropping it: the consumer then keeps the
 // original (it is not acked; the broker requeues it when Run's channel
-// closes), stops, and Run returns an error that names the retry queue. A
-// deferred message is never acked before its copy is safely in the retry
-// queue.
+// closes), stops, and Run returns an error that names the retry queue.
 //
 // What the mandatory flag cannot catch is a retry queue that exists but does
-// not route back: without x-dead-letter-exchange "" and
-// x-dead-letter-routing-key <the work queue> (or a policy that sets them),
-// expired copies are dropped. Declare it with DeclareRetryQueue, which sets
-// exactly those arguments (durable, classic). At start, Run checks that the
-// retry queue exists and, by redeclaring it with DeclareRetryQueue's
-// arguments, that it was declared with them: a retry queue declared otherwise
-// fails the check with the broker's PRECONDITION_FAILED (set
-// Config.SkipRetryQueueCheck for a retry queue that is deliberately declared
-// another way, e.g. with its dead-lettering set by a policy). A user without
-// the configure permission on the retry queue cannot redeclare it; the check
-// is then skipped.
+// not route back, or not at least once. At start, Run checks that the retry
+// queue exists and, by redeclaring it with DeclareRetryQueue's arguments,
+// that it was declared with them: a retry queue declared otherwise fails the
+// check with the broker's PRECONDITION_FAILED, and Run returns an error that
+// says what to do (set Config.SkipRetryQueueCheck for a retry queue that is
+// deliberately declared another way, e.g. with its dead-lettering set by a
+// policy). A user without the configure permission on the retry queue cannot
+// redeclare it; the check is then skipped.
+//
+// # Migrating from a classic retry queue
+//
+// Earlier versions declared the retry queue as a classic queue. Run and
+// DeclareRetryQueue refuse it, with an error that says how to move on: stop
+// the consumers of the work queue, wait until the retry queue is empty (its
+// copies go back to the work queue as they expire), delete it, and declare it
+// again with DeclareRetryQueue. Deleting it with copies in it would lose
+// them.
+//
+// # Reconnecting
+//
+// Run dials its connection with Config.Dial, and dials again whenever the
+// connection or one of its channels is lost (the broker killed, restarted or
+// unreachable, a network cut, a channel closed by the broker on a transient
+// error), after a capped exponential backoff with jitter (ReconnectDelay up to
+// MaxReconnectDelay). It logs the loss once, at WARN, and the recovery once, at
+// INFO, with the number of attempts and how long it took. It then consumes
+// again in the gate's current mode. The messages in hand when the connection
+// went are not acked: their handlers' context is cancelled (their ack could
+// not reach the broker anyway) and the broker delivers them again. Run
+// returns only when its context ends, or on a fault that reconnecting cannot
+// cure: a work queue or retry queue that is missing or declared otherwise,
+// refused permissions or credentials, a copy returned as unroutable.
 //
 // # A circuit other than the gate's
 //
@@ -99,8 +169,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -111,9 +179,11 @@ import (
 
 // Defaults for zero Config fields.
 const (
-	DefaultConcurrency  = 8
-	DefaultMaxRetries   = 5
-	DefaultDrainTimeout = 30 * time.Second
+	DefaultConcurrency       = 8
+	DefaultMaxRetries        = 5
+	DefaultDrainTimeout      = 30 * time.Second
+	DefaultReconnectDelay    = 250 * time.Millisecond
+	DefaultMaxReconnectDelay = 30 * time.Second
 )
 
 // Headers the consumer sets on the copies it republishes to the retry queue.
@@ -127,9 +197,16 @@ const (
 
 // Config configures a Consumer.
 type Config struct {
-	// Conn is the connection to consume on; the Consumer opens two channels
-	// on it (one to consume, one to republish with confirms). Required.
-	Conn *amqp.Connection
+	// Dial opens a connection to the broker, e.g.
+	//
+	//	func(context.Context) (*amqp.Connection, error) { return amqp.Dial(url) }
+	//
+	// Run calls it at start and again after each lost connection (see
+	// Reconnecting in the package documentation). Run owns the connection
+	// it returns: it opens its channels on it and closes it when it
+	// reconnects or returns, so return a connection of the Consumer's own.
+	// Required.
+	Dial func(ctx context.Context) (*amqp.Connection, error)
 	// Queue is the work queue. Required.
 	Queue string
 	// RetryQueue is the queue delayed messages wait in; see
@@ -153,6 +230,11 @@ type Config struct {
 	// messages in hand finish before it cancels their handlers' context. 0
 	// means 30s.
 	DrainTimeout time.Duration
+	// ReconnectDelay is the wait before the first attempt to dial again
+	// after the connection is lost; each failed attempt doubles it, up to
+	// MaxReconnectDelay, and each wait is jittered by up to half of it
+	// down. 0 means 250ms, and 30s for MaxReconnectDelay.
+	ReconnectDelay, MaxReconnectDelay time.Duration
 	// SkipRetryQueueCheck skips Run's start-up check that the retry queue
 	// was declared with DeclareRetryQueue's arguments. Its existence is
 	// checked regardless.
@@ -160,39 +242,43 @@ type Config struct {
 	// ConsumerTag prefixes the tags of the consumer's subscriptions. ""
 	// means "queuegate-" + Queue.
 	ConsumerTag string
-	// Logger receives errors of acknowledgements and republishing. nil
-	// means slog.Default().
+	// Logger receives errors of acknowledgements and republishing, and the
+	// connection's losses and recoveries. nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // Consumer is a gated RabbitMQ consumer.
 type Consumer struct {
-	cfg       Config
-	consumes  atomic.Uint64
-	delivered atomic.Uint64
-	requeued  atomic.Uint64
-	exhausted atomic.Uint64
-	returned  atomic.Uint64
-	copies    atomic.Uint64
+	cfg        Config
+	consumes   atomic.Uint64
+	delivered  atomic.Uint64
+	requeued   atomic.Uint64
+	exhausted  atomic.Uint64
+	returned   atomic.Uint64
+	copies     atomic.Uint64
+	reconnects atomic.Uint64
 }
 
-// Stats counts a Consumer's subscriptions and messages.
+// Stats counts a Consumer's subscriptions, messages and connections.
 type Stats struct {
 	// Consumes is the number of basic.consume made (one per change of the
-	// gate's mode); Delivered the messages received (redeliveries
-	// included); Requeued those republished to the retry queue.
+	// gate's mode, and one per connection); Delivered the messages
+	// received (redeliveries included); Requeued those republished to the
+	// retry queue.
 	Consumes, Delivered, Requeued uint64
 	// Exhausted counts the messages dead-lettered because they failed more
 	// than MaxRetries times; Returned the copies the broker returned as
 	// unroutable (each one ends the run).
 	Exhausted, Returned uint64
+	// Reconnects counts the connections Run dialled after losing one.
+	Reconnects uint64
 }
 
 // New returns a Consumer, or an error naming the first invalid field of cfg.
 func New(cfg Config) (*Consumer, error) {
 	switch {
-	case cfg.Conn == nil:
-		return nil, errors.New("amqpgate: Config.Conn is nil: set it to an open *amqp.Connection")
+	case cfg.Dial == nil:
+		return nil, errors.New("amqpgate: Config.Dial is nil: set it to a function that dials the broker, e.g. func(context.Context) (*amqp.Connection, error) { return amqp.Dial(url) }")
 	case cfg.Queue == "":
 		return nil, errors.New("amqpgate: Config.Queue is empty: set it to the work queue's name")
 	case cfg.Gate == nil:
@@ -205,6 +291,10 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, fmt.Errorf("amqpgate: Config.MaxRetries is %d: must be ≥ 1 (0 means %d)", cfg.MaxRetries, DefaultMaxRetries)
 	case cfg.DrainTimeout < 0:
 		return nil, fmt.Errorf("amqpgate: Config.DrainTimeout is %v: must be > 0 (0 means %v)", cfg.DrainTimeout, DefaultDrainTimeout)
+	case cfg.ReconnectDelay < 0:
+		return nil, fmt.Errorf("amqpgate: Config.ReconnectDelay is %v: must be > 0 (0 means %v)", cfg.ReconnectDelay, DefaultReconnectDelay)
+	case cfg.MaxReconnectDelay < 0:
+		return nil, fmt.Errorf("amqpgate: Config.MaxReconnectDelay is %v: must be > 0 (0 means %v)", cfg.MaxReconnectDelay, DefaultMaxReconnectDelay)
 	case cfg.RetryQueue != "" && cfg.RetryQueue == cfg.Queue:
 		return nil, fmt.Errorf("amqpgate: Config.RetryQueue is %q, the work queue itself: set it to a queue of its own (see DeclareRetryQueue)", cfg.RetryQueue)
 	}
@@ -220,6 +310,16 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
+	if cfg.ReconnectDelay == 0 {
+		cfg.ReconnectDelay = DefaultReconnectDelay
+	}
+	if cfg.MaxReconnectDelay == 0 {
+		cfg.MaxReconnectDelay = DefaultMaxReconnectDelay
+	}
+	if cfg.MaxReconnectDelay < cfg.ReconnectDelay {
+		return nil, fmt.Errorf("amqpgate: Config.MaxReconnectDelay %v is below Config.ReconnectDelay %v: raise it, or leave it 0 (%v)",
+			cfg.MaxReconnectDelay, cfg.ReconnectDelay, DefaultMaxReconnectDelay)
+	}
 	if cfg.ConsumerTag == "" {
 		cfg.ConsumerTag = "queuegate-" + cfg.Queue
 	}
@@ -229,407 +329,8 @@ func New(cfg Config) (*Consumer, error) {
 	return &Consumer{cfg: cfg}, nil
 }
 
-// DeclareRetryQueue declares the retry queue of the work queue queue, named
-// queue + ".retry": durable, without consumers, dead-lettering expired
-// messages through the default exchange back to queue. It returns the retry
-// queue's name. It is the recommended way to make a retry queue: Run checks
-// that the retry queue has exactly these arguments (see the package
-// documentation).
-func DeclareRetryQueue(ch *amqp.Channel, queue string) (string, error) {
-	name := queue + ".retry"
-	_, err := ch.QueueDeclare(name, true, false, false, false, retryQueueArgs(queue))
-	if err != nil {
-		return "", fmt.Errorf("amqpgate: declaring retry queue %s: %w", name, err)
-	}
-	return name, nil
-}
-
-func retryQueueArgs(queue string) amqp.Table {
-	return amqp.Table{
-		"x-dead-letter-exchange":    "",
-		"x-dead-letter-routing-key": queue,
-	}
-}
-
 // Stats returns the consumer's counts.
 func (c *Consumer) Stats() Stats {
 	return Stats{Consumes: c.consumes.Load(), Delivered: c.delivered.Load(), Requeued: c.requeued.Load(),
-		Exhausted: c.exhausted.Load(), Returned: c.returned.Load()}
-}
-
-// Run consumes until ctx is done, then cancels the consumer, settles the
-// messages in hand (see DrainTimeout) and returns nil. It returns an error
-// if a channel cannot be opened, a queue is missing, the retry queue was
-// declared with other arguments than DeclareRetryQueue's, the broker returns
-// a copy as unroutable or fails to confirm it, or the connection closes; the
-// caller reconnects and runs again, after a backoff.
-func (c *Consumer) Run(ctx context.Context) error {
-	ch, err := c.cfg.Conn.Channel()
-	if err != nil {
-		return fmt.Errorf("amqpgate: opening a channel: %w", err)
-	}
-	defer ch.Close()
-	pub, err := c.cfg.Conn.Channel()
-	if err != nil {
-		return fmt.Errorf("amqpgate: opening a channel: %w", err)
-	}
-	defer pub.Close()
-	if err := pub.Confirm(false); err != nil {
-		return fmt.Errorf("amqpgate: publisher confirms: %w", err)
-	}
-	// A copy can come back only before its confirmation, and at most one
-	// per publish in flight (one per handler slot): a buffer that large
-	// never blocks the channel. See requeue.
-	returns := pub.NotifyReturn(make(chan amqp.Return, 2*c.cfg.Concurrency+4))
-	for field, q := range map[string]string{"Queue": c.cfg.Queue, "RetryQueue": c.cfg.RetryQueue} {
-		if err := checkQueue(c.cfg.Conn, q); err != nil {
-			return fmt.Errorf("amqpgate: Config.%s %q: %w (declare it first; see DeclareRetryQueue)", field, q, err)
-		}
-	}
-	if !c.cfg.SkipRetryQueueCheck {
-		if err := checkRetryArgs(c.cfg.Conn, c.cfg.RetryQueue, c.cfg.Queue); err != nil {
-			return fmt.Errorf("amqpgate: Config.RetryQueue %q was not declared with DeclareRetryQueue's arguments (x-dead-letter-exchange \"\", x-dead-letter-routing-key %q, durable), so its expired copies may never come back: %w (redeclare it with DeclareRetryQueue, or set Config.SkipRetryQueueCheck if it routes back another way)",
-				c.cfg.RetryQueue, c.cfg.Queue, err)
-		}
-	}
-
-	gate := c.cfg.Gate
-	slots := make(chan struct{}, c.cfg.Concurrency)
-	var wg sync.WaitGroup
-	// Handlers run on a context of their own: not cancelled with the run's,
-	// but DrainTimeout after it.
-	hctx, cutShort := context.WithCancel(context.WithoutCancel(ctx))
-	defer cutShort()
-	// A channel that closes under us (the connection dropped, the broker
-	// closed it) ends the run, even while it rests in the gate; so does a
-	// fault of the retry path.
-	ctx, stopRun := context.WithCancel(ctx)
-	stopDrain := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(c.cfg.DrainTimeout, cutShort)
-		context.AfterFunc(hctx, func() { t.Stop() })
-	})
-	defer stopDrain()
-	defer wg.Wait()
-	defer stopRun() // before wg.Wait, on every way out
-	var lost atomic.Pointer[amqp.Error]
-	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
-	wg.Go(func() {
-		var e *amqp.Error
-		select {
-		case e = <-chClosed:
-		case e = <-pubClosed:
-		case <-ctx.Done():
-			return
-		}
-		if e == nil {
-			e = &amqp.Error{Reason: "channel closed"}
-		}
-		lost.Store(e)
-		stopRun()
-	})
-	wg.Go(func() { gate.Watch(ctx) })
-	r := &run{c: c, ch: ch, pub: pub, slots: slots, wg: &wg, hctx: hctx, stop: stopRun,
-		returns: returns, returned: map[string]bool{}}
-
-	for n := 0; ; n++ {
-		p, err := gate.Acquire(ctx) // the consumer rests here while the circuit is open
-		if err == nil {
-			err = r.consume(ctx, p, fmt.Sprintf("%s-%d", c.cfg.ConsumerTag, n))
-		}
-		if e := lost.Load(); e != nil {
-			return fmt.Errorf("amqpgate: consuming from %s: %w", c.cfg.Queue, e)
-		}
-		if f := r.fault(); f != nil {
-			wg.Wait() // the other messages in hand are settled first
-			return f
-		}
-		if err != nil && ctx.Err() == nil {
-			return err
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
-}
-
-// checkQueue reports whether queue exists, on a channel of its own, since a
-// missing queue closes the channel that asked.
-func checkQueue(conn *amqp.Connection, queue string) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	return err
-}
-
-// checkRetryArgs redeclares the retry queue with DeclareRetryQueue's
-// arguments, on a channel of its own: the broker answers PRECONDITION_FAILED
-// (and closes that channel) if the queue was declared with others. A user
-// who may not configure the queue cannot tell; that is no error.
-func checkRetryArgs(conn *amqp.Connection, retryQueue, queue string) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	_, err = ch.QueueDeclare(retryQueue, true, false, false, false, retryQueueArgs(queue))
-	var ae *amqp.Error
-	if errors.As(err, &ae) && ae.Code == amqp.AccessRefused {
-		return nil
-	}
-	return err
-}
-
-// run is one Run's state.
-type run struct {
-	c     *Consumer
-	ch    *amqp.Channel
-	pub   *amqp.Channel
-	slots chan struct{}
-	wg    *sync.WaitGroup
-	hctx  context.Context // the handlers' context; see DrainTimeout
-	stop  func()          // ends the run
-
-	mu       sync.Mutex
-	returns  <-chan amqp.Return
-	returned map[string]bool // copies returned and not yet claimed, by HeaderCopy
-	err      error           // the first fault
-}
-
-// fail records a fault of the retry path and ends the run.
-func (r *run) fail(err error) {
-	r.mu.Lock()
-	if r.err == nil {
-		r.err = err
-	}
-	r.mu.Unlock()
-	r.stop()
-}
-
-func (r *run) fault() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
-}
-
-// wasReturned reports whether the broker returned the copy id. The broker
-// sends basic.return before the confirmation, and the client hands the
-// return to the channel before it reads the confirmation, so once the copy
-// is confirmed its return, if any, is in r.returns or already taken from it.
-func (r *run) wasReturned(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for {
-		select {
-		case ret, ok := <-r.returns:
-			if ok {
-				if s, _ := ret.Headers[HeaderCopy].(string); s != "" {
-					r.returned[s] = true
-				}
-				continue
-			}
-		default:
-		}
-		break
-	}
-	if r.returned[id] {
-		delete(r.returned, id)
-		return true
-	}
-	return false
-}
-
-// consume subscribes with the prefetch of the gate's mode, starting with the
-// permit first, and handles deliveries until the mode changes or ctx is
-// done; then it cancels the subscription and settles what was still on its
-// way.
-func (r *run) consume(ctx context.Context, first *queuegate.Permit, tag string) error {
-	c, gate := r.c, r.c.cfg.Gate
-	defer func() {
-		if first != nil { // no delivery came to use it
-			first.Release()
-		}
-	}()
-	changed := gate.Changed()
-	mode := gate.Mode()
-	if mode == queuegate.Paused { // reopened since Acquire
-		return nil
-	}
-	prefetch := c.cfg.Concurrency
-	if mode == queuegate.Probing {
-		prefetch = gate.Breaker().Config().HalfOpenProbes
-	}
-	if err := r.ch.Qos(prefetch, 0, false); err != nil {
-		return fmt.Errorf("amqpgate: setting prefetch: %w", err)
-	}
-	deliveries, err := r.ch.Consume(c.cfg.Queue, tag, false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("amqpgate: consuming from %s: %w", c.cfg.Queue, err)
-	}
-	c.consumes.Add(1)
-	subscribed := true
-	cancel := func() error {
-		if !subscribed {
-			return nil
-		}
-		subscribed = false
-		if err := r.ch.Cancel(tag, false); err != nil {
-			return fmt.Errorf("amqpgate: cancelling consumer %s: %w", tag, err)
-		}
-		return nil
-	}
-	done := ctx.Done()
-	for {
-		select {
-		case d, ok := <-deliveries:
-			if !ok {
-				if subscribed {
-					return fmt.Errorf("amqpgate: the channel of %s closed", c.cfg.Queue)
-				}
-				return nil // drained after the cancel
-			}
-			c.delivered.Add(1)
-			p := first
-			first = nil
-			if p == nil {
-				var ok bool
-				if p, ok = gate.TryAcquire(); !ok {
-					// The circuit opened with this message on its way:
-					// give it back for later, and stop the pushes.
-					r.dispatch(ctx, d, nil)
-					if err := cancel(); err != nil {
-						return err
-					}
-					continue
-				}
-			}
-			r.dispatch(ctx, d, p)
-		case <-changed:
-			changed = gate.Changed()
-			if gate.Mode() != mode {
-				if err := cancel(); err != nil {
-					return err
-				}
-			}
-		case <-done:
-			done = nil // the deliveries still on their way are given back; see dispatch
-			if err := cancel(); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// dispatch handles d under p in a handler slot; with no permit, it defers
-// d. Once the run is stopping, the messages in hand are still handled and
-// settled as usual, on the handlers' context (see DrainTimeout).
-func (r *run) dispatch(_ context.Context, d amqp.Delivery, p *queuegate.Permit) {
-	r.slots <- struct{}{} // prefetch bounds the deliveries in hand, so this waits little
-	ctx := r.hctx
-	r.wg.Go(func() {
-		defer func() { <-r.slots }()
-		if p == nil {
-			r.settle(r.requeue(ctx, d, r.c.cfg.Gate.Defer()), "requeue")
-			return
-		}
-		v := p.Run(ctx, func(ctx context.Context) error { return r.c.cfg.Handler(ctx, d) })
-		r.settle(r.apply(ctx, d, v), v.Action.String())
-	})
-}
-
-// apply settles d by the verdict v.
-func (r *run) apply(ctx context.Context, d amqp.Delivery, v queuegate.Verdict) error {
-	switch v.Action {
-	case queuegate.Ack:
-		return d.Ack(false)
-	case queuegate.DeadLetter:
-		return d.Nack(false, false)
-	case queuegate.Retry:
-		if count(d.Headers, HeaderRetries) >= int64(r.c.cfg.MaxRetries) {
-			r.c.cfg.Logger.Warn("amqpgate: message failed too often; dead-lettering it",
-				slog.String("queue", r.c.cfg.Queue), slog.String("message_id", d.MessageId),
-				slog.Int("max_retries", r.c.cfg.MaxRetries), slog.Any("error", v.Err))
-			r.c.exhausted.Add(1)
-			return d.Nack(false, false)
-		}
-	}
-	return r.requeue(ctx, d, v)
-}
-
-// requeue republishes d to the retry queue to come back after v.Delay, and
-// acks it once the broker has confirmed the copy and not returned it. If the
-// copy is returned (no retry queue) or not confirmed, d is left unsettled,
-// for the broker to requeue when the run's channel closes, and the run ends
-// with the fault: requeueing d at once would only spin on the same fault.
-func (r *run) requeue(ctx context.Context, d amqp.Delivery, v queuegate.Verdict) error {
-	headers := amqp.Table{}
-	for k, val := range d.Headers {
-		headers[k] = val
-	}
-	key := HeaderDeferrals
-	if v.Action == queuegate.Retry {
-		key = HeaderRetries
-	}
-	headers[key] = count(d.Headers, key) + 1
-	id := fmt.Sprintf("%s-%p-%d", r.c.cfg.ConsumerTag, r, r.c.copies.Add(1))
-	headers[HeaderCopy] = id
-	mode := d.DeliveryMode
-	if mode == 0 {
-		mode = amqp.Persistent
-	}
-	ms := max(v.Delay.Milliseconds(), 1)
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	conf, err := r.pub.PublishWithDeferredConfirmWithContext(pctx, "", r.c.cfg.RetryQueue, true, false, amqp.Publishing{
-		Headers: headers, ContentType: d.ContentType, ContentEncoding: d.ContentEncoding,
-		DeliveryMode: mode, Priority: d.Priority, CorrelationId: d.CorrelationId, ReplyTo: d.ReplyTo,
-		Expiration: strconv.FormatInt(ms, 10), MessageId: d.MessageId, Timestamp: d.Timestamp,
-		Type: d.Type, AppId: d.AppId, Body: d.Body,
-	})
-	if err == nil {
-		var ok bool
-		if ok, err = conf.WaitContext(pctx); err == nil && !ok {
-			err = errors.New("the broker nacked the copy")
-		}
-	}
-	if err == nil && r.wasReturned(id) {
-		r.c.returned.Add(1)
-		err = fmt.Errorf("the broker returned the copy as unroutable: does the retry queue %s exist? (see DeclareRetryQueue)", r.c.cfg.RetryQueue)
-	}
-	if err != nil {
-		err = fmt.Errorf("amqpgate: republishing a message of %s to %s: %w; the message stays on %s",
-			r.c.cfg.Queue, r.c.cfg.RetryQueue, err, r.c.cfg.Queue)
-		r.fail(err)
-		return err
-	}
-	r.c.requeued.Add(1)
-	return d.Ack(false)
-}
-
-func (r *run) settle(err error, what string) {
-	if err != nil {
-		r.c.cfg.Logger.Warn("amqpgate: "+what+" failed", slog.String("queue", r.c.cfg.Queue), slog.Any("error", err))
-	}
-}
-
-// count reads a counter header, whatever integer type it came back as.
-func count(h amqp.Table, key string) int64 {
-	switch v := h[key].(type) {
-	case int64:
-		return v
-	case int32:
-		return int64(v)
-	case int:
-		return int64(v)
-	case int16:
-		return int64(v)
-	case int8:
-		return int64(v)
-	case uint8:
-		return int64(v)
-	}
-	return 0
+		Exhausted: c.exhausted.Load(), Returned: c.returned.Load(), Reconnects: c.reconnects.Load()}
 }

@@ -15,7 +15,8 @@ import (
 )
 
 // One region's consumer on a quorum queue with a dead-letter exchange, and
-// the retry queue that brings deferred messages back after their delay.
+// the retry queue that brings deferred messages back after their delay, at
+// least once, also across a restart of the broker.
 //
 // The example needs a RabbitMQ node, so it is compiled but not run (no
 // Output): an example function cannot take the *testing.T that package
@@ -25,10 +26,13 @@ func Example() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 
-	conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/")
+	const url = "amqp://guest:guest@127.0.0.1:5672/"
+	conn, err := amqp.Dial(url)
 	if err != nil {
 		log.Fatal(err)
 	}
+	// A connection of its own to declare the queues: the consumer's are
+	// dialled by Run.
 	defer conn.Close()
 	ch, _ := conn.Channel()
 	_, err = ch.QueueDeclare("inbound.eu-west-1", true, false, false, false, amqp.Table{
@@ -49,7 +53,9 @@ func Example() {
 		log.Fatal(err)
 	}
 	consumer, err := amqpgate.New(amqpgate.Config{
-		Conn:  conn,
+		// Run dials with this, and again after a lost connection (the broker
+		// restarted, the network cut): it reconnects with backoff on its own.
+		Dial:  func(context.Context) (*amqp.Connection, error) { return amqp.Dial(url) },
 		Queue: "inbound.eu-west-1",
 		Gate:  gate,
 		Handler: func(ctx context.Context, d amqp.Delivery) error {
@@ -61,8 +67,11 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// Run returns nil once ctx ends (SIGTERM), after the messages in hand
+	// are settled; an error only for a fault reconnecting cannot cure (a
+	// queue missing or declared otherwise, refused credentials).
 	if err := consumer.Run(ctx); err != nil {
-		log.Fatal(err) // the connection closed: reconnect and Run again
+		log.Fatal(err)
 	}
 }
 
