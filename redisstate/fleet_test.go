@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -30,7 +29,9 @@ type replica struct {
 	name string
 	f    *redisstate.Fleet
 	reg  *breaker.Registry
-	logs *syncbuf.Buffer
+	logs *syncbuf.Buffer // the fleet's records
+	// blogs has the breakers' records (transitions, probes let through).
+	blogs *syncbuf.Buffer
 
 	mu     sync.Mutex
 	events []breaker.Transition
@@ -38,7 +39,7 @@ type replica struct {
 
 func newReplica(t *testing.T, srv *redistest.Server, name string, cfg breaker.Config, opts redisstate.Options) *replica {
 	t.Helper()
-	r := &replica{t: t, name: name, logs: &syncbuf.Buffer{}}
+	r := &replica{t: t, name: name, logs: &syncbuf.Buffer{}, blogs: &syncbuf.Buffer{}}
 	opts.URL = srv.URL()
 	opts.Replica = name
 	if opts.Logger == nil {
@@ -51,7 +52,7 @@ func newReplica(t *testing.T, srv *redistest.Server, name string, cfg breaker.Co
 	t.Cleanup(func() { f.Close() })
 	r.f = f
 	cfg.Sync = f
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Logger = slog.New(slog.NewTextHandler(r.blogs, nil))
 	cfg.OnTransition = func(tr breaker.Transition) {
 		r.mu.Lock()
 		r.events = append(r.events, tr)
@@ -521,11 +522,15 @@ func TestEvictedKeysNeverFailCallsAndTheFleetOpensAgainAfterwards(t *testing.T) 
 	if err := srv.Client().Del(context.Background(), hash, hash+":r", hash+":l").Err(); err != nil {
 		t.Fatal(err)
 	}
-	// Each replica recovers on its own timers and probes.
+	// The upstream is back: probes succeed and the fleet, re-formed by the
+	// first replica to ask for a probe lease, closes.
 	eventually(t, 5*time.Second, func() bool {
 		for _, r := range f {
 			if r.b().State() == breaker.HalfOpen {
-				r.succeed(1)
+				err := r.b().Do(context.Background(), func(context.Context) error { return nil })
+				if err != nil && !errors.Is(err, breaker.ErrOpen) {
+					t.Fatalf("%s: a probe failed with %v", r.name, err)
+				}
 			}
 		}
 		for _, r := range f {

@@ -27,7 +27,18 @@ import "github.com/redis/go-redis/v9"
 //
 // and every script returns the same fields as a reply:
 // {granted, retry ms, state, epoch, remaining ms, streak, streak seq,
-// reason of the last transition}.
+// reason of the last transition, restored 0|1}.
+//
+// Redis can lose a breaker's state without any connection fault: its keys
+// evicted (maxmemory) or deleted, Redis restarted empty or failed over to a
+// replica that lagged. A replica knows when that happened: it applied an epoch
+// with the fleet OPEN or HALF_OPEN (it "holds" that state), and the hash now
+// has a lower epoch, since epochs only grow otherwise. The first script call of
+// such a replica that finds the loss restores the fleet's state from the
+// replica's own (its OPEN with the time left, or HALF_OPEN with this caller's
+// probe lease) as a new epoch, publishes it like any transition, and says so
+// in its reply (restored 1): exactly one replica logs and counts each loss,
+// the others adopt the restored state by pub/sub and find no loss any more.
 const prelude = `
 local K, R, L = KEYS[1], KEYS[2], KEYS[3]
 local T = redis.call('TIME')
@@ -79,21 +90,38 @@ local function transition(to, open_ms, reason)
   publish(reason)
 end
 
+local restored = 0
+
+-- lost says the fleet lost the state that a replica which applied epoch
+-- known with the fleet OPEN or HALF_OPEN (held 1) still holds.
+local function lost(known, held)
+  return held == 1 and known > s.ep
+end
+
+-- restore republishes a lost state as a new epoch, above every epoch a
+-- replica may have applied.
+local function restore(known, to, open_ms, reason)
+  s.ep = math.max(s.ep, known)
+  transition(to, open_ms, reason)
+  restored = 1
+end
+
 local function reply(granted, retry)
-  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq), s.rs}
+  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq), s.rs, restored}
 end
 `
 
 // reportScript applies a replica's outcomes in order.
 // ARGV: ttl, channel, replica, known epoch, failure threshold, open ms,
-// successes to close, quorum, then the outcomes in order: "f<n>" n
+// successes to close, quorum, held (1: the replica holds the fleet's OPEN or
+// HALF_OPEN of the known epoch), then the outcomes in order: "f<n>" n
 // consecutive failures, "s" a success ending a streak, "p<s|f|i><slot>:<open
 // ms>" a probe's outcome. A known epoch of -1 means "the current one": the
 // replica's own manual action, queued before these outcomes, made it.
 var reportScript = redis.NewScript(prelude + `
 local replica, known = ARGV[3], tonumber(ARGV[4])
-local threshold, open_ms, needed, quorum = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-for i = 9, #ARGV do
+local threshold, open_ms, needed, quorum, held = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+for i = 10, #ARGV do
   local e = ARGV[i]
   local c = string.sub(e, 1, 1)
   if c == 'f' then
@@ -126,15 +154,26 @@ for i = 9, #ARGV do
     local sep = string.find(e, ':', 3, true)
     local lease = replica .. ':' .. string.sub(e, 3, sep - 1)
     local om = tonumber(string.sub(e, sep + 1))
+    if om <= 0 then om = open_ms end
     -- only a probe that still holds its lease counts; an expired one was
     -- given to another replica
-    if redis.call('HDEL', L, lease) == 1 and s.st == 'half_open' then
+    local leased = redis.call('HDEL', L, lease) == 1
+    if lost(known, held) then
+      -- the fleet lost its state while this probe ran: its outcome re-forms
+      -- the fleet (a failure as OPEN, anything else as HALF_OPEN it counts in)
+      if o == 'f' then
+        restore(known, 'open', om, 'restored')
+      else
+        restore(known, 'half_open', 0, 'restored')
+      end
+      leased = o ~= 'f'
+    end
+    if leased and s.st == 'half_open' then
       if o == 's' then
         s.sc = s.sc + 1
         redis.call('HSET', K, 'sc', s.sc)
         if s.sc >= needed then transition('closed', 0, 'probes_succeeded') end
       elseif o == 'f' then
-        if om <= 0 then om = open_ms end
         transition('open', om, 'probe_failed')
       end
     end
@@ -143,10 +182,16 @@ end
 return reply(0, 0)
 `)
 
-// acquireScript leases a probe slot.
-// ARGV: ttl, channel, replica, slot, probe slots, lease ms.
+// acquireScript leases a probe slot. A replica that holds the fleet's
+// HALF_OPEN (or the OPEN it came from) and finds the state lost restores the
+// fleet's HALF_OPEN with its own lease: the others are refused again.
+// ARGV: ttl, channel, replica, slot, probe slots, lease ms, known epoch, held.
 var acquireScript = redis.NewScript(prelude + `
 local lease, slots, lease_ms = ARGV[3] .. ':' .. ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local known, held = tonumber(ARGV[7]), tonumber(ARGV[8])
+if lost(known, held) then
+  restore(known, 'half_open', 0, 'restored')
+end
 if s.st == 'half_open' then
   local held, soonest = 0, nil
   local all = redis.call('HGETALL', L)
@@ -174,16 +219,20 @@ return reply(1, 0)
 `)
 
 // syncScript reads the fleet's state, and optionally changes it.
-// ARGV: ttl, channel, mode, state, open ms, reason, known epoch. Modes:
+// ARGV: ttl, channel, mode, state, open ms, reason, known epoch, held. Modes:
 // "read"; "force" (an operator's action: applies unless the fleet made a
 // transition the operator had not seen, or always with known -1); "join" (a state
 // the replica holds on its own, published only if the fleet has none: the
 // fleet is CLOSED and made no transition the replica has not seen, or it
-// lost its keys).
+// lost its keys; a state the replica held from the fleet is then restored);
+// "restore" (the state the replica holds from the fleet, restored only if
+// Redis lost it).
 var syncScript = redis.NewScript(prelude + `
-local mode, to, open_ms, reason, known = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local mode, to, open_ms, reason, known, held = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 if mode == 'force' and (s.ep <= known or known < 0) and (s.st ~= to or to == 'closed') then
   transition(to, open_ms, reason)
+elseif (mode == 'join' or mode == 'restore') and lost(known, held) then
+  restore(known, to, open_ms, 'restored')
 elseif mode == 'join' and s.st == 'closed' and s.ep <= known then
   transition(to, open_ms, reason)
 end
