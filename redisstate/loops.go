@@ -273,12 +273,12 @@ func (f *Fleet) healthLoop() {
 	}
 }
 
-// checkHeld asks Redis, for a breaker that holds a state of the fleet in
-// which no call reaches Redis (OPEN, FORCED_OPEN, DISABLED), whether Redis
-// still has that state, and restores it if not: without this, a fleet whose
-// keys were evicted while forced open would stay split until an operator
-// acts, and replicas that join meanwhile would see a CLOSED circuit. A
-// HALF_OPEN breaker needs no check: its lease requests find the loss.
+// checkHeld asks Redis, for a breaker that holds a state of the fleet other
+// than CLOSED, whether Redis still has it, and restores it if not. Calls
+// find a loss only in HALF_OPEN, when they ask for a probe lease: without
+// this check, a fleet whose keys were evicted while forced open would stay
+// split until an operator acts, and replicas that join while the fleet is
+// OPEN would see a CLOSED circuit until its open timeout ends.
 func (f *Fleet) checkHeld(m *member) {
 	b := m.breaker()
 	if b == nil || m.manual.Load() != nil {
@@ -286,7 +286,7 @@ func (f *Fleet) checkHeld(m *member) {
 	}
 	known, held := m.belief()
 	st := b.State()
-	if held == 0 || st != breaker.Open && st != breaker.ForcedOpen && st != breaker.Disabled {
+	if held == 0 || st == breaker.Closed {
 		return
 	}
 	o := op{m: m, mode: "restore", state: st.String(), known: known}

@@ -2,6 +2,7 @@ package redisstate_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -279,6 +280,73 @@ func TestQuickSuccessiveManualActionsEndInTheLastOne(t *testing.T) {
 	if last := ev[len(ev)-1]; last.To != breaker.Closed || last.Reason != breaker.ReasonReset {
 		t.Fatalf("replica-1's last transition = %+v, want the operator's reset (no flip-flop from older fleet news)", last)
 	}
+}
+
+// A manual action's acknowledgement that arrives after the next action was
+// taken locally (here: the Reset's delivery is held until Redis has applied
+// the ForceOpen and its reply has had time to settle) must not move the
+// breaker back to the older action: the race behind the rare failures of
+// TestQuickSuccessiveManualActionsEndInTheLastOne, made certain.
+func TestALateAcknowledgementDoesNotUndoTheNextManualAction(t *testing.T) {
+	srv := redistest.Start(t)
+	other := newReplica(t, srv, "replica-2", t10(time.Minute), redisstate.Options{})
+	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-1", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	eventually(t, 5*time.Second, func() bool { return !f.Stats().Degraded }, "replica-1 joins")
+	hold := func(r slog.Record) {
+		reset := false
+		r.Attrs(func(a slog.Attr) bool {
+			reset = reset || a.Key == "reason" && a.Value.String() == "reset"
+			return true
+		})
+		if !reset {
+			return
+		}
+		eventually(t, 5*time.Second, func() bool {
+			return srv.Client().HGet(context.Background(), "breakerbox:{"+key+"}", "st").Val() == "forced_open"
+		}, "Redis applies the ForceOpen")
+		time.Sleep(50 * time.Millisecond) // its reply reaches replica-1 and is settled
+	}
+	var mu sync.Mutex
+	var events []breaker.Transition
+	b, err := breaker.New(breaker.Config{Name: key, FailureThreshold: 10, OpenTimeout: time.Minute, Sync: f,
+		Logger: slog.New(holdHandler{slog.DiscardHandler, hold}),
+		OnTransition: func(tr breaker.Transition) {
+			mu.Lock()
+			events = append(events, tr)
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.b()
+	b.ForceOpen()
+	b.Reset()
+	eventually(t, 5*time.Second, func() bool { return other.b().State() == breaker.Closed && b.State() == breaker.Closed },
+		"ForceOpen then Reset: the fleet ends CLOSED")
+	time.Sleep(100 * time.Millisecond) // a late acknowledgement or message must not flip it back
+	mu.Lock()
+	defer mu.Unlock()
+	if b.State() != breaker.Closed || len(events) != 2 || events[1].Reason != breaker.ReasonReset {
+		t.Fatalf("replica-1 is %v after transitions %+v, want CLOSED after exactly the operator's ForceOpen and Reset", b.State(), events)
+	}
+}
+
+// holdHandler calls hold for each record before handling it: a test holds a
+// breaker's delivery of a transition at a chosen point.
+type holdHandler struct {
+	slog.Handler
+	hold func(slog.Record)
+}
+
+func (h holdHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h holdHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.hold(r)
+	return h.Handler.Handle(ctx, r)
 }
 
 func TestNoPasswordInURLErrors(t *testing.T) {
