@@ -153,9 +153,6 @@ func checkAfterLoss(t *testing.T, f fleet, d *downstream, opens *atomic.Int64, l
 	if m := d.maxIn.Load(); m > 1 {
 		t.Errorf("%d probes in flight at once fleet-wide after re-forming, want ≤ 1 (HalfOpenProbes)", m)
 	}
-	if reopens < 2 {
-		t.Errorf("the fleet reopened %d times in the window: it did not re-form (want ≥ 2 cycles)", reopens)
-	}
 	if probes > reopens+1 {
 		t.Errorf("%d probes for %d fleet reopens: replicas probe on their own", probes, reopens)
 	}
@@ -185,8 +182,19 @@ func lossConfig() breaker.Config {
 		ProbeTimeout: 5 * time.Second}
 }
 
-// cycles is how long the tests watch a re-formed fleet: several open timeouts.
-const cycles = 8 * 150 * time.Millisecond
+// watch lets a re-formed fleet run through several cycles of probe and
+// reopen: counted, not timed, so that a loaded machine only makes it slower.
+func watch(t *testing.T, opens *atomic.Int64) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() bool { return opens.Load() >= 6 }, "the re-formed fleet reopens 6 times")
+}
+
+// lossOptions: a Timeout that a loaded machine does not reach (a Redis
+// round trip over it is a fault: the replica decides alone for a while,
+// which is not the case under test), a quick rejoin after a restart.
+func lossOptions() redisstate.Options {
+	return redisstate.Options{Timeout: time.Second, MaxBackoff: 200 * time.Millisecond}
+}
 
 func fleetHash() string { return "breakerbox:{" + key + "}" }
 
@@ -194,7 +202,9 @@ func TestTheFleetReformsAfterItsKeysAreDeletedWhileOpen(t *testing.T) {
 	srv := redistest.Start(t)
 	// No health check during the test: the first replica to ask for a probe
 	// lease finds the loss (the eviction test lets the health check race it).
-	f := newFleet(t, srv, 3, lossConfig(), redisstate.Options{HealthInterval: time.Hour})
+	opts := lossOptions()
+	opts.HealthInterval = time.Hour
+	f := newFleet(t, srv, 3, lossConfig(), opts)
 	f[0].fail(10)
 	f.wantState(t, breaker.Open, "10 failures")
 	d := newDownstream()
@@ -206,14 +216,14 @@ func TestTheFleetReformsAfterItsKeysAreDeletedWhileOpen(t *testing.T) {
 	lostAt := time.Now()
 	stop := drive(t, f, d)
 	t.Logf("re-formed %v after the DEL", f.reformed(t, "DEL while OPEN").Sub(lostAt).Round(time.Millisecond))
-	time.Sleep(cycles)
+	watch(t, opens)
 	stop()
 	checkAfterLoss(t, f, d, opens, 1)
 }
 
 func TestTheFleetReformsAfterRedisRestartsEmptyWhileEveryReplicaProbes(t *testing.T) {
 	srv := redistest.Start(t)
-	f := newFleet(t, srv, 3, lossConfig(), redisstate.Options{Timeout: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	f := newFleet(t, srv, 3, lossConfig(), lossOptions())
 	f[0].fail(10)
 	f.wantState(t, breaker.Open, "10 failures")
 	srv.Kill()
@@ -237,14 +247,14 @@ func TestTheFleetReformsAfterRedisRestartsEmptyWhileEveryReplicaProbes(t *testin
 	lostAt := time.Now()
 	close(d.release)
 	t.Logf("re-formed %v after the hanging probes failed", f.reformed(t, "restarted empty while HALF_OPEN").Sub(lostAt).Round(time.Millisecond))
-	time.Sleep(cycles)
+	watch(t, opens)
 	stop()
 	checkAfterLoss(t, f, d, opens, 1)
 }
 
 func TestTheFleetReformsAfterRedisEvictsItsKeysUnderMaxmemory(t *testing.T) {
 	srv := redistest.Start(t)
-	f := newFleet(t, srv, 3, lossConfig(), redisstate.Options{})
+	f := newFleet(t, srv, 3, lossConfig(), lossOptions())
 	f[0].fail(10)
 	f.wantState(t, breaker.Open, "10 failures")
 	d := newDownstream()
@@ -299,7 +309,7 @@ func TestTheFleetReformsAfterRedisEvictsItsKeysUnderMaxmemory(t *testing.T) {
 	stop := drive(t, f, d)
 	t.Logf("Redis evicted %d keys; re-formed %v after the eviction", infoField(t, c.Info(ctx, "stats").Val(), "evicted_keys"),
 		f.reformed(t, "evicted by maxmemory").Sub(lostAt).Round(time.Millisecond))
-	time.Sleep(cycles)
+	watch(t, opens)
 	stop()
 	n := evictions.Load()
 	if n > 1 {

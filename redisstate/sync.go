@@ -338,12 +338,15 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 		m.knownEpoch.Store(r.epoch)
 		m.denyUntil.Store(0)
 		f.stats.applied.Add(1)
-		// An action that took effect needs no move: the breaker made that
-		// transition itself, and moving it again could only undo a newer
-		// local action whose own acknowledgement is on its way.
-		if ack == nil || r.state.String() != ack.state {
-			next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak, Reason: r.reason}, state: true}, true
+		if ack != nil && r.state.String() == ack.state {
+			// The action took effect: the breaker made that transition
+			// itself. Moving it again could only undo a newer local action
+			// whose own acknowledgement is on its way, and a fleet decision
+			// still waiting to be applied is older than the action.
+			m.hasPending = false
+			break
 		}
+		next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak, Reason: r.reason}, state: true}, true
 	case (r.epoch == m.epoch.Load() || r.epoch == 0) && r.sq > m.sq:
 		m.sq = r.sq
 		if r.state == breaker.Closed {
