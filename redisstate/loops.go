@@ -293,7 +293,10 @@ func (f *Fleet) checkHeld(m *member) {
 	if st == breaker.Open {
 		o.openMs = max(b.Snapshot().RetryAfter.Milliseconds(), 1)
 	}
-	f.enqueue(o)
+	select {
+	case f.queue <- o: // not an outcome: not counted in Stats.Reported
+	default: // the queue is full: the next health check asks again
+	}
 }
 
 // rejoin resynchronises every shared breaker with the fleet. An operator's
