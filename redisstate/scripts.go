@@ -32,7 +32,7 @@ import "github.com/redis/go-redis/v9"
 // Redis can lose a breaker's state without any connection fault: its keys
 // evicted (maxmemory) or deleted, Redis restarted empty or failed over to a
 // replica that lagged. A replica knows when that happened: it applied an epoch
-// with the fleet OPEN or HALF_OPEN (it "holds" that state), and the hash now
+// in which the fleet was not CLOSED (it "holds" that state), and the hash now
 // has a lower epoch, since epochs only grow otherwise. The first script call of
 // such a replica that finds the loss restores the fleet's state from the
 // replica's own (its OPEN with the time left, or HALF_OPEN with this caller's
@@ -93,16 +93,16 @@ end
 local restored = 0
 
 -- lost says the fleet lost the state that a replica which applied epoch
--- known with the fleet OPEN or HALF_OPEN (held 1) still holds.
+-- known with the fleet not CLOSED (held 1) still holds.
 local function lost(known, held)
   return held == 1 and known > s.ep
 end
 
 -- restore republishes a lost state as a new epoch, above every epoch a
 -- replica may have applied.
-local function restore(known, to, open_ms, reason)
+local function restore(known, to, open_ms)
   s.ep = math.max(s.ep, known)
-  transition(to, open_ms, reason)
+  transition(to, open_ms, 'restored')
   restored = 1
 end
 
@@ -113,8 +113,8 @@ end
 
 // reportScript applies a replica's outcomes in order.
 // ARGV: ttl, channel, replica, known epoch, failure threshold, open ms,
-// successes to close, quorum, held (1: the replica holds the fleet's OPEN or
-// HALF_OPEN of the known epoch), then the outcomes in order: "f<n>" n
+// successes to close, quorum, held (1: the replica holds the fleet's state of
+// the known epoch, which was not CLOSED), then the outcomes in order: "f<n>" n
 // consecutive failures, "s" a success ending a streak, "p<s|f|i><slot>:<open
 // ms>" a probe's outcome. A known epoch of -1 means "the current one": the
 // replica's own manual action, queued before these outcomes, made it.
@@ -162,9 +162,9 @@ for i = 10, #ARGV do
       -- the fleet lost its state while this probe ran: its outcome re-forms
       -- the fleet (a failure as OPEN, anything else as HALF_OPEN it counts in)
       if o == 'f' then
-        restore(known, 'open', om, 'restored')
+        restore(known, 'open', om)
       else
-        restore(known, 'half_open', 0, 'restored')
+        restore(known, 'half_open', 0)
       end
       leased = o ~= 'f'
     end
@@ -188,9 +188,9 @@ return reply(0, 0)
 // ARGV: ttl, channel, replica, slot, probe slots, lease ms, known epoch, held.
 var acquireScript = redis.NewScript(prelude + `
 local lease, slots, lease_ms = ARGV[3] .. ':' .. ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local known, held = tonumber(ARGV[7]), tonumber(ARGV[8])
-if lost(known, held) then
-  restore(known, 'half_open', 0, 'restored')
+local known, holds = tonumber(ARGV[7]), tonumber(ARGV[8])
+if lost(known, holds) then
+  restore(known, 'half_open', 0)
 end
 if s.st == 'half_open' then
   local held, soonest = 0, nil
@@ -232,7 +232,7 @@ local mode, to, open_ms, reason, known, held = ARGV[3], ARGV[4], tonumber(ARGV[5
 if mode == 'force' and (s.ep <= known or known < 0) and (s.st ~= to or to == 'closed') then
   transition(to, open_ms, reason)
 elseif (mode == 'join' or mode == 'restore') and lost(known, held) then
-  restore(known, to, open_ms, 'restored')
+  restore(known, to, open_ms)
 elseif mode == 'join' and s.st == 'closed' and s.ep <= known then
   transition(to, open_ms, reason)
 end
