@@ -109,6 +109,10 @@ type member struct {
 	// until it is, and applied on rejoin.
 	manual       atomic.Pointer[op]
 	manualQueued atomic.Bool
+	// manualGen is the breaker's generation after the newest manual action
+	// Transition has seen. The breaker makes the transition before it calls
+	// Transition: a newer manual LastTransition is an action on its way.
+	manualGen atomic.Uint64
 }
 
 // op is one queued outcome or state change.

@@ -127,12 +127,16 @@ func (f fleet) losses() (n uint64) {
 	return n
 }
 
-// reformed waits until one replica restored the fleet's state and every
-// replica holds a state the fleet published.
-func (f fleet) reformed(t *testing.T, why string) time.Time {
+// reforms waits until one replica found the loss (at lostAt) and restored
+// the fleet's state, lets the fleet run through several cycles of probe and
+// reopen (counted, not timed: a loaded machine only makes it slower), then
+// stops the traffic.
+func (f fleet) reforms(t *testing.T, what string, lostAt time.Time, opens *atomic.Int64, stop func()) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() bool { return f.losses() > 0 }, "a replica finds the loss and restores the fleet's state: "+why)
-	return time.Now()
+	eventually(t, 10*time.Second, func() bool { return f.losses() > 0 }, "a replica finds the loss and restores the fleet's state: "+what)
+	t.Logf("re-formed %v after %s", time.Since(lostAt).Round(time.Millisecond), what)
+	eventually(t, 30*time.Second, func() bool { return opens.Load() >= 6 }, "the re-formed fleet reopens 6 times")
+	stop()
 }
 
 // checkAfterLoss asserts what the tests promise: the upstream saw no more than
@@ -182,11 +186,13 @@ func lossConfig() breaker.Config {
 		ProbeTimeout: 5 * time.Second}
 }
 
-// watch lets a re-formed fleet run through several cycles of probe and
-// reopen: counted, not timed, so that a loaded machine only makes it slower.
-func watch(t *testing.T, opens *atomic.Int64) {
-	t.Helper()
-	eventually(t, 30*time.Second, func() bool { return opens.Load() >= 6 }, "the re-formed fleet reopens 6 times")
+// openFleet starts Redis and 3 replicas with lossConfig, and opens the fleet.
+func openFleet(t *testing.T, opts redisstate.Options) (*redistest.Server, fleet) {
+	srv := redistest.Start(t)
+	f := newFleet(t, srv, 3, lossConfig(), opts)
+	f[0].fail(10)
+	f.wantState(t, breaker.Open, "10 failures")
+	return srv, f
 }
 
 // lossOptions: a Timeout that a loaded machine does not reach (a Redis
@@ -199,14 +205,11 @@ func lossOptions() redisstate.Options {
 func fleetHash() string { return "breakerbox:{" + key + "}" }
 
 func TestTheFleetReformsAfterItsKeysAreDeletedWhileOpen(t *testing.T) {
-	srv := redistest.Start(t)
 	// No health check during the test: the first replica to ask for a probe
 	// lease finds the loss (the eviction test lets the health check race it).
 	opts := lossOptions()
 	opts.HealthInterval = time.Hour
-	f := newFleet(t, srv, 3, lossConfig(), opts)
-	f[0].fail(10)
-	f.wantState(t, breaker.Open, "10 failures")
+	srv, f := openFleet(t, opts)
 	d := newDownstream()
 	opens := fleetOpens(t, srv)
 	h := fleetHash()
@@ -215,17 +218,12 @@ func TestTheFleetReformsAfterItsKeysAreDeletedWhileOpen(t *testing.T) {
 	}
 	lostAt := time.Now()
 	stop := drive(t, f, d)
-	t.Logf("re-formed %v after the DEL", f.reformed(t, "DEL while OPEN").Sub(lostAt).Round(time.Millisecond))
-	watch(t, opens)
-	stop()
+	f.reforms(t, "a DEL while OPEN", lostAt, opens, stop)
 	checkAfterLoss(t, f, d, opens, 1)
 }
 
 func TestTheFleetReformsAfterRedisRestartsEmptyWhileEveryReplicaProbes(t *testing.T) {
-	srv := redistest.Start(t)
-	f := newFleet(t, srv, 3, lossConfig(), lossOptions())
-	f[0].fail(10)
-	f.wantState(t, breaker.Open, "10 failures")
+	srv, f := openFleet(t, lossOptions())
 	srv.Kill()
 	for _, r := range f {
 		eventually(t, 5*time.Second, func() bool { return r.f.Stats().Degraded }, r.name+" notices Redis is gone")
@@ -246,17 +244,12 @@ func TestTheFleetReformsAfterRedisRestartsEmptyWhileEveryReplicaProbes(t *testin
 	d.hang.Store(false)
 	lostAt := time.Now()
 	close(d.release)
-	t.Logf("re-formed %v after the hanging probes failed", f.reformed(t, "restarted empty while HALF_OPEN").Sub(lostAt).Round(time.Millisecond))
-	watch(t, opens)
-	stop()
+	f.reforms(t, "a restart while HALF_OPEN, once the hanging probes failed", lostAt, opens, stop)
 	checkAfterLoss(t, f, d, opens, 1)
 }
 
 func TestTheFleetReformsAfterRedisEvictsItsKeysUnderMaxmemory(t *testing.T) {
-	srv := redistest.Start(t)
-	f := newFleet(t, srv, 3, lossConfig(), lossOptions())
-	f[0].fail(10)
-	f.wantState(t, breaker.Open, "10 failures")
+	srv, f := openFleet(t, lossOptions())
 	d := newDownstream()
 	opens := fleetOpens(t, srv)
 
@@ -307,10 +300,8 @@ func TestTheFleetReformsAfterRedisEvictsItsKeysUnderMaxmemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := drive(t, f, d)
-	t.Logf("Redis evicted %d keys; re-formed %v after the eviction", infoField(t, c.Info(ctx, "stats").Val(), "evicted_keys"),
-		f.reformed(t, "evicted by maxmemory").Sub(lostAt).Round(time.Millisecond))
-	watch(t, opens)
-	stop()
+	f.reforms(t, "an eviction under maxmemory", lostAt, opens, stop)
+	t.Logf("Redis evicted %d keys", infoField(t, c.Info(ctx, "stats").Val(), "evicted_keys"))
 	n := evictions.Load()
 	if n > 1 {
 		t.Logf("Redis evicted the fleet's hash %d times: a replica restored it before the filling stopped", n)
@@ -345,7 +336,7 @@ func TestAForcedOpenFleetWhoseKeysAreDeletedIsRestoredForReplicasThatJoinLater(t
 		t.Fatal(err)
 	}
 	// No call reaches Redis in FORCED_OPEN: the health check finds the loss.
-	f.reformed(t, "DEL while FORCED_OPEN")
+	eventually(t, 10*time.Second, func() bool { return f.losses() > 0 }, "a replica finds the loss and restores FORCED_OPEN")
 	late := newReplica(t, srv, "replica-4", t10(time.Minute), opts)
 	eventually(t, 5*time.Second, func() bool { return late.b().State() == breaker.ForcedOpen }, "a replica that joins later is forced open too")
 	time.Sleep(200 * time.Millisecond) // several health checks: none may count the loss again

@@ -33,6 +33,7 @@ func (f *Fleet) Attach(b *breaker.Breaker) {
 		m.cfg.Store(&cfg)
 		m.epoch.Store(0)
 		m.sq, m.held = 0, false
+		m.manualGen.Store(0)
 		m.knownEpoch.Store(-1)
 		m.denyUntil.Store(0)
 		m.mu.Unlock()
@@ -161,6 +162,7 @@ func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
 		p := &op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String(), known: known}
 		p.pending = p
 		m.manual.Store(p)
+		m.manualGen.Store(t.Generation) // after: apply never sees neither
 		if f.degraded.Load() {
 			f.log.Warn("manual action applied on this replica only until Redis answers again", "breaker", t.Name, "to", t.To.String())
 			return
@@ -189,6 +191,10 @@ func (f *Fleet) sendManual(m *member) {
 			m.manualQueued.Store(false) // the health loop tries again
 		}
 	}
+}
+
+func isManual(r breaker.Reason) bool {
+	return r == breaker.ReasonForcedOpen || r == breaker.ReasonForcedClosed || r == breaker.ReasonReset
 }
 
 // applied returns the highest epoch applied.
@@ -329,6 +335,16 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 		m.mu.Unlock()
 		return true
 	}
+	// An operator's action the breaker made but has not yet handed to
+	// Transition is newer than anything Redis said before it: fleet news
+	// waits for its acknowledgement, and an older action's acknowledgement
+	// does not move the breaker back.
+	last := b.Snapshot().LastTransition
+	unseen := isManual(last.Reason) && last.Generation > m.manualGen.Load()
+	if unseen && ack == nil {
+		m.mu.Unlock()
+		return true
+	}
 	next, ok := pendingApply{}, false
 	switch {
 	case r.epoch > m.epoch.Load():
@@ -338,12 +354,8 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 		m.knownEpoch.Store(r.epoch)
 		m.denyUntil.Store(0)
 		f.stats.applied.Add(1)
-		if ack != nil && r.state.String() == ack.state {
-			// The action took effect: the breaker made that transition
-			// itself. Moving it again could only undo a newer local action
-			// whose own acknowledgement is on its way, and a fleet decision
-			// still waiting to be applied is older than the action.
-			m.hasPending = false
+		if unseen {
+			m.hasPending = false // older than the unseen action, too
 			break
 		}
 		next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak, Reason: r.reason}, state: true}, true
