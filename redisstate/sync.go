@@ -162,7 +162,7 @@ func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
 		p := &op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String(), known: known}
 		p.pending = p
 		m.manual.Store(p)
-		m.manualGen.Store(t.Generation) // after: apply never sees neither
+		m.manualGen.Store(t.Generation) // after m.manual: apply always sees one of the two
 		if f.degraded.Load() {
 			f.log.Warn("manual action applied on this replica only until Redis answers again", "breaker", t.Name, "to", t.To.String())
 			return
