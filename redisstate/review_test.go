@@ -54,13 +54,44 @@ func TestARecreatedBreakerTakesTheFleetsOpenState(t *testing.T) {
 	f := newFleet(t, srv, 2, t10(time.Minute), redisstate.Options{})
 	f[0].fail(10)
 	f.wantState(t, breaker.Open, "10 failures")
-	defer func() {
-		if t.Failed() { // seen to time out once on a saturated machine: say why next time
-			dumpLogs(t, f)
-		}
-	}()
 	f[1].reg.Remove(key) // a reload with new settings re-creates the breaker
 	eventually(t, 5*time.Second, func() bool { return f[1].b().State() == breaker.Open }, "the re-created breaker learns the fleet is OPEN")
+}
+
+// The fleet's OPEN reaches a breaker that is re-created while the old one's
+// listener still runs for that same OPEN: the decision applied meanwhile goes
+// to the new breaker, not the old one.
+func TestARecreatedBreakerTakesTheFleetsOpenStateWhileTheOldOnesListenerRuns(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newReplica(t, srv, "replica-1", t10(time.Minute), redisstate.Options{})
+	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	eventually(t, 5*time.Second, func() bool { return !f.Stats().Degraded }, "replica-2 joins")
+	release := make(chan struct{})
+	var released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	defer unblock() // before Close, which waits for the listener's goroutine
+	var once sync.Once
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{FailureThreshold: 10, OpenTimeout: time.Minute,
+		Sync: f, Logger: quiet, OnTransition: func(tr breaker.Transition) {
+			if tr.To == breaker.Open {
+				once.Do(func() { <-release }) // the old breaker's listener: slow
+			}
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := reg.Get(key)
+	a.fail(10)
+	eventually(t, 5*time.Second, func() bool { return old.State() == breaker.Open }, "the old breaker takes the fleet's OPEN")
+	reg.Remove(key) // a reload re-creates the breaker while the listener runs
+	fresh := reg.Get(key)
+	eventually(t, 5*time.Second, func() bool { return f.Stats().Applied == 2 }, "the new breaker's read of the fleet's state is answered")
+	unblock()
+	eventually(t, 5*time.Second, func() bool { return fresh.State() == breaker.Open }, "the re-created breaker learns the fleet is OPEN")
 }
 
 func TestAStreakEndsAcrossReplicasAfterRedisLostTheKeys(t *testing.T) {

@@ -390,6 +390,11 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 	for m.hasPending {
 		p := m.pending
 		m.hasPending = false
+		// A decision taken while this goroutine applied the previous one may
+		// be for a breaker re-created since (Attach): move the current one.
+		if b = m.breaker(); b == nil {
+			break
+		}
 		m.mu.Unlock()
 		func() {
 			defer m.mu.Lock() // also if a listener panics
