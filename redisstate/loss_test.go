@@ -348,3 +348,26 @@ func TestAForcedOpenFleetWhoseKeysAreDeletedIsRestoredForReplicasThatJoinLater(t
 		t.Fatalf("the loss was logged %d times and counted %d times, want once each", lost, n)
 	}
 }
+
+func TestAProbeLeaseEvictedAloneLetsNoSecondProbeThrough(t *testing.T) {
+	srv, f := openFleet(t, lossOptions())
+	opens := fleetOpens(t, srv)
+	d := newDownstream()
+	d.hang.Store(true)
+	stop := drive(t, f, d)
+	defer stop()
+	defer close(d.release)
+	eventually(t, 5*time.Second, func() bool { return d.calls.Load() == 1 }, "one replica's probe hangs, holding the fleet's lease")
+	// allkeys-lru may evict the lease hash and keep the breaker's hash.
+	if err := srv.Client().Del(context.Background(), fleetHash()+":l").Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := srv.CommandCalls()["evalsha"]
+	eventually(t, 10*time.Second, func() bool { return srv.CommandCalls()["evalsha"]-before >= 20 }, "the other replicas ask for a lease 20 times")
+	if n := d.calls.Load(); n != 1 {
+		t.Fatalf("%d probes reached the upstream after the lease hash was evicted, want the one in flight", n)
+	}
+	d.hang.Store(false)
+	d.release <- struct{}{} // the probe fails: it still reopens the fleet, though its lease is gone
+	eventually(t, 5*time.Second, func() bool { return opens.Load() >= 1 }, "the failed probe reopens the fleet")
+}

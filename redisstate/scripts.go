@@ -9,7 +9,8 @@ import "github.com/redis/go-redis/v9"
 //	                      consecutive failures), ou (open until, ms of
 //	                      Redis's clock), sc (successful probes), sq (streak
 //	                      sequence: grows when a streak starts or ends), rs
-//	                      (reason of the last transition)
+//	                      (reason of the last transition), lu (expiry of the
+//	                      last probe lease, 0 when none is live)
 //	<prefix>{<name>}:r    set: replicas that reported the current streak (quorum)
 //	<prefix>{<name>}:l    hash: probe leases, "<replica>:<slot>" → expiry (ms)
 //
@@ -46,9 +47,17 @@ local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local ttl = tonumber(ARGV[1])
 local channel = ARGV[2]
 
-local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs')
+local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs', 'lu')
 local s = {st = f[1] or 'closed', ep = tonumber(f[2] or '0'), fl = tonumber(f[3] or '0'),
-           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0'), sq = tonumber(f[6] or '0'), rs = f[7] or ''}
+           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0'), sq = tonumber(f[6] or '0'), rs = f[7] or '',
+           lu = tonumber(f[8] or '0')}
+
+-- leasesLost says the probe leases were lost (the lease hash evicted alone)
+-- while one was live: the hash holds the last lease's expiry until the
+-- leases run out or report, and Redis deletes an empty hash.
+local function leasesLost()
+  return s.lu > now and redis.call('EXISTS', L) == 0
+end
 if s.st == 'open' and now >= s.ou then
   -- the open timeout ended: HALF_OPEN, lazily (replicas run their own timers)
   s.st, s.rs = 'half_open', 'open_timeout'
@@ -85,7 +94,7 @@ local function transition(to, open_ms, reason)
   if to == 'open' then s.ou = now + open_ms end
   redis.call('DEL', K, R, L)
   redis.call('HSET', K, 'st', to, 'ep', string.format('%d', s.ep), 'ou', string.format('%d', s.ou), 'fl', 0, 'sc', 0,
-    'sq', string.format('%d', s.sq), 'rs', reason)
+    'sq', string.format('%d', s.sq), 'rs', reason, 'lu', 0)
   touch()
   publish(reason)
 end
@@ -157,7 +166,11 @@ for i = 10, #ARGV do
     if om <= 0 then om = open_ms end
     -- only a probe that still holds its lease counts; an expired one was
     -- given to another replica
-    local leased = redis.call('HDEL', L, lease) == 1
+    local leased = redis.call('HDEL', L, lease) == 1 or leasesLost()
+    if leased and s.lu > 0 and redis.call('EXISTS', L) == 0 then
+      s.lu = 0 -- the last live lease reported
+      redis.call('HSET', K, 'lu', 0)
+    end
     if lost(known, held) then
       -- the fleet lost its state while this probe ran: its outcome re-forms
       -- the fleet (a failure as OPEN, anything else as HALF_OPEN it counts in)
@@ -205,7 +218,10 @@ if s.st == 'half_open' then
     end
   end
   if held >= slots then return reply(0, soonest - now) end
+  if held == 0 and leasesLost() then return reply(0, s.lu - now) end
   redis.call('HSET', L, lease, now + lease_ms)
+  s.lu = math.max(s.lu, now + lease_ms)
+  redis.call('HSET', K, 'lu', string.format('%d', s.lu))
   redis.call('PEXPIRE', L, ttl)
   return reply(1, 0)
 elseif s.st == 'open' then
