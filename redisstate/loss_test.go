@@ -25,7 +25,7 @@ import (
 
 // downstream is an upstream that is down: every call fails, after holding
 // its slot for hold (so that concurrent probes would overlap), or, while
-// hang is set, after release is closed.
+// hang is set, once release lets it go (a send frees one call, a close all).
 type downstream struct {
 	hold     time.Duration
 	hang     atomic.Bool
