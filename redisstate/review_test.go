@@ -84,7 +84,12 @@ func TestARecreatedBreakerTakesTheFleetsOpenStateWhileTheOldOnesListenerRuns(t *
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Both breakers' reads of the (still CLOSED) fleet are answered before it
+	// opens: the OPEN then reaches the old breaker by message, and its slow
+	// listener holds the subscription's goroutine, not the one sending reads.
+	a.b()
 	old := reg.Get(key)
+	eventually(t, 5*time.Second, func() bool { return srv.CommandCalls()["evalsha"] >= 2 }, "both reads reach Redis")
 	a.fail(10)
 	eventually(t, 5*time.Second, func() bool { return old.State() == breaker.Open }, "the old breaker takes the fleet's OPEN")
 	reg.Remove(key) // a reload re-creates the breaker while the listener runs
