@@ -200,13 +200,18 @@ func (b *Breaker) allowProbe() (Ticket, error) {
 	b.mu.Lock()
 	t, err := b.takeProbe()
 	b.mu.Unlock()
-	if err != nil || t.probe == 0 || b.sync == nil {
+	if err != nil || t.probe == 0 {
 		return t, err
+	}
+	if b.sync == nil {
+		b.logProbe(t.probe)
+		return t, nil
 	}
 	// The slot is ours locally; the fleet may still hold its slots
 	// elsewhere. Asked outside the lock: it may wait on the network.
 	ok, retry := b.sync.AcquireProbe(b, t.probe)
 	if ok {
+		b.logProbe(t.probe)
 		return t, nil
 	}
 	b.mu.Lock()

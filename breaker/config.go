@@ -71,7 +71,8 @@ type Config struct {
 	Clock Clock
 
 	// Logger receives one record per transition: ERROR when opening, WARN
-	// when half-opening, INFO when closing. nil means slog.Default().
+	// when half-opening, INFO when closing; and one at INFO per probe let
+	// through. nil means slog.Default().
 	Logger *slog.Logger
 
 	// OnTransition, if set, is called once per transition, in order, outside

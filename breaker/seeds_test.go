@@ -200,7 +200,8 @@ func TestT10_TransitionLoggedWithRegionAndReason(t *testing.T) {
 	logs := h.log.String()
 	for _, want := range []string{
 		`"level":"ERROR","msg":"Circuit breaker OPEN for genesys/eu-west-1 after 10 consecutive failures","breaker":"genesys/eu-west-1","from":"closed","to":"open","reason":"failure_threshold","failures":10`,
-		`"level":"WARN","msg":"Circuit breaker HALF_OPEN for genesys/eu-west-1: letting a probe through","breaker":"genesys/eu-west-1","from":"open","to":"half_open","reason":"open_timeout"`,
+		`"level":"WARN","msg":"Circuit breaker HALF_OPEN for genesys/eu-west-1: probes allowed","breaker":"genesys/eu-west-1","from":"open","to":"half_open","reason":"open_timeout"`,
+		`"level":"INFO","msg":"Circuit breaker HALF_OPEN for genesys/eu-west-1: letting a probe through","breaker":"genesys/eu-west-1","probe":1`,
 		`"level":"INFO","msg":"Circuit breaker CLOSED for genesys/eu-west-1 — recovered after 3 successful probes","breaker":"genesys/eu-west-1","from":"half_open","to":"closed","reason":"probes_succeeded"`,
 	} {
 		if !strings.Contains(logs, want) {

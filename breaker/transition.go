@@ -94,7 +94,9 @@ func (t Transition) Message() string {
 		}
 		return fmt.Sprintf("Circuit breaker OPEN for %s (%s)", t.Name, t.Reason)
 	case HalfOpen:
-		return fmt.Sprintf("Circuit breaker HALF_OPEN for %s: letting a probe through", t.Name)
+		// No probe yet: one is logged when it is let through (logProbe), which
+		// a fleet's replica may never be.
+		return fmt.Sprintf("Circuit breaker HALF_OPEN for %s: probes allowed", t.Name)
 	case Closed:
 		switch t.Reason {
 		case ReasonProbesSucceeded:
@@ -276,6 +278,15 @@ func (b *Breaker) unlockAndDeliver() {
 	b.delivering = false
 	done = true
 	b.mu.Unlock()
+}
+
+// logProbe logs a probe let through: only here, once the fleet (if any)
+// granted its lease, since the transition to HALF_OPEN sends none by itself.
+func (b *Breaker) logProbe(id uint64) {
+	if l := b.logger; l.Enabled(context.Background(), slog.LevelInfo) {
+		l.LogAttrs(context.Background(), slog.LevelInfo, "Circuit breaker HALF_OPEN for "+b.name+": letting a probe through",
+			slog.String("breaker", b.name), slog.Uint64("probe", id))
+	}
 }
 
 func (b *Breaker) emit(t Transition) {

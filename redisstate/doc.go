@@ -32,6 +32,18 @@
 // published if the fleet has none. A replica that missed messages
 // (reconnect) resynchronises from Redis.
 //
+// Redis can also lose a circuit's state with no connection fault: its keys
+// evicted under maxmemory or deleted, or Redis restarted empty between two
+// health checks. Epochs only grow, so a replica that applied an OPEN or
+// HALF_OPEN (or an operator's FORCED_OPEN or DISABLED) and finds the hash at
+// a lower epoch knows the state was lost. The first replica to find it, when
+// it asks for a probe lease, reports a probe's outcome, or checks the state
+// it holds at its health interval, restores its own state atomically as a
+// new epoch (an OPEN with the time it has left, a HALF_OPEN with its own
+// probe lease) and publishes it; the others adopt it, so from then on the
+// fleet again sends at most HalfOpenProbes probes. That replica logs
+// "fleet state LOST" and counts it in Stats.StateLosses: one replica per loss.
+//
 // A quorum (Options.Quorum) requires failures from at least N distinct
 // replicas before the fleet opens, so one replica with a bad network path
 // opens only its own breaker.

@@ -79,7 +79,7 @@ type Fleet struct {
 	wg            sync.WaitGroup
 
 	stats struct {
-		reported, dropped, batches, applied, resyncs, degradations, faults atomic.Uint64
+		reported, dropped, batches, applied, resyncs, degradations, faults, losses atomic.Uint64
 	}
 }
 
@@ -94,6 +94,7 @@ type member struct {
 	mu         sync.Mutex
 	epoch      atomic.Int64 // highest epoch applied; written under mu, read anywhere
 	sq         int64        // highest streak sequence applied; guarded by mu
+	held       bool         // the fleet was not CLOSED in epoch; guarded by mu
 	dead       bool         // swept: its breaker was collected; guarded by mu
 	pending    pendingApply // the newest decision not yet applied; guarded by mu
 	hasPending bool         // guarded by mu
@@ -108,6 +109,10 @@ type member struct {
 	// until it is, and applied on rejoin.
 	manual       atomic.Pointer[op]
 	manualQueued atomic.Bool
+	// manualGen is the breaker's generation after the newest manual action
+	// Transition has seen. The breaker makes the transition before it calls
+	// Transition: a newer manual LastTransition is an action on its way.
+	manualGen atomic.Uint64
 }
 
 // op is one queued outcome or state change.
@@ -254,6 +259,11 @@ type Stats struct {
 	Faults      uint64 // Redis errors seen
 	// Degradations counts the times the replica lost Redis.
 	Degradations uint64
+	// StateLosses counts the times this replica found that Redis had lost a
+	// breaker's state the fleet held OPEN, HALF_OPEN, FORCED_OPEN or DISABLED
+	// (keys evicted or deleted, Redis restarted empty) and restored it. One
+	// replica counts each loss: summed over the fleet, one per loss.
+	StateLosses uint64
 }
 
 // Stats returns the fleet's counters.
@@ -261,7 +271,7 @@ func (f *Fleet) Stats() Stats {
 	s := Stats{Replica: f.opts.Replica, Degraded: f.degraded.Load(),
 		Reported: f.stats.reported.Load(), Dropped: f.stats.dropped.Load(), Batches: f.stats.batches.Load(),
 		Applied: f.stats.applied.Load(), Resyncs: f.stats.resyncs.Load(), Faults: f.stats.faults.Load(),
-		Degradations: f.stats.degradations.Load()}
+		Degradations: f.stats.degradations.Load(), StateLosses: f.stats.losses.Load()}
 	if s.Degraded {
 		s.DegradedFor = time.Since(time.Unix(0, f.degradedSince.Load()))
 	}

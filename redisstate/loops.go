@@ -58,15 +58,14 @@ func (f *Fleet) flush(batch []op) {
 	for i := 0; i < len(batch); {
 		o := batch[i]
 		if o.event == "" {
-			cmd := syncScript.EvalSha(ctx, pipe, o.m.keys, f.opts.KeyTTL.Milliseconds(), f.channel, o.mode, o.state, o.openMs, o.reason, o.known)
-			calls = append(calls, call{o, cmd})
+			calls = append(calls, call{o, f.syncCall(ctx, pipe, o)})
 			i++
 			continue
 		}
 		// Consecutive outcomes of one breaker known under one epoch go in one call.
 		c := o.m.cfg.Load()
 		args := []any{f.opts.KeyTTL.Milliseconds(), f.channel, f.opts.Replica, o.known,
-			c.FailureThreshold, c.OpenTimeout.Milliseconds(), c.HalfOpenSuccesses, f.opts.Quorum}
+			c.FailureThreshold, c.OpenTimeout.Milliseconds(), c.HalfOpenSuccesses, f.opts.Quorum, o.m.heldAt(o.known)}
 		j, run := i, 0
 		for ; j < len(batch) && batch[j].m == o.m && batch[j].event != "" && batch[j].known == o.known; j++ {
 			if batch[j].event == "f" { // a run of failures is one argument
@@ -114,25 +113,33 @@ func (f *Fleet) flush(batch []op) {
 	}
 }
 
+// syncCall queues the sync script for o on pipe.
+func (f *Fleet) syncCall(ctx context.Context, pipe redis.Pipeliner, o op) *redis.Cmd {
+	return syncScript.EvalSha(ctx, pipe, o.m.keys, f.opts.KeyTTL.Milliseconds(), f.channel, o.mode, o.state, o.openMs, o.reason,
+		o.known, o.m.heldAt(o.known))
+}
+
 // settle applies the reply of one call. The reply to a manual action
 // acknowledges it, unless a newer action replaced it meanwhile: that one is
 // sent now, and this reply is old news.
 func (f *Fleet) settle(c call, src source) {
 	m := c.op.m
 	rep, err := parseReply(c.cmd.Val())
-	if c.op.pending != nil {
-		m.manualQueued.Store(false)
-		if err != nil || c.cmd.Err() != nil {
-			return // not applied: sent again by the health loop or on rejoin
-		}
-		if !m.manual.CompareAndSwap(c.op.pending, nil) {
-			f.sendManual(m)
-			return
-		}
-		src = fromAck
+	if c.cmd.Err() != nil {
+		err = c.cmd.Err()
 	}
-	if err == nil && c.cmd.Err() == nil {
-		f.apply(m, rep, src)
+	if c.op.pending == nil {
+		if err == nil {
+			f.apply(m, rep, src, nil)
+		}
+		return
+	}
+	m.manualQueued.Store(false)
+	if err != nil {
+		return // not applied: sent again by the health loop or on rejoin
+	}
+	if !f.apply(m, rep, fromAck, c.op.pending) {
+		f.sendManual(m)
 	}
 }
 
@@ -204,7 +211,7 @@ func (f *Fleet) subscribeLoop() {
 				continue
 			}
 			if v, ok := f.members.Load(name); ok {
-				f.apply(v.(*member), rep, fromMessage)
+				f.apply(v.(*member), rep, fromMessage, nil)
 			}
 		}
 	}
@@ -255,9 +262,40 @@ func (f *Fleet) healthLoop() {
 		case f.degraded.Load():
 			f.rejoin()
 		default:
-			f.members.Range(func(_, v any) bool { f.sendManual(v.(*member)); return true })
+			f.members.Range(func(_, v any) bool {
+				m := v.(*member)
+				f.sendManual(m)
+				f.checkHeld(m)
+				return true
+			})
 		}
 		f.sweep()
+	}
+}
+
+// checkHeld asks Redis, for a breaker that holds a state of the fleet other
+// than CLOSED, whether Redis still has it, and restores it if not. Calls
+// find a loss only in HALF_OPEN, when they ask for a probe lease: without
+// this check, a fleet whose keys were evicted while forced open would stay
+// split until an operator acts, and replicas that join while the fleet is
+// OPEN would see a CLOSED circuit until its open timeout ends.
+func (f *Fleet) checkHeld(m *member) {
+	b := m.breaker()
+	if b == nil || m.manual.Load() != nil {
+		return
+	}
+	known, held := m.belief()
+	st := b.State()
+	if held == 0 || st == breaker.Closed {
+		return
+	}
+	o := op{m: m, mode: "restore", state: st.String(), known: known}
+	if st == breaker.Open {
+		o.openMs = max(b.Snapshot().RetryAfter.Milliseconds(), 1)
+	}
+	select {
+	case f.queue <- o: // not an outcome: not counted in Stats.Reported
+	default: // the queue is full: the next health check asks again
 	}
 }
 
@@ -284,7 +322,7 @@ func (f *Fleet) rejoin() {
 		}
 		o := op{m: m, mode: "read", known: m.applied()}
 		snap := b.Snapshot()
-		fromFleet := snap.LastTransition.Reason == breaker.ReasonFleet
+		fromFleet := snap.LastTransition.Reason == breaker.ReasonFleet || m.heldAt(o.known) == 1
 		switch p := m.manual.Load(); {
 		case p != nil:
 			o = *p
@@ -294,8 +332,7 @@ func (f *Fleet) rejoin() {
 		case (snap.State == breaker.ForcedOpen || snap.State == breaker.Disabled) && fromFleet:
 			o.mode, o.state, o.reason = "join", snap.State.String(), "rejoin"
 		}
-		cmd := syncScript.EvalSha(ctx, pipe, m.keys, f.opts.KeyTTL.Milliseconds(), f.channel, o.mode, o.state, o.openMs, o.reason, o.known)
-		calls = append(calls, call{o, cmd})
+		calls = append(calls, call{o, f.syncCall(ctx, pipe, o)})
 		return true
 	})
 	if len(calls) > 0 {

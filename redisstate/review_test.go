@@ -2,6 +2,7 @@ package redisstate_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -55,6 +56,47 @@ func TestARecreatedBreakerTakesTheFleetsOpenState(t *testing.T) {
 	f.wantState(t, breaker.Open, "10 failures")
 	f[1].reg.Remove(key) // a reload with new settings re-creates the breaker
 	eventually(t, 5*time.Second, func() bool { return f[1].b().State() == breaker.Open }, "the re-created breaker learns the fleet is OPEN")
+}
+
+// The fleet's OPEN reaches a breaker that is re-created while the old one's
+// listener still runs for that same OPEN: the decision applied meanwhile goes
+// to the new breaker, not the old one.
+func TestARecreatedBreakerTakesTheFleetsOpenStateWhileTheOldOnesListenerRuns(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newReplica(t, srv, "replica-1", t10(time.Minute), redisstate.Options{})
+	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	eventually(t, 5*time.Second, func() bool { return !f.Stats().Degraded }, "replica-2 joins")
+	release := make(chan struct{})
+	var released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	defer unblock() // before Close, which waits for the listener's goroutine
+	var once sync.Once
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{FailureThreshold: 10, OpenTimeout: time.Minute,
+		Sync: f, Logger: quiet, OnTransition: func(tr breaker.Transition) {
+			if tr.To == breaker.Open {
+				once.Do(func() { <-release }) // the old breaker's listener: slow
+			}
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both breakers' reads of the (still CLOSED) fleet are answered before it
+	// opens: the OPEN then reaches the old breaker by message, and its slow
+	// listener holds the subscription's goroutine, not the one sending reads.
+	a.b()
+	old := reg.Get(key)
+	eventually(t, 5*time.Second, func() bool { return srv.CommandCalls()["evalsha"] >= 2 }, "both reads reach Redis")
+	a.fail(10)
+	eventually(t, 5*time.Second, func() bool { return old.State() == breaker.Open }, "the old breaker takes the fleet's OPEN")
+	reg.Remove(key) // a reload re-creates the breaker while the listener runs
+	fresh := reg.Get(key)
+	eventually(t, 5*time.Second, func() bool { return f.Stats().Applied == 2 }, "the new breaker's read of the fleet's state is answered")
+	unblock()
+	eventually(t, 5*time.Second, func() bool { return fresh.State() == breaker.Open }, "the re-created breaker learns the fleet is OPEN")
 }
 
 func TestAStreakEndsAcrossReplicasAfterRedisLostTheKeys(t *testing.T) {
@@ -279,6 +321,106 @@ func TestQuickSuccessiveManualActionsEndInTheLastOne(t *testing.T) {
 	if last := ev[len(ev)-1]; last.To != breaker.Closed || last.Reason != breaker.ReasonReset {
 		t.Fatalf("replica-1's last transition = %+v, want the operator's reset (no flip-flop from older fleet news)", last)
 	}
+}
+
+// A manual action's acknowledgement that arrives after the next action was
+// taken locally (here: the Reset's delivery is held until Redis has applied
+// the ForceOpen and its reply has had time to settle) must not move the
+// breaker back to the older action: the race behind the rare failures of
+// TestQuickSuccessiveManualActionsEndInTheLastOne, made certain.
+func TestALateAcknowledgementDoesNotUndoTheNextManualAction(t *testing.T) {
+	srv := redistest.Start(t)
+	other := newReplica(t, srv, "replica-2", t10(time.Minute), redisstate.Options{})
+	b, events := resetHeldUntil(t, srv, 10, func() {
+		eventually(t, 5*time.Second, func() bool {
+			return srv.Client().HGet(context.Background(), "breakerbox:{"+key+"}", "st").Val() == "forced_open"
+		}, "Redis applies the ForceOpen")
+		time.Sleep(50 * time.Millisecond) // its reply reaches replica-1 and is settled
+	})
+	other.b()
+	b.ForceOpen()
+	b.Reset()
+	eventually(t, 5*time.Second, func() bool { return other.b().State() == breaker.Closed && b.State() == breaker.Closed },
+		"ForceOpen then Reset: the fleet ends CLOSED")
+	time.Sleep(100 * time.Millisecond) // a late acknowledgement or message must not flip it back
+	if ev := events(); b.State() != breaker.Closed || len(ev) != 2 || ev[1].Reason != breaker.ReasonReset {
+		t.Fatalf("replica-1 is %v after transitions %+v, want CLOSED after exactly the operator's ForceOpen and Reset", b.State(), ev)
+	}
+}
+
+// Fleet news that reaches a replica between an operator's action and the
+// moment the breaker hands it to the fleet (here: the Reset's delivery is
+// held until the fleet's OPEN, decided from this replica's own failures, has
+// had time to arrive) is older than the action: it must not move the breaker.
+func TestFleetNewsOlderThanAManualActionDoesNotMoveTheBreaker(t *testing.T) {
+	srv := redistest.Start(t)
+	other := newReplica(t, srv, "replica-2", t10(time.Minute), redisstate.Options{})
+	b, events := resetHeldUntil(t, srv, 5, func() {
+		eventually(t, 5*time.Second, func() bool { return other.b().State() == breaker.Open }, "the fleet's OPEN is published")
+		time.Sleep(50 * time.Millisecond) // and reaches replica-1
+	})
+	other.b()
+	for range 5 { // opens replica-1 at once on its own counts; the fleet's OPEN follows
+		b.Do(context.Background(), func(context.Context) error { return errUpstream })
+	}
+	b.Reset()
+	eventually(t, 5*time.Second, func() bool { return other.b().State() == breaker.Closed && b.State() == breaker.Closed },
+		"the operator's reset closes the fleet")
+	time.Sleep(100 * time.Millisecond) // a late message must not flip it
+	if ev := events(); len(ev) != 2 || ev[0].Reason != breaker.ReasonFailureThreshold || ev[1].Reason != breaker.ReasonReset || b.State() != breaker.Closed {
+		t.Fatalf("replica-1 is %v after transitions %+v, want OPEN on its own failures, then the operator's reset, and nothing else", b.State(), ev)
+	}
+}
+
+// resetHeldUntil makes replica-1 of a fleet on srv with a breaker (the
+// given FailureThreshold) whose delivery of a Reset waits for wait, before
+// the breaker hands the action to the fleet; events returns its transitions.
+func resetHeldUntil(t *testing.T, srv *redistest.Server, threshold int, wait func()) (b *breaker.Breaker, events func() []breaker.Transition) {
+	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-1", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	eventually(t, 5*time.Second, func() bool { return !f.Stats().Degraded }, "replica-1 joins")
+	hold := func(r slog.Record) {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "reason" && a.Value.String() == "reset" {
+				wait()
+			}
+			return true
+		})
+	}
+	var mu sync.Mutex
+	var ev []breaker.Transition
+	b, err = breaker.New(breaker.Config{Name: key, FailureThreshold: threshold, OpenTimeout: time.Minute, Sync: f,
+		Logger: slog.New(holdHandler{slog.DiscardHandler, hold}),
+		OnTransition: func(tr breaker.Transition) {
+			mu.Lock()
+			ev = append(ev, tr)
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, func() []breaker.Transition {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]breaker.Transition(nil), ev...)
+	}
+}
+
+// holdHandler calls hold for each record before handling it: a test holds a
+// breaker's delivery of a transition at a chosen point.
+type holdHandler struct {
+	slog.Handler
+	hold func(slog.Record)
+}
+
+func (h holdHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h holdHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.hold(r)
+	return h.Handler.Handle(ctx, r)
 }
 
 func TestNoPasswordInURLErrors(t *testing.T) {

@@ -9,7 +9,8 @@ import "github.com/redis/go-redis/v9"
 //	                      consecutive failures), ou (open until, ms of
 //	                      Redis's clock), sc (successful probes), sq (streak
 //	                      sequence: grows when a streak starts or ends), rs
-//	                      (reason of the last transition)
+//	                      (reason of the last transition), lu (expiry of the
+//	                      last probe lease, 0 when none is live)
 //	<prefix>{<name>}:r    set: replicas that reported the current streak (quorum)
 //	<prefix>{<name>}:l    hash: probe leases, "<replica>:<slot>" → expiry (ms)
 //
@@ -27,7 +28,18 @@ import "github.com/redis/go-redis/v9"
 //
 // and every script returns the same fields as a reply:
 // {granted, retry ms, state, epoch, remaining ms, streak, streak seq,
-// reason of the last transition}.
+// reason of the last transition, restored 0|1}.
+//
+// Redis can lose a breaker's state without any connection fault: its keys
+// evicted (maxmemory) or deleted, Redis restarted empty or failed over to a
+// replica that lagged. A replica knows when that happened: it applied an epoch
+// in which the fleet was not CLOSED (it "holds" that state), and the hash now
+// has a lower epoch, since epochs only grow otherwise. The first script call of
+// such a replica that finds the loss restores the fleet's state from the
+// replica's own (its OPEN with the time left, or HALF_OPEN with this caller's
+// probe lease) as a new epoch, publishes it like any transition, and says so
+// in its reply (restored 1): exactly one replica logs and counts each loss,
+// the others adopt the restored state by pub/sub and find no loss any more.
 const prelude = `
 local K, R, L = KEYS[1], KEYS[2], KEYS[3]
 local T = redis.call('TIME')
@@ -35,9 +47,17 @@ local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local ttl = tonumber(ARGV[1])
 local channel = ARGV[2]
 
-local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs')
+local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs', 'lu')
 local s = {st = f[1] or 'closed', ep = tonumber(f[2] or '0'), fl = tonumber(f[3] or '0'),
-           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0'), sq = tonumber(f[6] or '0'), rs = f[7] or ''}
+           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0'), sq = tonumber(f[6] or '0'), rs = f[7] or '',
+           lu = tonumber(f[8] or '0')}
+
+-- leasesLost says the probe leases were lost (the lease hash evicted alone)
+-- while one was live: the hash holds the last lease's expiry until the
+-- leases run out or report, and Redis deletes an empty hash.
+local function leasesLost()
+  return s.lu > now and redis.call('EXISTS', L) == 0
+end
 if s.st == 'open' and now >= s.ou then
   -- the open timeout ended: HALF_OPEN, lazily (replicas run their own timers)
   s.st, s.rs = 'half_open', 'open_timeout'
@@ -74,26 +94,43 @@ local function transition(to, open_ms, reason)
   if to == 'open' then s.ou = now + open_ms end
   redis.call('DEL', K, R, L)
   redis.call('HSET', K, 'st', to, 'ep', string.format('%d', s.ep), 'ou', string.format('%d', s.ou), 'fl', 0, 'sc', 0,
-    'sq', string.format('%d', s.sq), 'rs', reason)
+    'sq', string.format('%d', s.sq), 'rs', reason, 'lu', 0)
   touch()
   publish(reason)
 end
 
+local restored = 0
+
+-- lost says the fleet lost the state that a replica which applied epoch
+-- known with the fleet not CLOSED (held 1) still holds.
+local function lost(known, held)
+  return held == 1 and known > s.ep
+end
+
+-- restore republishes a lost state as a new epoch, above every epoch a
+-- replica may have applied.
+local function restore(known, to, open_ms)
+  s.ep = math.max(s.ep, known)
+  transition(to, open_ms, 'restored')
+  restored = 1
+end
+
 local function reply(granted, retry)
-  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq), s.rs}
+  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq), s.rs, restored}
 end
 `
 
 // reportScript applies a replica's outcomes in order.
 // ARGV: ttl, channel, replica, known epoch, failure threshold, open ms,
-// successes to close, quorum, then the outcomes in order: "f<n>" n
+// successes to close, quorum, held (1: the replica holds the fleet's state of
+// the known epoch, which was not CLOSED), then the outcomes in order: "f<n>" n
 // consecutive failures, "s" a success ending a streak, "p<s|f|i><slot>:<open
 // ms>" a probe's outcome. A known epoch of -1 means "the current one": the
 // replica's own manual action, queued before these outcomes, made it.
 var reportScript = redis.NewScript(prelude + `
 local replica, known = ARGV[3], tonumber(ARGV[4])
-local threshold, open_ms, needed, quorum = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-for i = 9, #ARGV do
+local threshold, open_ms, needed, quorum, held = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+for i = 10, #ARGV do
   local e = ARGV[i]
   local c = string.sub(e, 1, 1)
   if c == 'f' then
@@ -126,15 +163,30 @@ for i = 9, #ARGV do
     local sep = string.find(e, ':', 3, true)
     local lease = replica .. ':' .. string.sub(e, 3, sep - 1)
     local om = tonumber(string.sub(e, sep + 1))
+    if om <= 0 then om = open_ms end
     -- only a probe that still holds its lease counts; an expired one was
     -- given to another replica
-    if redis.call('HDEL', L, lease) == 1 and s.st == 'half_open' then
+    local leased = redis.call('HDEL', L, lease) == 1 or leasesLost()
+    if leased and s.lu > 0 and redis.call('EXISTS', L) == 0 then
+      s.lu = 0 -- the last live lease reported
+      redis.call('HSET', K, 'lu', 0)
+    end
+    if lost(known, held) then
+      -- the fleet lost its state while this probe ran: its outcome re-forms
+      -- the fleet (a failure as OPEN, anything else as HALF_OPEN it counts in)
+      if o == 'f' then
+        restore(known, 'open', om)
+      else
+        restore(known, 'half_open', 0)
+      end
+      leased = o ~= 'f'
+    end
+    if leased and s.st == 'half_open' then
       if o == 's' then
         s.sc = s.sc + 1
         redis.call('HSET', K, 'sc', s.sc)
         if s.sc >= needed then transition('closed', 0, 'probes_succeeded') end
       elseif o == 'f' then
-        if om <= 0 then om = open_ms end
         transition('open', om, 'probe_failed')
       end
     end
@@ -143,10 +195,16 @@ end
 return reply(0, 0)
 `)
 
-// acquireScript leases a probe slot.
-// ARGV: ttl, channel, replica, slot, probe slots, lease ms.
+// acquireScript leases a probe slot. A replica that holds the fleet's
+// HALF_OPEN (or the OPEN it came from) and finds the state lost restores the
+// fleet's HALF_OPEN with its own lease: the others are refused again.
+// ARGV: ttl, channel, replica, slot, probe slots, lease ms, known epoch, held.
 var acquireScript = redis.NewScript(prelude + `
 local lease, slots, lease_ms = ARGV[3] .. ':' .. ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local known, holds = tonumber(ARGV[7]), tonumber(ARGV[8])
+if lost(known, holds) then
+  restore(known, 'half_open', 0)
+end
 if s.st == 'half_open' then
   local held, soonest = 0, nil
   local all = redis.call('HGETALL', L)
@@ -160,7 +218,10 @@ if s.st == 'half_open' then
     end
   end
   if held >= slots then return reply(0, soonest - now) end
+  if held == 0 and leasesLost() then return reply(0, s.lu - now) end
   redis.call('HSET', L, lease, now + lease_ms)
+  s.lu = math.max(s.lu, now + lease_ms)
+  redis.call('HSET', K, 'lu', string.format('%d', s.lu))
   redis.call('PEXPIRE', L, ttl)
   return reply(1, 0)
 elseif s.st == 'open' then
@@ -174,16 +235,20 @@ return reply(1, 0)
 `)
 
 // syncScript reads the fleet's state, and optionally changes it.
-// ARGV: ttl, channel, mode, state, open ms, reason, known epoch. Modes:
+// ARGV: ttl, channel, mode, state, open ms, reason, known epoch, held. Modes:
 // "read"; "force" (an operator's action: applies unless the fleet made a
 // transition the operator had not seen, or always with known -1); "join" (a state
 // the replica holds on its own, published only if the fleet has none: the
 // fleet is CLOSED and made no transition the replica has not seen, or it
-// lost its keys).
+// lost its keys; a state the replica held from the fleet is then restored);
+// "restore" (the state the replica holds from the fleet, restored only if
+// Redis lost it).
 var syncScript = redis.NewScript(prelude + `
-local mode, to, open_ms, reason, known = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local mode, to, open_ms, reason, known, held = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 if mode == 'force' and (s.ep <= known or known < 0) and (s.st ~= to or to == 'closed') then
   transition(to, open_ms, reason)
+elseif (mode == 'join' or mode == 'restore') and lost(known, held) then
+  restore(known, to, open_ms)
 elseif mode == 'join' and s.st == 'closed' and s.ep <= known then
   transition(to, open_ms, reason)
 end

@@ -32,7 +32,8 @@ func (f *Fleet) Attach(b *breaker.Breaker) {
 		cfg := b.Config()
 		m.cfg.Store(&cfg)
 		m.epoch.Store(0)
-		m.sq = 0
+		m.sq, m.held = 0, false
+		m.manualGen.Store(0)
 		m.knownEpoch.Store(-1)
 		m.denyUntil.Store(0)
 		m.mu.Unlock()
@@ -114,8 +115,9 @@ func (f *Fleet) AcquireProbe(b *breaker.Breaker, probe uint64) (bool, time.Durat
 	c := m.cfg.Load()
 	ctx, cancel := context.WithTimeout(f.ctx, f.opts.Timeout)
 	defer cancel()
+	known, held := m.belief()
 	res, err := acquireScript.Run(ctx, f.client, m.keys, f.opts.KeyTTL.Milliseconds(), f.channel,
-		f.opts.Replica, strconv.FormatUint(probe, 10), c.HalfOpenProbes, c.ProbeTimeout.Milliseconds()).Result()
+		f.opts.Replica, strconv.FormatUint(probe, 10), c.HalfOpenProbes, c.ProbeTimeout.Milliseconds(), known, held).Result()
 	if err != nil {
 		f.fault(err)
 		return true, 0 // a Redis fault is never a call failure
@@ -125,7 +127,7 @@ func (f *Fleet) AcquireProbe(b *breaker.Breaker, probe uint64) (bool, time.Durat
 		f.fault(err)
 		return true, 0
 	}
-	f.apply(m, rep, fromReply)
+	f.apply(m, rep, fromReply, nil)
 	if rep.granted {
 		m.denyUntil.Store(0)
 		return true, 0
@@ -160,6 +162,7 @@ func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
 		p := &op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String(), known: known}
 		p.pending = p
 		m.manual.Store(p)
+		m.manualGen.Store(t.Generation) // after m.manual: apply always sees one of the two
 		if f.degraded.Load() {
 			f.log.Warn("manual action applied on this replica only until Redis answers again", "breaker", t.Name, "to", t.To.String())
 			return
@@ -190,8 +193,32 @@ func (f *Fleet) sendManual(m *member) {
 	}
 }
 
+func isManual(r breaker.Reason) bool {
+	return r == breaker.ReasonForcedOpen || r == breaker.ReasonForcedClosed || r == breaker.ReasonReset
+}
+
 // applied returns the highest epoch applied.
 func (m *member) applied() int64 { return m.epoch.Load() }
+
+// belief is what the scripts need to tell a lost state (see scripts.go): the
+// highest epoch applied, and 1 if the fleet was not CLOSED in it.
+func (m *member) belief() (epoch int64, held int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.held {
+		return m.epoch.Load(), 1
+	}
+	return m.epoch.Load(), 0
+}
+
+// heldAt is belief's held for outcomes known under epoch known: 0 if the
+// replica has applied a newer epoch since.
+func (m *member) heldAt(known int64) int {
+	if ep, held := m.belief(); ep == known {
+		return held
+	}
+	return 0
+}
 
 // reply is a script's answer.
 type reply struct {
@@ -203,11 +230,14 @@ type reply struct {
 	streak  bool
 	sq      int64
 	reason  breaker.Reason // why the fleet made its last transition, if known
+	// restored says this call found the fleet's state lost and restored it
+	// (see scripts.go).
+	restored bool
 }
 
 func parseReply(v any) (reply, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 8 {
+	if !ok || len(a) != 9 {
 		return reply{}, fmt.Errorf("redisstate: unexpected script reply %v", v)
 	}
 	var r reply
@@ -219,6 +249,7 @@ func parseReply(v any) (reply, error) {
 	streak, _ := a[5].(int64)
 	sq, _ := a[6].(string)
 	rs, _ := a[7].(string)
+	restored, _ := a[8].(int64)
 	var err error
 	if r.state, err = breaker.ParseState(st); err != nil {
 		return reply{}, err
@@ -231,6 +262,7 @@ func parseReply(v any) (reply, error) {
 	}
 	r.reason, _ = breaker.ParseReason(rs)
 	r.granted, r.retry, r.openFor, r.streak = g == 1, time.Duration(retry)*time.Millisecond, time.Duration(rem)*time.Millisecond, streak == 1
+	r.restored = restored == 1
 	return r, nil
 }
 
@@ -279,26 +311,53 @@ const (
 // streak applies, newest first: a local OPEN decided by this replica's own
 // counts is not undone by a fleet that has not opened. While an operator's
 // action is on its way to Redis, the breaker shows it and only the reply
-// acknowledging it applies.
+// acknowledging it (ack, the action's op) applies; apply reports false if a
+// newer action replaced ack meanwhile: that reply is old news.
 //
 // The decision is taken under m.mu; the breaker is moved outside it, by one
 // goroutine at a time, always to the newest decision: ApplyFleet delivers
 // listeners, which may call the breaker and, through it, the fleet.
-func (f *Fleet) apply(m *member, r reply, src source) {
+func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
+	if r.restored {
+		f.stats.losses.Add(1)
+		f.log.Warn("fleet state LOST in Redis (keys evicted or deleted, or Redis restarted empty): restored from this replica's state",
+			"breaker", m.name, "state", r.state.String(), "open_for", r.openFor, "epoch", r.epoch)
+	}
 	m.mu.Lock()
-	b := m.breaker()
-	if b == nil || m.dead || src != fromAck && m.manual.Load() != nil {
+	// The acknowledgement is taken under m.mu, with the epoch it brings: a
+	// message of an older epoch cannot slip in between and move the breaker.
+	if ack != nil && !m.manual.CompareAndSwap(ack, nil) {
 		m.mu.Unlock()
-		return
+		return false
+	}
+	b := m.breaker()
+	if b == nil || m.dead || ack == nil && m.manual.Load() != nil {
+		m.mu.Unlock()
+		return true
+	}
+	// An operator's action the breaker made but has not yet handed to
+	// Transition is newer than anything Redis said before it: fleet news
+	// waits for its acknowledgement, and an older action's acknowledgement
+	// does not move the breaker back.
+	last := b.Snapshot().LastTransition
+	unseen := isManual(last.Reason) && last.Generation > m.manualGen.Load()
+	if unseen && ack == nil {
+		m.mu.Unlock()
+		return true
 	}
 	next, ok := pendingApply{}, false
 	switch {
 	case r.epoch > m.epoch.Load():
 		m.epoch.Store(r.epoch)
+		m.held = r.state != breaker.Closed
 		m.sq = max(m.sq, r.sq)
 		m.knownEpoch.Store(r.epoch)
 		m.denyUntil.Store(0)
 		f.stats.applied.Add(1)
+		if unseen {
+			m.hasPending = false // older than the unseen action, too
+			break
+		}
 		next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak, Reason: r.reason}, state: true}, true
 	case (r.epoch == m.epoch.Load() || r.epoch == 0) && r.sq > m.sq:
 		m.sq = r.sq
@@ -311,7 +370,7 @@ func (f *Fleet) apply(m *member, r reply, src source) {
 	}
 	if !ok {
 		m.mu.Unlock()
-		return
+		return true
 	}
 	if m.hasPending && m.pending.state && !next.state {
 		m.pending.fs.Streak = next.fs.Streak // keep the state change not yet applied
@@ -321,7 +380,7 @@ func (f *Fleet) apply(m *member, r reply, src source) {
 	m.hasPending = true
 	if m.applying {
 		m.mu.Unlock() // the goroutine applying will apply this too
-		return
+		return true
 	}
 	m.applying = true
 	defer func() {
@@ -331,6 +390,11 @@ func (f *Fleet) apply(m *member, r reply, src source) {
 	for m.hasPending {
 		p := m.pending
 		m.hasPending = false
+		// A decision taken while this goroutine applied the previous one may
+		// be for a breaker re-created since (Attach): move the current one.
+		if b = m.breaker(); b == nil {
+			break
+		}
 		m.mu.Unlock()
 		func() {
 			defer m.mu.Lock() // also if a listener panics
@@ -341,6 +405,7 @@ func (f *Fleet) apply(m *member, r reply, src source) {
 			}
 		}()
 	}
+	return true
 }
 
 // pendingApply is a decision of apply waiting to be applied to the breaker.

@@ -78,6 +78,8 @@ func newFleetCollector(f *redisstate.Fleet) *fleetCollector {
 			counter("resyncs_total", "Full resynchronisations with Redis (joins, reconnects).", func(s redisstate.Stats) uint64 { return s.Resyncs }),
 			counter("faults_total", "Redis errors seen.", func(s redisstate.Stats) uint64 { return s.Faults }),
 			counter("degradations_total", "Times this replica lost Redis.", func(s redisstate.Stats) uint64 { return s.Degradations }),
+			counter("state_losses_total", "Times this replica found a circuit's fleet state lost in Redis (evicted, deleted, restarted empty) and restored it; one replica counts each loss.",
+				func(s redisstate.Stats) uint64 { return s.StateLosses }),
 		}}
 }
 
