@@ -340,6 +340,9 @@ func (b *Breaker) record(t Ticket, o Outcome) {
 	case Closed:
 		b.recordClosed(o, slow)
 	case HalfOpen:
+		if slow {
+			o = Failure // a slow probe is a failed probe (Config.FailureRate.SlowCall)
+		}
 		switch o {
 		case Success:
 			b.probeSuccesses++

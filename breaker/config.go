@@ -88,7 +88,9 @@ type Config struct {
 // included) reached Threshold. The window is a ring of buckets of width Bucket,
 // so it slides in steps of Bucket.
 type FailureRate struct {
-	// Threshold is the failure share that opens the breaker, in (0, 1].
+	// Threshold is the failure share that opens the breaker, in (0, 1]. It
+	// is read to nine decimals and compared exactly: 0.55 opens at 55
+	// failures of 100, not one call later by floating-point rounding.
 	Threshold float64
 	// MinCalls is the number of calls the window must hold before the rate is
 	// judged. 0 means 20.
@@ -100,12 +102,18 @@ type FailureRate struct {
 	// whole multiple of it, with at most 1000 buckets.
 	Bucket time.Duration
 	// SlowCall, if positive, makes a successful call that took longer than it
-	// count as a failure for tripping. It costs two clock reads per call.
+	// count as a failure for the state machine: in CLOSED toward the rate,
+	// and in HALF_OPEN as a failed probe that reopens the breaker (as
+	// resilience4j judges the slow-call rate in half-open too), so a breaker
+	// opened by slowness is not closed by probes just as slow. Such a call
+	// still counts in Snapshot.Successes, not Failures: it did succeed. It
+	// costs two clock reads per call.
 	SlowCall time.Duration
 }
 
 // Backoff lengthens the open timeout after each failed probe:
 // OpenTimeout × Multiplier^(reopens), capped at Max, then spread by ±Jitter.
+// The result saturates at the largest Duration (about 292 years).
 type Backoff struct {
 	// Multiplier is the growth per reopen, > 1. 0 means 2.
 	Multiplier float64

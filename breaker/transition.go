@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 )
 
@@ -223,20 +224,37 @@ func (b *Breaker) storeWord() {
 // openTimeout is the time to stay OPEN now: the configured timeout, grown by
 // the backoff for each reopen since the last close. It requires b.mu.
 func (b *Breaker) openTimeout() time.Duration {
-	d := b.cfg.OpenTimeout
-	bo := b.cfg.OpenBackoff
-	if bo == nil {
-		return d
+	if b.cfg.OpenBackoff == nil {
+		return b.cfg.OpenTimeout
 	}
+	return backoffTimeout(b.cfg.OpenTimeout, *b.cfg.OpenBackoff, b.reopens, b.rand)
+}
+
+// backoffTimeout is d × bo.Multiplier^reopens capped at bo.Max, then spread
+// by ±bo.Jitter with rnd() in [0, 1) (called only with jitter). It saturates
+// at the top of the Duration range: converting a float64 of 2⁶³ or more to a
+// Duration overflows (to a negative value, which became 1 ms).
+func backoffTimeout(d time.Duration, bo Backoff, reopens int, rnd func() float64) time.Duration {
 	f := float64(d)
-	for i := 0; i < b.reopens && f < float64(bo.Max); i++ {
+	for i := 0; i < reopens && f < float64(bo.Max); i++ {
 		f *= bo.Multiplier
 	}
-	f = min(f, float64(bo.Max))
+	d = min(saturate(f), bo.Max)
 	if bo.Jitter > 0 {
-		f *= 1 + bo.Jitter*(2*b.rand()-1)
+		d = saturate(float64(d) * (1 + bo.Jitter*(2*rnd()-1)))
 	}
-	return max(time.Duration(f), time.Millisecond)
+	return max(d, time.Millisecond)
+}
+
+// saturate converts f to a Duration, clamped to [0, the largest Duration].
+func saturate(f float64) time.Duration {
+	switch {
+	case f >= float64(math.MaxInt64): // 2⁶³: the first float64 out of range
+		return math.MaxInt64
+	case f <= 0:
+		return 0
+	}
+	return time.Duration(f)
 }
 
 func (b *Breaker) openTimeoutElapsed(gen uint64) {
