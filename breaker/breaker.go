@@ -145,7 +145,8 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 		b.record(Ticket{b: b, gen: w.gen()}, Success)
 		return nil
 	}
-	Ticket{b: b, gen: w.gen()}.Done(err)
+	t := Ticket{b: b, gen: w.gen()}
+	t.Done(err)
 	return err
 }
 
@@ -161,9 +162,11 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 }
 
 // Ticket is the permission to make one call, returned by Allow. Report the
-// call's outcome exactly once with Done or Report. A probe ticket that is
-// never reported holds its HALF_OPEN slot until ProbeTimeout, then counts as
-// a failed probe.
+// call's outcome with Done or Report: the first report counts, later ones on
+// the same Ticket do nothing (a Ticket is a value: a copy made before the
+// first report is a second permission, so report through one variable). A
+// probe ticket that is never reported holds its HALF_OPEN slot until
+// ProbeTimeout, then counts as a failed probe.
 type Ticket struct {
 	b     *Breaker
 	gen   uint64
@@ -267,28 +270,33 @@ func (b *Breaker) halfOpenError() *OpenError {
 
 // Done reports the call's outcome by classifying its error: nil is a
 // success, anything else goes through the breaker's Classifier. Done on the
-// zero Ticket (returned with a rejection) does nothing.
-func (t Ticket) Done(err error) {
-	if t.b == nil {
-		return
-	}
-	if err == nil {
-		t.b.record(t, Success)
-		return
-	}
-	t.b.record(t, t.b.classify(err))
-}
-
-// Report reports the call's outcome directly. Report on the zero Ticket
+// zero Ticket (returned with a rejection) or on a Ticket already reported
 // does nothing.
-func (t Ticket) Report(o Outcome) {
-	if t.b == nil {
+func (t *Ticket) Done(err error) {
+	b := t.b
+	if b == nil {
 		return
 	}
-	t.b.record(t, o)
+	t.b = nil // report once: a second Done or Report finds no breaker
+	if err == nil {
+		b.record(*t, Success)
+		return
+	}
+	b.record(*t, b.classify(err))
 }
 
-func (t Ticket) run(ctx context.Context, fn func(context.Context) error) (err error) {
+// Report reports the call's outcome directly. Report on the zero Ticket or
+// on a Ticket already reported does nothing.
+func (t *Ticket) Report(o Outcome) {
+	b := t.b
+	if b == nil {
+		return
+	}
+	t.b = nil
+	b.record(*t, o)
+}
+
+func (t *Ticket) run(ctx context.Context, fn func(context.Context) error) (err error) {
 	panicked := true
 	defer func() {
 		if panicked {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -67,6 +68,12 @@ type Config struct {
 	// usual, so a rollout can watch what the breaker would do.
 	DryRun bool
 
+	// Off turns flags off when this config is merged over a base that sets
+	// them (see Merge): a bool cannot say "not set", so a profile that must
+	// not run in dry run while the default does says Off: FlagDryRun. A flag
+	// both set and in Off is an error.
+	Off Flags
+
 	// Clock is the source of time. nil means the system clock.
 	Clock Clock
 
@@ -81,6 +88,32 @@ type Config struct {
 	// Sync, if set, shares the breaker's state with other processes (see
 	// package redisstate). nil keeps the breaker local.
 	Sync Sync
+}
+
+// Flags names Config's boolean fields, for Config.Off.
+type Flags uint8
+
+const (
+	// FlagCountSuccesses is Config.CountSuccesses.
+	FlagCountSuccesses Flags = 1 << iota
+	// FlagDryRun is Config.DryRun.
+	FlagDryRun
+
+	allFlags = FlagCountSuccesses | FlagDryRun
+)
+
+// String returns the flags' names joined by "|", e.g. "dry_run".
+func (f Flags) String() string {
+	var names []string
+	for i, n := range [...]string{"count_successes", "dry_run"} {
+		if f&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if rest := f &^ allFlags; rest != 0 {
+		names = append(names, fmt.Sprintf("0x%x", uint8(rest)))
+	}
+	return strings.Join(names, "|")
 }
 
 // FailureRate is a trip policy: the breaker opens when, over the last Window,
@@ -149,6 +182,12 @@ func (c Config) resolve() (Config, error) {
 		return c, fieldErr("ProbeTimeout", c.ProbeTimeout, "must be > 0 (0 means the open timeout)")
 	case c.FailureRate != nil && c.FailureThreshold != 0:
 		return c, fieldErr("FailureThreshold", c.FailureThreshold, "must be 0 when FailureRate is set: the two trip policies are exclusive")
+	case c.Off&^allFlags != 0:
+		return c, fieldErr("Off", c.Off, "unknown flag: want FlagCountSuccesses or FlagDryRun")
+	case c.Off&FlagCountSuccesses != 0 && c.CountSuccesses:
+		return c, fieldErr("Off", c.Off, "turns CountSuccesses off while it is set: set one or the other")
+	case c.Off&FlagDryRun != 0 && c.DryRun:
+		return c, fieldErr("Off", c.Off, "turns DryRun off while it is set: set one or the other")
 	}
 	if c.FailureThreshold == 0 {
 		c.FailureThreshold = DefaultFailureThreshold
@@ -255,7 +294,8 @@ func (b Backoff) resolve(openTimeout time.Duration) (Backoff, error) {
 
 // Merge returns c with every zero field replaced by the field of base. It is
 // how a registry builds a breaker from a default and a profile. The flags
-// CountSuccesses and DryRun are on if either side sets them.
+// CountSuccesses and DryRun are on if either side sets them, unless c turns
+// them off with Off; the result's Off is c's.
 func (c Config) Merge(base Config) Config {
 	if c.Name == "" {
 		c.Name = base.Name
@@ -282,8 +322,8 @@ func (c Config) Merge(base Config) Config {
 	if c.Classify == nil {
 		c.Classify = base.Classify
 	}
-	c.CountSuccesses = c.CountSuccesses || base.CountSuccesses
-	c.DryRun = c.DryRun || base.DryRun
+	c.CountSuccesses = (c.CountSuccesses || base.CountSuccesses) && c.Off&FlagCountSuccesses == 0
+	c.DryRun = (c.DryRun || base.DryRun) && c.Off&FlagDryRun == 0
 	if c.Clock == nil {
 		c.Clock = base.Clock
 	}

@@ -95,13 +95,13 @@ func TestFailureRateTripsExactlyAtThreshold(t *testing.T) {
 }
 
 // The sweep behind the cases above, through the public API: every threshold
-// k/100 and every call count up to 100 (MinCalls = calls, so the rate is
+// k/100 and every call count up to 40 (MinCalls = calls, so the rate is
 // judged once, on the last call). Exhaustive up to 1,000 calls in
 // TestTripsAtRateExhaustive (window_internal_test.go).
 func TestFailureRateBoundarySweep(t *testing.T) {
 	for k := 1; k <= 100; k++ {
 		threshold := float64(k) / 100
-		for calls := 1; calls <= 100; calls++ {
+		for calls := 1; calls <= 40; calls++ {
 			need := (k*calls + 99) / 100 // the least failures with failures/calls ≥ k/100
 			for _, fails := range []int{need - 1, need} {
 				if fails < 0 || fails > calls {
@@ -166,4 +166,56 @@ func TestOpenBackoffSaturatesAtTheTopOfTheDurationRange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Misuse is harmless: a Ticket reported twice counts once. (One call
+// reported twice used to open a threshold-2 breaker.)
+func TestTicketReportedTwiceCountsOnce(t *testing.T) {
+	reports := []struct {
+		name  string
+		twice func(tk *breaker.Ticket)
+	}{
+		{"DoneDone", func(tk *breaker.Ticket) { tk.Done(errBoom); tk.Done(errBoom) }},
+		{"ReportReport", func(tk *breaker.Ticket) { tk.Report(breaker.Failure); tk.Report(breaker.Failure) }},
+		{"DoneReport", func(tk *breaker.Ticket) { tk.Done(errBoom); tk.Report(breaker.Failure) }},
+		{"ReportDone", func(tk *breaker.Ticket) { tk.Report(breaker.Failure); tk.Done(errBoom) }},
+	}
+	for _, r := range reports {
+		t.Run(r.name, func(t *testing.T) {
+			h := newHarness(t, breaker.Config{FailureThreshold: 2})
+			tk, err := h.b.Allow()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.twice(&tk)
+			h.wantState(breaker.Closed)
+			if s := h.b.Snapshot(); s.Failures != 1 || s.ConsecutiveFailures != 1 || s.StaleOutcomes != 0 {
+				t.Fatalf("Failures %d, ConsecutiveFailures %d, StaleOutcomes %d; want 1, 1, 0", s.Failures, s.ConsecutiveFailures, s.StaleOutcomes)
+			}
+		})
+	}
+	t.Run("Probe", func(t *testing.T) {
+		h := newHarness(t, breaker.Config{HalfOpenSuccesses: 2})
+		h.halfOpen()
+		tk, err := h.b.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk.Done(nil)
+		tk.Done(nil)
+		h.wantState(breaker.HalfOpen) // one success of two
+		if s := h.b.Snapshot(); s.ConsecutiveSuccesses != 1 || s.StaleOutcomes != 0 {
+			t.Fatalf("ConsecutiveSuccesses %d, StaleOutcomes %d; want 1, 0", s.ConsecutiveSuccesses, s.StaleOutcomes)
+		}
+	})
+	t.Run("SuccessAllocatesNothing", func(t *testing.T) {
+		h := newHarness(t, breaker.Config{})
+		if n := testing.AllocsPerRun(100, func() {
+			tk, _ := h.b.Allow()
+			tk.Done(nil)
+			tk.Done(nil)
+		}); n != 0 {
+			t.Fatalf("%v allocs, want 0", n)
+		}
+	})
 }

@@ -280,7 +280,7 @@ func TestADR002_StatesAreMonitored(t *testing.T) {
 		t.Fatalf("events: %s", got)
 	}
 	s := h.b.Snapshot()
-	if s.Transitions[breaker.Closed][breaker.Open] != 1 || s.Transitions[breaker.HalfOpen][breaker.Closed] != 1 {
-		t.Fatalf("snapshot transition counts: %v", s.Transitions)
+	if s.TransitionCount(breaker.Closed, breaker.Open) != 1 || s.TransitionCount(breaker.HalfOpen, breaker.Closed) != 1 {
+		t.Fatalf("snapshot transition counts: closed→open %d, half_open→closed %d", s.TransitionCount(breaker.Closed, breaker.Open), s.TransitionCount(breaker.HalfOpen, breaker.Closed))
 	}
 }

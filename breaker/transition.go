@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -39,14 +40,17 @@ var reasonNames = [...]string{"", "failure_threshold", "failure_rate", "open_tim
 	"probe_failed", "probe_timeout", "forced_open", "forced_closed", "reset", "fleet"}
 
 // ParseReason is the inverse of Reason.String.
-func ParseReason(s string) (Reason, bool) {
+func ParseReason(s string) (Reason, error) {
 	for i, n := range reasonNames {
 		if n == s && i > 0 {
-			return Reason(i), true
+			return Reason(i), nil
 		}
 	}
-	return 0, false
+	return 0, fmt.Errorf("breaker: unknown reason %q (want one of %s)", s, strings.Join(reasonNames[1:], ", "))
 }
+
+// valid reports whether r is one of the reasons.
+func (r Reason) valid() bool { return r != 0 && int(r) < len(reasonNames) }
 
 // String returns the reason in snake case, e.g. "failure_threshold".
 func (r Reason) String() string {

@@ -191,7 +191,7 @@ func modeOf(b *breaker.Breaker, s breaker.State) Mode {
 	case breaker.Closed, breaker.Disabled:
 		return Flowing
 	}
-	if b.Snapshot().DryRun {
+	if b.DryRun() {
 		return Flowing
 	}
 	if s == breaker.HalfOpen {
@@ -401,7 +401,7 @@ func (p *Permit) stillAdmits() bool {
 // nowhere else.
 func (g *Gate) Defer() Verdict {
 	b := g.breaker()
-	after := b.Snapshot().RetryAfter
+	after := b.RetryAfter()
 	g.observe(modeOf(b, b.State()))
 	return g.deferFor(after, nil)
 }
@@ -437,7 +437,7 @@ func (g *Gate) judge(ctx context.Context, err error, probe bool) Verdict {
 	if errors.Is(err, breaker.ErrOpen) {
 		after, ok := breaker.RetryAfter(err)
 		if !ok {
-			after = g.breaker().Snapshot().RetryAfter
+			after = g.breaker().RetryAfter()
 		}
 		g.Mode() // a rejection may be the first sign that the circuit opened
 		return g.deferFor(after, err)
@@ -463,7 +463,7 @@ func (g *Gate) judge(ctx context.Context, err error, probe bool) Verdict {
 	}
 	b := g.breaker()
 	s := b.State()
-	open := (s == breaker.Open || s == breaker.ForcedOpen) && !b.Snapshot().DryRun
+	open := (s == breaker.Open || s == breaker.ForcedOpen) && !b.DryRun()
 	if probe || open {
 		// The failure is the outage's, not the message's: a failed
 		// probe (the service is still down), or a failure that opened
@@ -476,7 +476,7 @@ func (g *Gate) judge(ctx context.Context, err error, probe bool) Verdict {
 		g.Mode()
 		delay := g.cfg.RetryDelay + g.jitter()
 		if open {
-			delay = g.delay(b.Snapshot().RetryAfter)
+			delay = g.delay(b.RetryAfter())
 		}
 		return Verdict{Action: Defer, Delay: delay, Err: err, Outage: true}
 	}
