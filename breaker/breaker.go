@@ -17,12 +17,8 @@ type Breaker struct {
 	word atomic.Uint64
 	_    [56]byte // keep counters written by other paths off word's cache line
 
-	successes      atomic.Uint64 // only with CountSuccesses
-	failuresTotal  atomic.Uint64
-	ignoredTotal   atomic.Uint64
-	rejected       atomic.Uint64 // by OPEN or FORCED_OPEN
-	dryRunRejected atomic.Uint64
-	openErr        atomic.Pointer[OpenError] // shared by the rejections of one open episode
+	totals  counters                  // successes only with CountSuccesses; rejections by OPEN or FORCED_OPEN
+	openErr atomic.Pointer[OpenError] // shared by the rejections of one open episode
 
 	// Immutable after New.
 	cfg            Config
@@ -50,7 +46,7 @@ type Breaker struct {
 	staleOutcomes    uint64
 	reopens          int
 	openUntil        time.Time
-	stopOpenTimer    func() bool
+	timer            deadlineTimer
 	window           *window
 	transitions      [numStates][numStates]uint64
 	last             Transition
@@ -65,7 +61,6 @@ type Breaker struct {
 type probe struct {
 	id       uint64
 	deadline time.Time
-	stop     func() bool
 }
 
 // New returns a CLOSED breaker, or an error naming the first invalid field
@@ -85,6 +80,7 @@ func New(cfg Config) (*Breaker, error) {
 		countSuccesses: cfg.CountSuccesses,
 		dryRun:         cfg.DryRun,
 		sync:           cfg.Sync,
+		totals:         newCounters(),
 	}
 	if r := cfg.FailureRate; r != nil {
 		b.window = newWindow(*r, b.clock.Now())
@@ -116,7 +112,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 	w := word(b.word.Load())
 	if w&wordFast != 0 { // not CLOSED, or timed
 		if s := w.state(); s.rejects() && !w.dryRun() {
-			b.rejected.Add(1)
+			b.totals.add(countRejected)
 			return b.openErr.Load() // set before the word said open
 		}
 		t, err := b.Allow()
@@ -138,7 +134,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 		// state moved on) or a success must end a failure streak.
 		if word(b.word.Load()) == w && !w.slow() {
 			if w&wordCounted != 0 {
-				b.successes.Add(1)
+				b.totals.add(countSuccess)
 			}
 			return nil
 		}
@@ -190,10 +186,10 @@ func (b *Breaker) Allow() (Ticket, error) {
 		return t, nil
 	case Open, ForcedOpen:
 		if w.dryRun() {
-			b.dryRunRejected.Add(1)
+			b.totals.add(countDryRunRejected)
 			return Ticket{b: b, stale: true}, nil
 		}
-		b.rejected.Add(1)
+		b.totals.add(countRejected)
 		return Ticket{}, b.openErr.Load()
 	}
 	return b.allowProbe()
@@ -231,20 +227,21 @@ func (b *Breaker) takeProbe() (Ticket, error) {
 		return t, nil
 	case b.state != HalfOpen || len(b.probes) >= b.cfg.HalfOpenProbes:
 		if b.dryRun {
-			b.dryRunRejected.Add(1)
+			b.totals.add(countDryRunRejected)
 			return Ticket{b: b, stale: true}, nil
 		}
 		if b.state == HalfOpen {
 			b.halfOpenRejected++
 			return Ticket{}, b.halfOpenError()
 		}
-		b.rejected.Add(1)
+		b.totals.add(countRejected)
 		return Ticket{}, b.openErr.Load()
 	}
 	b.nextProbe++
 	id, gen, now := b.nextProbe, b.gen, b.clock.Now()
-	stop := b.clock.AfterFunc(b.cfg.ProbeTimeout, func() { b.probeExpired(gen, id) })
-	b.probes = append(b.probes, probe{id: id, deadline: now.Add(b.cfg.ProbeTimeout), stop: stop})
+	deadline := now.Add(b.cfg.ProbeTimeout)
+	b.probes = append(b.probes, probe{id: id, deadline: deadline})
+	b.wake(now, deadline)
 	b.halfOpenErr = nil
 	t := Ticket{b: b, gen: gen, probe: id}
 	if b.timed {
@@ -384,12 +381,12 @@ func (b *Breaker) count(o Outcome) {
 	switch o {
 	case Success:
 		if b.countSuccesses {
-			b.successes.Add(1)
+			b.totals.add(countSuccess)
 		}
 	case Failure:
-		b.failuresTotal.Add(1)
+		b.totals.add(countFailure)
 	case Ignored:
-		b.ignoredTotal.Add(1)
+		b.totals.add(countIgnored)
 	}
 }
 
@@ -430,7 +427,6 @@ func (b *Breaker) recordClosed(o Outcome, slow bool) {
 func (b *Breaker) releaseProbe(id uint64) bool {
 	for i, p := range b.probes {
 		if p.id == id {
-			p.stop()
 			b.probes = append(b.probes[:i], b.probes[i+1:]...)
 			b.halfOpenErr = nil
 			return true
@@ -441,21 +437,8 @@ func (b *Breaker) releaseProbe(id uint64) bool {
 
 // releaseProbes frees every slot. It requires b.mu.
 func (b *Breaker) releaseProbes() {
-	for _, p := range b.probes {
-		p.stop()
-	}
 	b.probes = b.probes[:0]
 	b.halfOpenErr = nil
-}
-
-func (b *Breaker) probeExpired(gen, id uint64) {
-	b.mu.Lock()
-	if b.gen == gen && b.state == HalfOpen && b.releaseProbe(id) {
-		b.failuresTotal.Add(1)
-		b.setState(Open, ReasonProbeTimeout)
-		b.report(Failure, id)
-	}
-	b.unlockAndDeliver()
 }
 
 func (b *Breaker) rand() float64 {

@@ -56,12 +56,12 @@ type Snapshot struct {
 func (b *Breaker) Snapshot() Snapshot {
 	s := Snapshot{
 		Name:             b.name,
-		Successes:        b.successes.Load(),
+		Successes:        b.totals.load(countSuccess),
 		SuccessesCounted: b.countSuccesses,
-		Failures:         b.failuresTotal.Load(),
-		Ignored:          b.ignoredTotal.Load(),
-		Rejected:         b.rejected.Load(),
-		DryRunRejected:   b.dryRunRejected.Load(),
+		Failures:         b.totals.load(countFailure),
+		Ignored:          b.totals.load(countIgnored),
+		Rejected:         b.totals.load(countRejected),
+		DryRunRejected:   b.totals.load(countDryRunRejected),
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -157,9 +157,8 @@ func (b *Breaker) setStateFor(to State, reason Reason, openFor time.Duration) {
 
 	b.gen++
 	b.state = to
-	if b.stopOpenTimer != nil {
-		b.stopOpenTimer()
-		b.stopOpenTimer = nil
+	if to != Open && to != HalfOpen {
+		b.stopTimer() // nothing falls due in this state
 	}
 	b.releaseProbes()
 	b.failures, b.probeSuccesses = 0, 0
@@ -196,16 +195,17 @@ func (b *Breaker) setStateFor(to State, reason Reason, openFor time.Duration) {
 	b.pending = append(b.pending, t)
 }
 
-// armOpen sets the end of the open timeout to now+d and starts its timer.
-// It requires b.mu and b.state == Open.
+// armOpen sets the end of the open timeout to now+d and makes the timer
+// wake the breaker then. It requires b.mu and b.state == Open.
 func (b *Breaker) armOpen(now time.Time, d time.Duration) {
-	if b.stopOpenTimer != nil {
-		b.stopOpenTimer()
-	}
 	b.openUntil = now.Add(d)
 	b.openErr.Store(&OpenError{Name: b.name, State: Open, until: b.openUntil, clock: b.clock})
-	gen := b.gen
-	b.stopOpenTimer = b.clock.AfterFunc(d, func() { b.openTimeoutElapsed(gen) })
+	if b.timer.stop != nil && b.timer.at.Before(b.openUntil) {
+		// An earlier wake-up (a probe's lease of the HALF_OPEN just left)
+		// would find nothing due and re-arm; replace it now instead.
+		b.stopTimer()
+	}
+	b.wake(now, b.openUntil)
 }
 
 // storeWord publishes the state for the lock-free paths. It requires that
@@ -259,14 +259,6 @@ func saturate(f float64) time.Duration {
 		return 0
 	}
 	return time.Duration(f)
-}
-
-func (b *Breaker) openTimeoutElapsed(gen uint64) {
-	b.mu.Lock()
-	if b.gen == gen && b.state == Open {
-		b.setState(HalfOpen, ReasonOpenTimeout)
-	}
-	b.unlockAndDeliver()
 }
 
 // unlockAndDeliver releases b.mu and delivers queued events in order,
