@@ -29,6 +29,7 @@ type Breaker struct {
 	onTransition   func(Transition)
 	countSuccesses bool
 	timed          bool // slow-call detection: admission reads the clock
+	rules          rules
 	sync           Sync // nil unless the breaker is shared with a fleet
 
 	_  [64]byte // keep the lock and what it guards off the lines read lock-free
@@ -81,6 +82,7 @@ func New(cfg Config) (*Breaker, error) {
 		dryRun:         cfg.DryRun,
 		sync:           cfg.Sync,
 		totals:         newCounters(),
+		rules:          rules{failureThreshold: cfg.FailureThreshold, halfOpenSuccesses: cfg.HalfOpenSuccesses, rate: cfg.FailureRate != nil},
 	}
 	if r := cfg.FailureRate; r != nil {
 		b.window = newWindow(*r, b.clock.Now())
@@ -320,48 +322,65 @@ func (b *Breaker) record(t Ticket, o Outcome) {
 			return // changes nothing
 		}
 	}
-	slow := false
-	if b.timed && o == Success && !t.start.IsZero() {
-		slow = b.clock.Now().Sub(t.start) > b.cfg.FailureRate.SlowCall
+	// A slow success fails for the state machine (the totals keep it a
+	// success): in CLOSED toward the rate, in HALF_OPEN as a failed probe.
+	counted := o
+	if b.timed && o == Success && !t.start.IsZero() && b.clock.Now().Sub(t.start) > b.cfg.FailureRate.SlowCall {
+		o = Failure
 	}
 
 	b.mu.Lock()
+	if !b.current(t, counted) {
+		b.mu.Unlock()
+		return
+	}
+	tripped := false
+	if b.window != nil && b.state == Closed && o != Ignored {
+		tripped = b.window.add(b.clock.Now(), o == Failure)
+	}
+	b.apply(next(b.machine(), o, b.rules, tripped), o, t.probe)
+	b.unlockAndDeliver()
+}
+
+// current reports whether t's outcome is one the state machine counts, and
+// counts a probe's in the totals (those of other calls are counted before
+// the lock). An outcome is not counted when its probe's lease expired (that
+// counted as a failed probe then) or the call was admitted under an earlier
+// state: it tells nothing about this one. It requires b.mu.
+func (b *Breaker) current(t Ticket, o Outcome) bool {
 	if t.probe != 0 {
 		if !b.releaseProbe(t.probe) {
-			// The lease expired and was counted as a failed probe then.
 			b.staleOutcomes++
-			b.mu.Unlock()
-			return
+			return false
 		}
 		b.count(o)
 	}
 	if t.stale || t.gen != b.gen {
-		// Admitted under an earlier state: it tells nothing about this one.
 		b.staleOutcomes++
-		b.mu.Unlock()
-		return
+		return false
 	}
-	switch b.state {
-	case Closed:
-		b.recordClosed(o, slow)
-	case HalfOpen:
-		if slow {
-			o = Failure // a slow probe is a failed probe (Config.FailureRate.SlowCall)
-		}
-		switch o {
-		case Success:
-			b.probeSuccesses++
-			if b.probeSuccesses >= b.cfg.HalfOpenSuccesses {
-				b.setState(Closed, ReasonProbesSucceeded)
-			}
-		case Failure:
-			b.setState(Open, ReasonProbeFailed)
-		}
+	return true
+}
+
+// machine returns the counts the state machine reads. It requires b.mu.
+func (b *Breaker) machine() machine {
+	return machine{state: b.state, failures: b.failures, successes: b.probeSuccesses, fleetStreak: b.fleetStreak}
+}
+
+// apply makes a verdict of next take effect: the one place an outcome
+// changes the breaker. o is the outcome as counted, probe the slot id of a
+// probe (0 otherwise). It requires b.mu.
+func (b *Breaker) apply(v verdict, o Outcome, probe uint64) {
+	b.failures, b.probeSuccesses, b.fleetStreak = v.m.failures, v.m.successes, v.m.fleetStreak
+	switch {
+	case v.reason != 0:
+		b.setState(v.m.state, v.reason) // reads the counts into the event, then resets them
+	case v.publish:
+		b.storeWord()
 	}
-	if t.probe != 0 {
-		b.report(o, t.probe)
+	if v.report {
+		b.report(o, probe)
 	}
-	b.unlockAndDeliver()
 }
 
 // report tells the fleet, if any, an outcome it needs. It requires b.mu.
@@ -387,38 +406,6 @@ func (b *Breaker) count(o Outcome) {
 		b.totals.add(countFailure)
 	case Ignored:
 		b.totals.add(countIgnored)
-	}
-}
-
-// recordClosed counts an outcome in CLOSED and trips if the policy says so.
-// It requires b.mu.
-func (b *Breaker) recordClosed(o Outcome, slow bool) {
-	if b.window != nil {
-		if o == Ignored {
-			return
-		}
-		if b.window.add(b.clock.Now(), o == Failure, slow) {
-			b.failures = b.window.failures
-			b.setState(Open, ReasonFailureRate)
-		}
-		return
-	}
-	switch o {
-	case Success:
-		if b.failures > 0 || b.fleetStreak {
-			b.failures = 0
-			b.fleetStreak = false
-			b.storeWord()
-			b.report(Success, 0)
-		}
-	case Failure:
-		b.failures++
-		if b.failures >= b.cfg.FailureThreshold {
-			b.setState(Open, ReasonFailureThreshold)
-		} else if b.failures == 1 {
-			b.storeWord()
-		}
-		b.report(Failure, 0)
 	}
 }
 

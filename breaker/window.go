@@ -55,12 +55,12 @@ func (w *window) advance(now time.Time) {
 }
 
 // add records one call and reports whether the window now trips the breaker.
-func (w *window) add(now time.Time, failed, slow bool) bool {
+func (w *window) add(now time.Time, failed bool) bool {
 	w.advance(now)
 	b := &w.buckets[w.head%int64(len(w.buckets))]
 	b.calls++
 	w.calls++
-	if failed || slow {
+	if failed {
 		b.failures++
 		w.failures++
 	}
