@@ -100,10 +100,10 @@ func TestMergeOffTurnsABaseFlagOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, err := reg.GetE("live/eu"); err != nil || b.DryRun() {
+	if b, err := reg.Get("live/eu"); err != nil || b.DryRun() {
 		t.Fatalf("profile with Off: FlagDryRun: breaker %v in dry run (%v)", b, err)
 	}
-	if b, err := reg.GetE("other"); err != nil || !b.DryRun() {
+	if b, err := reg.Get("other"); err != nil || !b.DryRun() {
 		t.Fatalf("default breaker not in dry run (%v)", err)
 	}
 	for _, bad := range []breaker.Config{{DryRun: true, Off: breaker.FlagDryRun}, {CountSuccesses: true, Off: breaker.FlagCountSuccesses}, {Off: 0x80}} {

@@ -175,11 +175,11 @@ func TestT10_EachRegionHasOwnBreaker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	us, eu := reg.Get("genesys/us-east-1"), reg.Get("genesys/eu-west-1")
+	us, eu := get(t, reg, "genesys/us-east-1"), get(t, reg, "genesys/eu-west-1")
 	if us == eu {
 		t.Fatal("two regions share one breaker")
 	}
-	if reg.Get("genesys/us-east-1") != us {
+	if get(t, reg, "genesys/us-east-1") != us {
 		t.Fatal("one region got two breakers: tenants of a region must share one")
 	}
 	for range 10 {

@@ -82,7 +82,7 @@ func ByHost(req *http.Request) string { return req.URL.Host }
 // outcome is reported before RoundTrip returns, so a probe's slot is freed
 // whatever the caller does with the response.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	b, err := t.registry.GetE(t.key(req))
+	b, err := t.registry.Get(t.key(req))
 	if err != nil {
 		closeBody(req)
 		return nil, err

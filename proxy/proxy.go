@@ -131,7 +131,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	// Create every configured circuit up front so the dashboard and metrics
 	// list them before their first request.
 	for key := range t.circuits {
-		s.registry.Get(key)
+		if _, err := s.registry.Get(key); err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -168,7 +170,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 		}
 	}
 	for key := range nt.circuits {
-		s.registry.Get(key)
+		if _, err := s.registry.Get(key); err != nil { // settings were validated by newTable
+			s.log.Error("config reloaded: circuit not created", slog.String("circuit", key), slog.Any("err", err))
+		}
 	}
 	s.log.Info("config reloaded", slog.Int("circuits_kept", kept), slog.Int("circuits_changed", changed),
 		slog.Int("circuits_removed", removed), slog.Int("circuits", len(nt.circuits)))

@@ -92,6 +92,7 @@ type Gate struct {
 	acked, deferred, retried, deadLetters atomic.Uint64
 	outageFailures, cutShort              atomic.Uint64
 	inFlight                              atomic.Int64
+	lastBreaker                           atomic.Pointer[breaker.Breaker] // from the registry, for when Get fails
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -130,9 +131,11 @@ func New(cfg Config) (*Gate, error) {
 	}
 	g := &Gate{cfg: cfg, classify: cfg.Classify, logger: cfg.Logger, rand: cfg.Rand}
 	if cfg.Registry != nil {
-		if _, err := cfg.Registry.GetE(cfg.Key); err != nil {
+		b, err := cfg.Registry.Get(cfg.Key)
+		if err != nil {
 			return nil, fmt.Errorf("queuegate: Config.Key %q: %w", cfg.Key, err)
 		}
+		g.lastBreaker.Store(b)
 	}
 	if g.classify == nil {
 		g.classify = DefaultClassifier
@@ -171,8 +174,15 @@ func (g *Gate) breaker() *breaker.Breaker {
 		return g.cfg.Breaker
 	}
 	// Validated in New; a later failure can only come from a Configure
-	// hook that changed its mind, which Get reports by panicking.
-	return g.cfg.Registry.Get(g.cfg.Key)
+	// hook that changed its mind for a re-created key: keep following the
+	// breaker the gate had, and say so.
+	b, err := g.cfg.Registry.Get(g.cfg.Key)
+	if err != nil {
+		g.logger.Error("queuegate: registry refused the circuit's breaker; following the last one", "gate", g.name, "err", err)
+		return g.lastBreaker.Load()
+	}
+	g.lastBreaker.Store(b)
+	return b
 }
 
 // refresh caches the fields of b the gate needs. It requires g.mu.
