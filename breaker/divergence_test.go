@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/breaker/breakertest"
 )
 
 // Divergences found by porting other breakers' own test suites.
@@ -218,4 +219,38 @@ func TestTicketReportedTwiceCountsOnce(t *testing.T) {
 			t.Fatalf("%v allocs, want 0", n)
 		}
 	})
+}
+
+// A probe needs no timer of its own: admitting and releasing probes
+// allocates nothing once the breaker's one timer is armed.
+func TestProbeAllocatesNothing(t *testing.T) {
+	h := newHarness(t, breaker.Config{HalfOpenSuccesses: 1 << 30, HalfOpenProbes: 2, ProbeTimeout: time.Minute})
+	h.halfOpen()
+	pending := h.clk.Pending()
+	if n := testing.AllocsPerRun(100, func() {
+		tk, err := h.b.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk.Done(nil)
+	}); n != 0 {
+		t.Fatalf("a probe: %v allocs, want 0", n)
+	}
+	if got := h.clk.Pending(); got > pending+1 {
+		t.Fatalf("%d timers pending after 101 probes (%d before): want at most one for the breaker", got, pending)
+	}
+	// The lease is still enforced: a probe that never returns reopens the
+	// breaker at its deadline, not at the first probe's.
+	h.clk.Advance(30 * time.Second)
+	if _, err := h.b.Allow(); err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Advance(30 * time.Second) // the first probes' leases would end here
+	h.wantState(breaker.HalfOpen)
+	h.clk.Advance(30 * time.Second)
+	h.wantState(breaker.Open)
+	leaseEnd := breakertest.Epoch.Add(time.Minute + 30*time.Second + time.Minute) // half-open at 1m, admitted 30s later
+	if tr := h.lastTransition(); tr.Reason != breaker.ReasonProbeTimeout || !tr.At.Equal(leaseEnd) {
+		t.Fatalf("transition %v at %v, want probe_timeout at the lease's end", tr.Reason, tr.At)
+	}
 }
