@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,9 @@ type Breaker struct {
 	logger         *slog.Logger
 	onTransition   func(Transition)
 	countSuccesses bool
-	timed          bool // slow-call detection: admission reads the clock
+	timed          bool      // slow-call detection: admission reads the clock
+	origin         time.Time // the clock at New: instants count from here
+	sysClock       bool      // Clock is SystemClock (see now)
 	rules          rules
 	sync           Sync // nil unless the breaker is shared with a fleet
 
@@ -61,7 +64,7 @@ type Breaker struct {
 // probe is a HALF_OPEN slot lease.
 type probe struct {
 	id       uint64
-	deadline time.Time
+	deadline instant
 }
 
 // New returns a CLOSED breaker, or an error naming the first invalid field
@@ -84,8 +87,10 @@ func New(cfg Config) (*Breaker, error) {
 		totals:         newCounters(),
 		rules:          rules{failureThreshold: cfg.FailureThreshold, halfOpenSuccesses: cfg.HalfOpenSuccesses, rate: cfg.FailureRate != nil},
 	}
+	b.origin = b.clock.Now()
+	_, b.sysClock = cfg.Clock.(SystemClock)
 	if r := cfg.FailureRate; r != nil {
-		b.window = newWindow(*r, b.clock.Now())
+		b.window = newWindow(*r)
 		b.timed = r.SlowCall > 0
 	}
 	b.storeWord()
@@ -93,6 +98,36 @@ func New(cfg Config) (*Breaker, error) {
 		b.sync.Attach(b)
 	}
 	return b, nil
+}
+
+// instant is a time on the breaker's clock as the time since New: the
+// breaker's own bookkeeping (probe leases, slow calls, the failure-rate
+// window, its timer) adds and compares plain integers, where time.Time's Add
+// was a tenth of a probe's cost. Events and errors carry time.Time.
+type instant time.Duration
+
+// now is the current instant. With the system clock it reads the monotonic
+// clock alone (time.Since a reading with one), one clock read where
+// time.Now makes two.
+func (b *Breaker) now() instant {
+	if b.sysClock {
+		return instant(time.Since(b.origin))
+	}
+	return b.instant(b.clock.Now())
+}
+
+// instant converts a time of the breaker's clock.
+func (b *Breaker) instant(t time.Time) instant { return instant(t.Sub(b.origin)) }
+
+// time converts an instant back.
+func (b *Breaker) time(i instant) time.Time { return b.origin.Add(time.Duration(i)) }
+
+// after is i + d, saturating at the largest instant.
+func (i instant) after(d time.Duration) instant {
+	if j := i + instant(d); j >= i {
+		return j
+	}
+	return math.MaxInt64
 }
 
 // Name returns the breaker's name.
@@ -166,11 +201,12 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 // probe ticket that is never reported holds its HALF_OPEN slot until
 // ProbeTimeout, then counts as a failed probe.
 type Ticket struct {
-	b     *Breaker
-	gen   uint64
-	probe uint64    // probe slot id, 0 if not a probe
-	start time.Time // set only for slow-call detection
-	stale bool      // let through by dry run: the outcome counts in totals only
+	b       *Breaker
+	gen     uint64
+	probe   uint64  // probe slot id, 0 if not a probe
+	start   instant // admission, for slow-call detection
+	clocked bool    // start is set
+	stale   bool    // let through by dry run: the outcome counts in totals only
 }
 
 // Allow asks for permission to make one call. On success the caller makes
@@ -183,7 +219,7 @@ func (b *Breaker) Allow() (Ticket, error) {
 	case Closed, Disabled:
 		t := Ticket{b: b, gen: w.gen()}
 		if b.timed {
-			t.start = b.clock.Now()
+			t.start, t.clocked = b.now(), true
 		}
 		return t, nil
 	case Open, ForcedOpen:
@@ -224,7 +260,7 @@ func (b *Breaker) takeProbe() (Ticket, error) {
 	case b.state == Closed || b.state == Disabled: // moved on since the load
 		t := Ticket{b: b, gen: b.gen}
 		if b.timed {
-			t.start = b.clock.Now()
+			t.start, t.clocked = b.now(), true
 		}
 		return t, nil
 	case b.state != HalfOpen || len(b.probes) >= b.cfg.HalfOpenProbes:
@@ -240,14 +276,14 @@ func (b *Breaker) takeProbe() (Ticket, error) {
 		return Ticket{}, b.openErr.Load()
 	}
 	b.nextProbe++
-	id, gen, now := b.nextProbe, b.gen, b.clock.Now()
-	deadline := now.Add(b.cfg.ProbeTimeout)
+	id, gen, now := b.nextProbe, b.gen, b.now()
+	deadline := now.after(b.cfg.ProbeTimeout)
 	b.probes = append(b.probes, probe{id: id, deadline: deadline})
 	b.wake(now, deadline)
 	b.halfOpenErr = nil
 	t := Ticket{b: b, gen: gen, probe: id}
 	if b.timed {
-		t.start = now
+		t.start, t.clocked = now, true
 	}
 	return t, nil
 }
@@ -256,13 +292,8 @@ func (b *Breaker) takeProbe() (Ticket, error) {
 // the oldest lease runs out at the latest. It requires b.mu.
 func (b *Breaker) halfOpenError() *OpenError {
 	if b.halfOpenErr == nil {
-		until := b.probes[0].deadline
-		for _, p := range b.probes[1:] {
-			if p.deadline.Before(until) {
-				until = p.deadline
-			}
-		}
-		b.halfOpenErr = &OpenError{Name: b.name, State: HalfOpen, until: until, clock: b.clock}
+		first, _ := b.firstProbe() // every slot is taken: there is one
+		b.halfOpenErr = &OpenError{Name: b.name, State: HalfOpen, until: b.time(first.deadline), clock: b.clock}
 	}
 	return b.halfOpenErr
 }
@@ -324,19 +355,19 @@ func (b *Breaker) record(t Ticket, o Outcome) {
 	}
 	// A slow success fails for the state machine (the totals keep it a
 	// success): in CLOSED toward the rate, in HALF_OPEN as a failed probe.
-	counted := o
-	if b.timed && o == Success && !t.start.IsZero() && b.clock.Now().Sub(t.start) > b.cfg.FailureRate.SlowCall {
+	reported := o
+	if b.timed && o == Success && t.clocked && time.Duration(b.now()-t.start) > b.cfg.FailureRate.SlowCall {
 		o = Failure
 	}
 
 	b.mu.Lock()
-	if !b.current(t, counted) {
+	if !b.current(t, reported) {
 		b.mu.Unlock()
 		return
 	}
 	tripped := false
 	if b.window != nil && b.state == Closed && o != Ignored {
-		tripped = b.window.add(b.clock.Now(), o == Failure)
+		tripped = b.window.add(b.now(), o == Failure)
 	}
 	b.apply(next(b.machine(), o, b.rules, tripped), o, t.probe)
 	b.unlockAndDeliver()
@@ -368,8 +399,9 @@ func (b *Breaker) machine() machine {
 }
 
 // apply makes a verdict of next take effect: the one place an outcome
-// changes the breaker. o is the outcome as counted, probe the slot id of a
-// probe (0 otherwise). It requires b.mu.
+// changes the breaker. o is the outcome as the state machine counted it (a
+// slow success is a Failure: the fleet hears that too), probe the slot id of
+// a probe (0 otherwise). It requires b.mu.
 func (b *Breaker) apply(v verdict, o Outcome, probe uint64) {
 	b.failures, b.probeSuccesses, b.fleetStreak = v.m.failures, v.m.successes, v.m.fleetStreak
 	switch {
@@ -455,7 +487,7 @@ func (b *Breaker) Reset() {
 	b.failures = 0
 	b.fleetStreak = false
 	if b.window != nil {
-		b.window.reset(b.clock.Now())
+		b.window.reset(b.now())
 	}
 	b.reopens = 0
 	b.storeWord()

@@ -19,7 +19,7 @@ type Sync interface {
 	// fleet counts: each counted failure in CLOSED, the first success after a
 	// failure streak (the breaker's own, or the fleet's as told by
 	// ApplyFleet), and every probe's outcome in HALF_OPEN (Probe non-zero,
-	// expired probes as failures). It must not block.
+	// expired and slow probes as failures). It must not block.
 	Report(b *Breaker, r Report)
 	// AcquireProbe is called, outside the lock, when a call is about to run
 	// as a HALF_OPEN probe with local slot id probe. false rejects the call,

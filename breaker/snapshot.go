@@ -73,7 +73,7 @@ func (b *Breaker) Snapshot() Snapshot {
 	s.ProbesInFlight = len(b.probes)
 	s.FleetStreak = b.fleetStreak
 	if b.window != nil {
-		b.window.advance(b.clock.Now())
+		b.window.advance(b.now())
 		s.WindowCalls, s.WindowFailures = b.window.calls, b.window.failures
 		s.ConsecutiveFailures = 0
 	}

@@ -15,15 +15,15 @@ import "time"
 // ProbeTimeout instead of allocating one per probe.
 
 // wake makes the breaker's timer fire by at. It requires b.mu.
-func (b *Breaker) wake(now, at time.Time) {
-	if b.timer.stop != nil && !b.timer.at.After(at) {
+func (b *Breaker) wake(now, at instant) {
+	if b.timer.stop != nil && b.timer.at <= at {
 		return // an earlier or equal wake-up is armed: it re-arms if needed
 	}
 	b.timer.stop.call()
 	b.timer.seq++
 	seq := b.timer.seq
 	b.timer.at = at
-	b.timer.stop = b.clock.AfterFunc(at.Sub(now), func() { b.wakeUp(seq) })
+	b.timer.stop = b.clock.AfterFunc(time.Duration(at-now), func() { b.wakeUp(seq) })
 }
 
 // stopTimer cancels the timer: nothing is due in the breaker's state. It
@@ -41,7 +41,7 @@ func (b *Breaker) wakeUp(seq uint64) {
 		return
 	}
 	b.timer = deadlineTimer{seq: seq}
-	now := b.clock.Now()
+	now := b.now()
 	b.expire(now)
 	if at, ok := b.nextDeadline(); ok {
 		b.wake(now, at)
@@ -51,23 +51,14 @@ func (b *Breaker) wakeUp(seq uint64) {
 
 // expire makes the transitions due by now: OPEN's timeout elapsed, or a
 // probe's lease ran out (a failed probe). It requires b.mu.
-func (b *Breaker) expire(now time.Time) {
+func (b *Breaker) expire(now instant) {
 	switch b.state {
 	case Open:
-		if !now.Before(b.openUntil) {
+		if now >= b.instant(b.openUntil) {
 			b.setState(HalfOpen, ReasonOpenTimeout)
 		}
 	case HalfOpen:
-		if len(b.probes) == 0 {
-			return
-		}
-		first := b.probes[0]
-		for _, p := range b.probes[1:] {
-			if p.deadline.Before(first.deadline) {
-				first = p
-			}
-		}
-		if !now.Before(first.deadline) {
+		if first, ok := b.firstProbe(); ok && now >= first.deadline {
 			b.releaseProbe(first.id)
 			b.totals.add(countFailure)
 			b.setState(Open, ReasonProbeTimeout)
@@ -78,25 +69,34 @@ func (b *Breaker) expire(now time.Time) {
 
 // nextDeadline is when the breaker next changes by itself, if it will. It
 // requires b.mu.
-func (b *Breaker) nextDeadline() (time.Time, bool) {
-	switch {
-	case b.state == Open:
-		return b.openUntil, true
-	case b.state == HalfOpen && len(b.probes) > 0:
-		at := b.probes[0].deadline
-		for _, p := range b.probes[1:] {
-			if p.deadline.Before(at) {
-				at = p.deadline
-			}
-		}
-		return at, true
+func (b *Breaker) nextDeadline() (instant, bool) {
+	switch b.state {
+	case Open:
+		return b.instant(b.openUntil), true
+	case HalfOpen:
+		first, ok := b.firstProbe()
+		return first.deadline, ok
 	}
-	return time.Time{}, false
+	return 0, false
+}
+
+// firstProbe is the probe whose lease ends first, if any. It requires b.mu.
+func (b *Breaker) firstProbe() (probe, bool) {
+	if len(b.probes) == 0 {
+		return probe{}, false
+	}
+	first := b.probes[0]
+	for _, p := range b.probes[1:] {
+		if p.deadline < first.deadline {
+			first = p
+		}
+	}
+	return first, true
 }
 
 // deadlineTimer is the breaker's one armed timer. It is guarded by b.mu.
 type deadlineTimer struct {
-	at   time.Time
+	at   instant
 	stop stopFunc // nil when none is armed
 	seq  uint64   // which wakeUp is current
 }

@@ -181,7 +181,7 @@ func (b *Breaker) setStateFor(to State, reason Reason, openFor time.Duration) {
 		b.reopens = 0
 		b.fleetStreak = false
 		if b.window != nil {
-			b.window.reset(now)
+			b.window.reset(b.instant(now))
 		}
 	}
 	t.Generation = b.gen
@@ -200,12 +200,13 @@ func (b *Breaker) setStateFor(to State, reason Reason, openFor time.Duration) {
 func (b *Breaker) armOpen(now time.Time, d time.Duration) {
 	b.openUntil = now.Add(d)
 	b.openErr.Store(&OpenError{Name: b.name, State: Open, until: b.openUntil, clock: b.clock})
-	if b.timer.stop != nil && b.timer.at.Before(b.openUntil) {
+	at := b.instant(b.openUntil)
+	if b.timer.stop != nil && b.timer.at < at {
 		// An earlier wake-up (a probe's lease of the HALF_OPEN just left)
 		// would find nothing due and re-arm; replace it now instead.
 		b.stopTimer()
 	}
-	b.wake(now, b.openUntil)
+	b.wake(b.instant(now), at)
 }
 
 // storeWord publishes the state for the lock-free paths. It requires that

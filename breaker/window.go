@@ -12,30 +12,28 @@ type window struct {
 	rate     FailureRate
 	parts    uint64 // rate.Threshold in parts per rateScale (see rateParts)
 	buckets  []bucket
-	origin   time.Time // bucket indexes count from here, on the monotonic clock
-	head     int64     // index of the newest bucket
-	calls    int       // totals over the live buckets
+	head     int64 // index of the newest bucket (instant / Bucket)
+	calls    int   // totals over the live buckets
 	failures int
 }
 
 type bucket struct{ calls, failures int }
 
-func newWindow(r FailureRate, now time.Time) *window {
-	w := &window{rate: r, parts: rateParts(r.Threshold), buckets: make([]bucket, r.Window/r.Bucket), origin: now}
-	w.reset(now)
-	return w
+// newWindow returns an empty window at instant 0 (New).
+func newWindow(r FailureRate) *window {
+	return &window{rate: r, parts: rateParts(r.Threshold), buckets: make([]bucket, r.Window/r.Bucket)}
 }
 
-func (w *window) reset(now time.Time) {
+func (w *window) reset(now instant) {
 	clear(w.buckets)
 	w.calls, w.failures = 0, 0
 	w.head = w.index(now)
 }
 
-func (w *window) index(now time.Time) int64 { return int64(now.Sub(w.origin) / w.rate.Bucket) }
+func (w *window) index(now instant) int64 { return int64(time.Duration(now) / w.rate.Bucket) }
 
 // advance drops the buckets that slid out of the window by now.
-func (w *window) advance(now time.Time) {
+func (w *window) advance(now instant) {
 	idx := w.index(now)
 	n := int64(len(w.buckets))
 	if idx-w.head >= n {
@@ -55,7 +53,7 @@ func (w *window) advance(now time.Time) {
 }
 
 // add records one call and reports whether the window now trips the breaker.
-func (w *window) add(now time.Time, failed bool) bool {
+func (w *window) add(now instant, failed bool) bool {
 	w.advance(now)
 	b := &w.buckets[w.head%int64(len(w.buckets))]
 	b.calls++
