@@ -48,7 +48,7 @@ func next(m machine, o Outcome, r rules, tripped bool) verdict {
 		case o == Ignored: // neither counts nor resets
 		case r.rate:
 			if tripped {
-				v.to(Open, ReasonFailureRate)
+				v.m.state, v.reason = Open, ReasonFailureRate
 			}
 		case o == Success:
 			if m.failures > 0 || m.fleetStreak { // a streak ends: the fleet's too
@@ -60,7 +60,7 @@ func next(m machine, o Outcome, r rules, tripped bool) verdict {
 			v.report = true
 			switch {
 			case v.m.failures >= r.failureThreshold:
-				v.to(Open, ReasonFailureThreshold)
+				v.m.state, v.reason = Open, ReasonFailureThreshold
 			case v.m.failures == 1: // a streak begins: successes must reset it
 				v.publish = true
 			}
@@ -71,10 +71,10 @@ func next(m machine, o Outcome, r rules, tripped bool) verdict {
 		case Success:
 			v.m.successes++
 			if v.m.successes >= r.halfOpenSuccesses {
-				v.to(Closed, ReasonProbesSucceeded)
+				v.m.state, v.reason = Closed, ReasonProbesSucceeded
 			}
 		case Failure:
-			v.to(Open, ReasonProbeFailed)
+			v.m.state, v.reason = Open, ReasonProbeFailed
 		}
 		// Ignored: the slot is free again, nothing counted.
 	}
@@ -82,5 +82,3 @@ func next(m machine, o Outcome, r rules, tripped bool) verdict {
 	// of their own generation.
 	return v
 }
-
-func (v *verdict) to(s State, r Reason) { v.m.state, v.reason = s, r }
