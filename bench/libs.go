@@ -370,7 +370,9 @@ func BBRegistry() *breaker.Registry {
 		panic(err)
 	}
 	for i := range Keys {
-		r.Get(KeyName(i))
+		if _, err := r.Get(KeyName(i)); err != nil {
+			panic(err)
+		}
 	}
 	return r
 }

@@ -353,16 +353,18 @@ func TestScenarioDetails(t *testing.T) {
 	t.Run("lookups find the existing breaker", func(t *testing.T) {
 		r := BBRegistry()
 		defer r.Close()
-		if b1, b2 := r.Get(Key), r.Get(Key); b1 != b2 || b1.Name() != Key || len(r.All()) != Keys {
+		b1, err1 := r.Get(Key)
+		b2, err2 := r.Get(Key)
+		if err1 != nil || err2 != nil || b1 != b2 || b1.Name() != Key || len(r.All()) != Keys {
 			t.Fatal("breakerbox Registry.Get did not return the existing breaker")
 		}
 		if n := testing.AllocsPerRun(100, func() { r.Get(Key) }); n != 0 {
 			t.Fatalf("Registry.Get of an existing key: %v allocs", n)
 		}
 		p := RBPanel()
-		b1, ok1 := p.Get(Key)
-		b2, ok2 := p.Get(Key)
-		if !ok1 || !ok2 || b1 != b2 {
+		rb1, ok1 := p.Get(Key)
+		rb2, ok2 := p.Get(Key)
+		if !ok1 || !ok2 || rb1 != rb2 {
 			t.Fatal("rubyist Panel.Get did not return the existing breaker")
 		}
 		m := SyncMapOf(GBClosed)

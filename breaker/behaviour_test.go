@@ -45,12 +45,13 @@ func TestStaleOutcomeFromEarlierGenerationDoesNotCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	slower, _ := h.b.Allow()
 	h.fail(1) // opens
 	h.clk.Advance(time.Minute)
 	h.wantState(breaker.HalfOpen)
 	slow.Done(nil) // would close the breaker if it counted as a probe
 	h.wantState(breaker.HalfOpen)
-	slow.Done(errBoom) // would reopen it
+	slower.Done(errBoom) // would reopen it
 	h.wantState(breaker.HalfOpen)
 	if s := h.b.Snapshot(); s.StaleOutcomes != 2 {
 		t.Fatalf("StaleOutcomes = %d, want 2", s.StaleOutcomes)

@@ -84,6 +84,18 @@ func BenchmarkClosedSuccessCounted(b *testing.B) {
 	}
 }
 
+// Counting under RunParallel: the counter is striped per goroutine, so this
+// is no slower than the serial BenchmarkClosedSuccessCounted.
+func BenchmarkClosedSuccessCountedParallel(b *testing.B) {
+	br := newBench(b, breaker.Config{CountSuccesses: true})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			br.Do(ctx, okFn)
+		}
+	})
+}
+
 func BenchmarkClosedSuccessTwoStep(b *testing.B) {
 	br := newBench(b, breaker.Config{})
 	b.ReportAllocs()
@@ -165,17 +177,31 @@ func BenchmarkHalfOpenProbe(b *testing.B) {
 	}
 }
 
+// The same with the system clock, as in production: the probe's lease
+// reads time.Now once, and no timer is allocated per probe.
+func BenchmarkHalfOpenProbeSystemClock(b *testing.B) {
+	br := newBench(b, breaker.Config{FailureThreshold: 1, HalfOpenSuccesses: 1 << 30, OpenTimeout: time.Millisecond, ProbeTimeout: time.Hour})
+	br.Do(ctx, failFn)
+	for br.State() != breaker.HalfOpen {
+		time.Sleep(time.Millisecond) // benchmark setup only: the real open timeout
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		sinkErr = br.Do(ctx, okFn)
+	}
+}
+
 func BenchmarkRegistryGet(b *testing.B) {
 	reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: discard}})
 	keys := make([]string, 1000)
 	for i := range keys {
 		keys[i] = "genesys/region-" + strconv.Itoa(i)
-		reg.Get(keys[i])
+		get(b, reg, keys[i])
 	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		reg.Get(keys[i%len(keys)])
+		_, _ = reg.Get(keys[i%len(keys)]) // no Configure: cannot fail
 		i++
 	}
 }

@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -17,12 +18,8 @@ type Breaker struct {
 	word atomic.Uint64
 	_    [56]byte // keep counters written by other paths off word's cache line
 
-	successes      atomic.Uint64 // only with CountSuccesses
-	failuresTotal  atomic.Uint64
-	ignoredTotal   atomic.Uint64
-	rejected       atomic.Uint64 // by OPEN or FORCED_OPEN
-	dryRunRejected atomic.Uint64
-	openErr        atomic.Pointer[OpenError] // shared by the rejections of one open episode
+	totals  counters                  // successes only with CountSuccesses; rejections by OPEN or FORCED_OPEN
+	openErr atomic.Pointer[OpenError] // shared by the rejections of one open episode
 
 	// Immutable after New.
 	cfg            Config
@@ -32,7 +29,10 @@ type Breaker struct {
 	logger         *slog.Logger
 	onTransition   func(Transition)
 	countSuccesses bool
-	timed          bool // slow-call detection: admission reads the clock
+	timed          bool      // slow-call detection: admission reads the clock
+	origin         time.Time // the clock at New: instants count from here
+	sysClock       bool      // Clock is SystemClock (see now)
+	rules          rules
 	sync           Sync // nil unless the breaker is shared with a fleet
 
 	_  [64]byte // keep the lock and what it guards off the lines read lock-free
@@ -50,7 +50,7 @@ type Breaker struct {
 	staleOutcomes    uint64
 	reopens          int
 	openUntil        time.Time
-	stopOpenTimer    func() bool
+	timer            deadlineTimer
 	window           *window
 	transitions      [numStates][numStates]uint64
 	last             Transition
@@ -64,8 +64,7 @@ type Breaker struct {
 // probe is a HALF_OPEN slot lease.
 type probe struct {
 	id       uint64
-	deadline time.Time
-	stop     func() bool
+	deadline instant
 }
 
 // New returns a CLOSED breaker, or an error naming the first invalid field
@@ -85,9 +84,13 @@ func New(cfg Config) (*Breaker, error) {
 		countSuccesses: cfg.CountSuccesses,
 		dryRun:         cfg.DryRun,
 		sync:           cfg.Sync,
+		totals:         newCounters(),
+		rules:          rules{failureThreshold: cfg.FailureThreshold, halfOpenSuccesses: cfg.HalfOpenSuccesses, rate: cfg.FailureRate != nil},
 	}
+	b.origin = b.clock.Now()
+	_, b.sysClock = cfg.Clock.(SystemClock)
 	if r := cfg.FailureRate; r != nil {
-		b.window = newWindow(*r, b.clock.Now())
+		b.window = newWindow(*r)
 		b.timed = r.SlowCall > 0
 	}
 	b.storeWord()
@@ -95,6 +98,36 @@ func New(cfg Config) (*Breaker, error) {
 		b.sync.Attach(b)
 	}
 	return b, nil
+}
+
+// instant is a time on the breaker's clock as the time since New: the
+// breaker's own bookkeeping (probe leases, slow calls, the failure-rate
+// window, its timer) adds and compares plain integers, where time.Time's Add
+// was a tenth of a probe's cost. Events and errors carry time.Time.
+type instant time.Duration
+
+// now is the current instant. With the system clock it reads the monotonic
+// clock alone (time.Since a reading with one), one clock read where
+// time.Now makes two.
+func (b *Breaker) now() instant {
+	if b.sysClock {
+		return instant(time.Since(b.origin))
+	}
+	return b.instant(b.clock.Now())
+}
+
+// instant converts a time of the breaker's clock.
+func (b *Breaker) instant(t time.Time) instant { return instant(t.Sub(b.origin)) }
+
+// time converts an instant back.
+func (b *Breaker) time(i instant) time.Time { return b.origin.Add(time.Duration(i)) }
+
+// after is i + d, saturating at the largest instant.
+func (i instant) after(d time.Duration) instant {
+	if j := i + instant(d); j >= i {
+		return j
+	}
+	return math.MaxInt64
 }
 
 // Name returns the breaker's name.
@@ -116,7 +149,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 	w := word(b.word.Load())
 	if w&wordFast != 0 { // not CLOSED, or timed
 		if s := w.state(); s.rejects() && !w.dryRun() {
-			b.rejected.Add(1)
+			b.totals.add(countRejected)
 			return b.openErr.Load() // set before the word said open
 		}
 		t, err := b.Allow()
@@ -138,14 +171,15 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 		// state moved on) or a success must end a failure streak.
 		if word(b.word.Load()) == w && !w.slow() {
 			if w&wordCounted != 0 {
-				b.successes.Add(1)
+				b.totals.add(countSuccess)
 			}
 			return nil
 		}
 		b.record(Ticket{b: b, gen: w.gen()}, Success)
 		return nil
 	}
-	Ticket{b: b, gen: w.gen()}.Done(err)
+	t := Ticket{b: b, gen: w.gen()}
+	t.Done(err)
 	return err
 }
 
@@ -161,15 +195,18 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, e
 }
 
 // Ticket is the permission to make one call, returned by Allow. Report the
-// call's outcome exactly once with Done or Report. A probe ticket that is
-// never reported holds its HALF_OPEN slot until ProbeTimeout, then counts as
-// a failed probe.
+// call's outcome with Done or Report: the first report counts, later ones on
+// the same Ticket do nothing (a Ticket is a value: a copy made before the
+// first report is a second permission, so report through one variable). A
+// probe ticket that is never reported holds its HALF_OPEN slot until
+// ProbeTimeout, then counts as a failed probe.
 type Ticket struct {
-	b     *Breaker
-	gen   uint64
-	probe uint64    // probe slot id, 0 if not a probe
-	start time.Time // set only for slow-call detection
-	stale bool      // let through by dry run: the outcome counts in totals only
+	b       *Breaker
+	gen     uint64
+	probe   uint64  // probe slot id, 0 if not a probe
+	start   instant // admission, for slow-call detection
+	clocked bool    // start is set
+	stale   bool    // let through by dry run: the outcome counts in totals only
 }
 
 // Allow asks for permission to make one call. On success the caller makes
@@ -182,15 +219,15 @@ func (b *Breaker) Allow() (Ticket, error) {
 	case Closed, Disabled:
 		t := Ticket{b: b, gen: w.gen()}
 		if b.timed {
-			t.start = b.clock.Now()
+			t.start, t.clocked = b.now(), true
 		}
 		return t, nil
 	case Open, ForcedOpen:
 		if w.dryRun() {
-			b.dryRunRejected.Add(1)
+			b.totals.add(countDryRunRejected)
 			return Ticket{b: b, stale: true}, nil
 		}
-		b.rejected.Add(1)
+		b.totals.add(countRejected)
 		return Ticket{}, b.openErr.Load()
 	}
 	return b.allowProbe()
@@ -228,29 +265,30 @@ func (b *Breaker) takeProbe() (Ticket, error) {
 	case b.state == Closed || b.state == Disabled: // moved on since the load
 		t := Ticket{b: b, gen: b.gen}
 		if b.timed {
-			t.start = b.clock.Now()
+			t.start, t.clocked = b.now(), true
 		}
 		return t, nil
 	case b.state != HalfOpen || len(b.probes) >= b.cfg.HalfOpenProbes:
 		if b.dryRun {
-			b.dryRunRejected.Add(1)
+			b.totals.add(countDryRunRejected)
 			return Ticket{b: b, stale: true}, nil
 		}
 		if b.state == HalfOpen {
 			b.halfOpenRejected++
 			return Ticket{}, b.halfOpenError()
 		}
-		b.rejected.Add(1)
+		b.totals.add(countRejected)
 		return Ticket{}, b.openErr.Load()
 	}
 	b.nextProbe++
-	id, gen, now := b.nextProbe, b.gen, b.clock.Now()
-	stop := b.clock.AfterFunc(b.cfg.ProbeTimeout, func() { b.probeExpired(gen, id) })
-	b.probes = append(b.probes, probe{id: id, deadline: now.Add(b.cfg.ProbeTimeout), stop: stop})
+	id, gen, now := b.nextProbe, b.gen, b.now()
+	deadline := now.after(b.cfg.ProbeTimeout)
+	b.probes = append(b.probes, probe{id: id, deadline: deadline})
+	b.wake(now, deadline)
 	b.halfOpenErr = nil
 	t := Ticket{b: b, gen: gen, probe: id}
 	if b.timed {
-		t.start = now
+		t.start, t.clocked = now, true
 	}
 	return t, nil
 }
@@ -259,41 +297,41 @@ func (b *Breaker) takeProbe() (Ticket, error) {
 // the oldest lease runs out at the latest. It requires b.mu.
 func (b *Breaker) halfOpenError() *OpenError {
 	if b.halfOpenErr == nil {
-		until := b.probes[0].deadline
-		for _, p := range b.probes[1:] {
-			if p.deadline.Before(until) {
-				until = p.deadline
-			}
-		}
-		b.halfOpenErr = &OpenError{Name: b.name, State: HalfOpen, until: until, clock: b.clock}
+		first, _ := b.firstProbe() // every slot is taken: there is one
+		b.halfOpenErr = &OpenError{Name: b.name, State: HalfOpen, until: b.time(first.deadline), clock: b.clock}
 	}
 	return b.halfOpenErr
 }
 
 // Done reports the call's outcome by classifying its error: nil is a
 // success, anything else goes through the breaker's Classifier. Done on the
-// zero Ticket (returned with a rejection) does nothing.
-func (t Ticket) Done(err error) {
-	if t.b == nil {
-		return
-	}
-	if err == nil {
-		t.b.record(t, Success)
-		return
-	}
-	t.b.record(t, t.b.classify(err))
-}
-
-// Report reports the call's outcome directly. Report on the zero Ticket
+// zero Ticket (returned with a rejection) or on a Ticket already reported
 // does nothing.
-func (t Ticket) Report(o Outcome) {
-	if t.b == nil {
+func (t *Ticket) Done(err error) {
+	b := t.b
+	if b == nil {
 		return
 	}
-	t.b.record(t, o)
+	t.b = nil // report once: a second Done or Report finds no breaker
+	if err == nil {
+		b.record(*t, Success)
+		return
+	}
+	b.record(*t, b.classify(err))
 }
 
-func (t Ticket) run(ctx context.Context, fn func(context.Context) error) (err error) {
+// Report reports the call's outcome directly. Report on the zero Ticket or
+// on a Ticket already reported does nothing.
+func (t *Ticket) Report(o Outcome) {
+	b := t.b
+	if b == nil {
+		return
+	}
+	t.b = nil
+	b.record(*t, o)
+}
+
+func (t *Ticket) run(ctx context.Context, fn func(context.Context) error) (err error) {
 	panicked := true
 	defer func() {
 		if panicked {
@@ -320,45 +358,66 @@ func (b *Breaker) record(t Ticket, o Outcome) {
 			return // changes nothing
 		}
 	}
-	slow := false
-	if b.timed && o == Success && !t.start.IsZero() {
-		slow = b.clock.Now().Sub(t.start) > b.cfg.FailureRate.SlowCall
+	// A slow success fails for the state machine (the totals keep it a
+	// success): in CLOSED toward the rate, in HALF_OPEN as a failed probe.
+	reported := o
+	if b.timed && o == Success && t.clocked && time.Duration(b.now()-t.start) > b.cfg.FailureRate.SlowCall {
+		o = Failure
 	}
 
 	b.mu.Lock()
+	if !b.current(t, reported) {
+		b.mu.Unlock()
+		return
+	}
+	tripped := false
+	if b.window != nil && b.state == Closed && o != Ignored {
+		tripped = b.window.add(b.now(), o == Failure)
+	}
+	b.apply(next(b.machine(), o, b.rules, tripped), o, t.probe)
+	b.unlockAndDeliver()
+}
+
+// current reports whether t's outcome is one the state machine counts, and
+// counts a probe's in the totals (those of other calls are counted before
+// the lock). An outcome is not counted when its probe's lease expired (that
+// counted as a failed probe then) or the call was admitted under an earlier
+// state: it tells nothing about this one. It requires b.mu.
+func (b *Breaker) current(t Ticket, o Outcome) bool {
 	if t.probe != 0 {
 		if !b.releaseProbe(t.probe) {
-			// The lease expired and was counted as a failed probe then.
 			b.staleOutcomes++
-			b.mu.Unlock()
-			return
+			return false
 		}
 		b.count(o)
 	}
 	if t.stale || t.gen != b.gen {
-		// Admitted under an earlier state: it tells nothing about this one.
 		b.staleOutcomes++
-		b.mu.Unlock()
-		return
+		return false
 	}
-	switch b.state {
-	case Closed:
-		b.recordClosed(o, slow)
-	case HalfOpen:
-		switch o {
-		case Success:
-			b.probeSuccesses++
-			if b.probeSuccesses >= b.cfg.HalfOpenSuccesses {
-				b.setState(Closed, ReasonProbesSucceeded)
-			}
-		case Failure:
-			b.setState(Open, ReasonProbeFailed)
-		}
+	return true
+}
+
+// machine returns the counts the state machine reads. It requires b.mu.
+func (b *Breaker) machine() machine {
+	return machine{state: b.state, failures: b.failures, successes: b.probeSuccesses, fleetStreak: b.fleetStreak}
+}
+
+// apply makes a verdict of next take effect: the one place an outcome
+// changes the breaker. o is the outcome as the state machine counted it (a
+// slow success is a Failure: the fleet hears that too), probe the slot id of
+// a probe (0 otherwise). It requires b.mu.
+func (b *Breaker) apply(v verdict, o Outcome, probe uint64) {
+	b.failures, b.probeSuccesses, b.fleetStreak = v.m.failures, v.m.successes, v.m.fleetStreak
+	switch {
+	case v.reason != 0:
+		b.setState(v.m.state, v.reason) // reads the counts into the event, then resets them
+	case v.publish:
+		b.storeWord()
 	}
-	if t.probe != 0 {
-		b.report(o, t.probe)
+	if v.report {
+		b.report(o, probe)
 	}
-	b.unlockAndDeliver()
 }
 
 // report tells the fleet, if any, an outcome it needs. It requires b.mu.
@@ -378,44 +437,12 @@ func (b *Breaker) count(o Outcome) {
 	switch o {
 	case Success:
 		if b.countSuccesses {
-			b.successes.Add(1)
+			b.totals.add(countSuccess)
 		}
 	case Failure:
-		b.failuresTotal.Add(1)
+		b.totals.add(countFailure)
 	case Ignored:
-		b.ignoredTotal.Add(1)
-	}
-}
-
-// recordClosed counts an outcome in CLOSED and trips if the policy says so.
-// It requires b.mu.
-func (b *Breaker) recordClosed(o Outcome, slow bool) {
-	if b.window != nil {
-		if o == Ignored {
-			return
-		}
-		if b.window.add(b.clock.Now(), o == Failure, slow) {
-			b.failures = b.window.failures
-			b.setState(Open, ReasonFailureRate)
-		}
-		return
-	}
-	switch o {
-	case Success:
-		if b.failures > 0 || b.fleetStreak {
-			b.failures = 0
-			b.fleetStreak = false
-			b.storeWord()
-			b.report(Success, 0)
-		}
-	case Failure:
-		b.failures++
-		if b.failures >= b.cfg.FailureThreshold {
-			b.setState(Open, ReasonFailureThreshold)
-		} else if b.failures == 1 {
-			b.storeWord()
-		}
-		b.report(Failure, 0)
+		b.totals.add(countIgnored)
 	}
 }
 
@@ -424,7 +451,6 @@ func (b *Breaker) recordClosed(o Outcome, slow bool) {
 func (b *Breaker) releaseProbe(id uint64) bool {
 	for i, p := range b.probes {
 		if p.id == id {
-			p.stop()
 			b.probes = append(b.probes[:i], b.probes[i+1:]...)
 			b.halfOpenErr = nil
 			return true
@@ -435,21 +461,8 @@ func (b *Breaker) releaseProbe(id uint64) bool {
 
 // releaseProbes frees every slot. It requires b.mu.
 func (b *Breaker) releaseProbes() {
-	for _, p := range b.probes {
-		p.stop()
-	}
 	b.probes = b.probes[:0]
 	b.halfOpenErr = nil
-}
-
-func (b *Breaker) probeExpired(gen, id uint64) {
-	b.mu.Lock()
-	if b.gen == gen && b.state == HalfOpen && b.releaseProbe(id) {
-		b.failuresTotal.Add(1)
-		b.setState(Open, ReasonProbeTimeout)
-		b.report(Failure, id)
-	}
-	b.unlockAndDeliver()
 }
 
 func (b *Breaker) rand() float64 {
@@ -479,7 +492,7 @@ func (b *Breaker) Reset() {
 	b.failures = 0
 	b.fleetStreak = false
 	if b.window != nil {
-		b.window.reset(b.clock.Now())
+		b.window.reset(b.now())
 	}
 	b.reopens = 0
 	b.storeWord()

@@ -48,10 +48,7 @@ func (r *Registry) Renew(key string) (*Breaker, error) {
 func (b *Breaker) inherit(old *Breaker) {
 	old.mu.Lock()
 	old.gen++ // calls admitted before now report stale outcomes
-	if old.stopOpenTimer != nil {
-		old.stopOpenTimer()
-		old.stopOpenTimer = nil
-	}
+	old.stopTimer()
 	old.releaseProbes()
 	old.storeWord()
 	if old.changed != nil { // whoever waits on the old breaker looks again
@@ -59,11 +56,7 @@ func (b *Breaker) inherit(old *Breaker) {
 		old.changed = nil
 	}
 	b.mu.Lock()
-	b.successes.Store(old.successes.Load())
-	b.failuresTotal.Store(old.failuresTotal.Load())
-	b.ignoredTotal.Store(old.ignoredTotal.Load())
-	b.rejected.Store(old.rejected.Load())
-	b.dryRunRejected.Store(old.dryRunRejected.Load())
+	b.totals.carry(&old.totals)
 	b.state, b.gen = old.state, old.gen
 	b.halfOpenRejected, b.staleOutcomes = old.halfOpenRejected, old.staleOutcomes
 	b.reopens, b.transitions, b.last = old.reopens, old.transitions, old.last

@@ -49,7 +49,7 @@ func (f *renewFixture) renew(t *testing.T, cfg breaker.Config) *breaker.Breaker 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := f.reg.Get("svc"); got != b {
+	if got := f.reg.MustGet("svc"); got != b {
 		t.Fatal("Get does not return the renewed breaker")
 	}
 	return b
@@ -71,11 +71,11 @@ func fail(b *breaker.Breaker, n int) {
 
 func TestRenewKeepsOpenUntilTheOldDeadline(t *testing.T) {
 	f := newRenewFixture(t, breaker.Config{FailureThreshold: 2, OpenTimeout: time.Minute})
-	fail(f.reg.Get("svc"), 2)
+	fail(f.reg.MustGet("svc"), 2)
 	f.clock.Advance(10 * time.Second)
 	b := f.renew(t, breaker.Config{FailureThreshold: 3, OpenTimeout: 5 * time.Second})
 	if s := b.Snapshot(); s.State != breaker.Open || s.RetryAfter != 50*time.Second || s.Failures != 2 ||
-		s.Transitions[breaker.Closed][breaker.Open] != 1 || s.LastTransition.Reason != breaker.ReasonFailureThreshold {
+		s.TransitionCount(breaker.Closed, breaker.Open) != 1 || s.LastTransition.Reason != breaker.ReasonFailureThreshold {
 		t.Fatalf("after renew: %+v", s)
 	}
 	if _, err := b.Allow(); err == nil {
@@ -100,8 +100,8 @@ func TestRenewKeepsOpenUntilTheOldDeadline(t *testing.T) {
 func TestRenewKeepsForcedStates(t *testing.T) {
 	for _, force := range []func(*breaker.Breaker){(*breaker.Breaker).ForceOpen, (*breaker.Breaker).ForceClosed} {
 		f := newRenewFixture(t, breaker.Config{FailureThreshold: 2})
-		force(f.reg.Get("svc"))
-		want := f.reg.Get("svc").State()
+		force(f.reg.MustGet("svc"))
+		want := f.reg.MustGet("svc").State()
 		b := f.renew(t, breaker.Config{FailureThreshold: 4, OpenTimeout: time.Second})
 		f.clock.Advance(time.Hour)
 		if b.State() != want || len(f.transitions()) != 1 {
@@ -116,7 +116,7 @@ func TestRenewKeepsForcedStates(t *testing.T) {
 
 func TestRenewCarriesTheStreakBelowTheNewThreshold(t *testing.T) {
 	f := newRenewFixture(t, breaker.Config{FailureThreshold: 5})
-	fail(f.reg.Get("svc"), 3)
+	fail(f.reg.MustGet("svc"), 3)
 	b := f.renew(t, breaker.Config{FailureThreshold: 10})
 	if s := b.Snapshot(); s.State != breaker.Closed || s.ConsecutiveFailures != 3 || s.Failures != 3 {
 		t.Fatalf("raised threshold: %+v", s)
@@ -138,9 +138,9 @@ func TestRenewCarriesTheStreakBelowTheNewThreshold(t *testing.T) {
 
 func TestRenewKeepsHalfOpenAndItsProbes(t *testing.T) {
 	f := newRenewFixture(t, breaker.Config{FailureThreshold: 1, OpenTimeout: time.Second, HalfOpenSuccesses: 3})
-	fail(f.reg.Get("svc"), 1)
+	fail(f.reg.MustGet("svc"), 1)
 	f.clock.Advance(time.Second)
-	old := f.reg.Get("svc")
+	old := f.reg.MustGet("svc")
 	p, err := old.Allow()
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func TestRenewWithoutAnOldBreakerIsGet(t *testing.T) {
 	f.mu.Lock()
 	f.cfg = breaker.Config{OpenTimeout: -1}
 	f.mu.Unlock()
-	if _, err := f.reg.Renew("svc"); err == nil || f.reg.Get("svc") != b {
+	if _, err := f.reg.Renew("svc"); err == nil || f.reg.MustGet("svc") != b {
 		t.Fatalf("invalid config: err %v; the old breaker must stay", err)
 	}
 }

@@ -7,8 +7,15 @@ import "time"
 // ever sleeps.
 //
 // The breaker reads the clock only off the hot path: when it changes state,
-// when it records an outcome under a failure-rate policy, and when a caller
-// asks how long until a probe is allowed.
+// when it admits a probe (its lease's deadline), when it records an outcome
+// under a failure-rate policy, and when a caller asks how long until a probe
+// is allowed.
+//
+// Deadlines (the end of the open timeout, the probes' leases) are times the
+// breaker keeps; no goroutine waits for them. One timer per breaker, armed
+// with AfterFunc, wakes it at the earliest so that the transition happens
+// on time even when no call comes; it is re-armed only to move earlier, so
+// a stream of probes arms at most one timer per ProbeTimeout.
 type Clock interface {
 	// Now returns the current time.
 	Now() time.Time

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -67,6 +68,12 @@ type Config struct {
 	// usual, so a rollout can watch what the breaker would do.
 	DryRun bool
 
+	// Off turns flags off when this config is merged over a base that sets
+	// them (see Merge): a bool cannot say "not set", so a profile that must
+	// not run in dry run while the default does says Off: FlagDryRun. A flag
+	// both set and in Off is an error.
+	Off Flags
+
 	// Clock is the source of time. nil means the system clock.
 	Clock Clock
 
@@ -84,12 +91,40 @@ type Config struct {
 	Sync Sync
 }
 
+// Flags names Config's boolean fields, for Config.Off.
+type Flags uint8
+
+const (
+	// FlagCountSuccesses is Config.CountSuccesses.
+	FlagCountSuccesses Flags = 1 << iota
+	// FlagDryRun is Config.DryRun.
+	FlagDryRun
+
+	allFlags = FlagCountSuccesses | FlagDryRun
+)
+
+// String returns the flags' names joined by "|", e.g. "dry_run".
+func (f Flags) String() string {
+	var names []string
+	for i, n := range [...]string{"count_successes", "dry_run"} {
+		if f&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if rest := f &^ allFlags; rest != 0 {
+		names = append(names, fmt.Sprintf("0x%x", uint8(rest)))
+	}
+	return strings.Join(names, "|")
+}
+
 // FailureRate is a trip policy: the breaker opens when, over the last Window,
 // at least MinCalls calls were recorded and the share of failures (slow calls
 // included) reached Threshold. The window is a ring of buckets of width Bucket,
 // so it slides in steps of Bucket.
 type FailureRate struct {
-	// Threshold is the failure share that opens the breaker, in (0, 1].
+	// Threshold is the failure share that opens the breaker, in (0, 1]. It
+	// is read to nine decimals and compared exactly: 0.55 opens at 55
+	// failures of 100, not one call later by floating-point rounding.
 	Threshold float64
 	// MinCalls is the number of calls the window must hold before the rate is
 	// judged. 0 means 20.
@@ -101,12 +136,18 @@ type FailureRate struct {
 	// whole multiple of it, with at most 1000 buckets.
 	Bucket time.Duration
 	// SlowCall, if positive, makes a successful call that took longer than it
-	// count as a failure for tripping. It costs two clock reads per call.
+	// count as a failure for the state machine: in CLOSED toward the rate,
+	// and in HALF_OPEN as a failed probe that reopens the breaker (as
+	// resilience4j judges the slow-call rate in half-open too), so a breaker
+	// opened by slowness is not closed by probes just as slow. Such a call
+	// still counts in Snapshot.Successes, not Failures: it did succeed. It
+	// costs two clock reads per call.
 	SlowCall time.Duration
 }
 
 // Backoff lengthens the open timeout after each failed probe:
 // OpenTimeout × Multiplier^(reopens), capped at Max, then spread by ±Jitter.
+// The result saturates at the largest Duration (about 292 years).
 type Backoff struct {
 	// Multiplier is the growth per reopen, > 1. 0 means 2.
 	Multiplier float64
@@ -142,6 +183,12 @@ func (c Config) resolve() (Config, error) {
 		return c, fieldErr("ProbeTimeout", c.ProbeTimeout, "must be > 0 (0 means the open timeout)")
 	case c.FailureRate != nil && c.FailureThreshold != 0:
 		return c, fieldErr("FailureThreshold", c.FailureThreshold, "must be 0 when FailureRate is set: the two trip policies are exclusive")
+	case c.Off&^allFlags != 0:
+		return c, fieldErr("Off", c.Off, "unknown flag: want FlagCountSuccesses or FlagDryRun")
+	case c.Off&FlagCountSuccesses != 0 && c.CountSuccesses:
+		return c, fieldErr("Off", c.Off, "turns CountSuccesses off while it is set: set one or the other")
+	case c.Off&FlagDryRun != 0 && c.DryRun:
+		return c, fieldErr("Off", c.Off, "turns DryRun off while it is set: set one or the other")
 	}
 	if c.FailureThreshold == 0 {
 		c.FailureThreshold = DefaultFailureThreshold
@@ -248,7 +295,8 @@ func (b Backoff) resolve(openTimeout time.Duration) (Backoff, error) {
 
 // Merge returns c with every zero field replaced by the field of base. It is
 // how a registry builds a breaker from a default and a profile. The flags
-// CountSuccesses and DryRun are on if either side sets them.
+// CountSuccesses and DryRun are on if either side sets them, unless c turns
+// them off with Off; the result's Off is c's.
 func (c Config) Merge(base Config) Config {
 	if c.Name == "" {
 		c.Name = base.Name
@@ -275,8 +323,8 @@ func (c Config) Merge(base Config) Config {
 	if c.Classify == nil {
 		c.Classify = base.Classify
 	}
-	c.CountSuccesses = c.CountSuccesses || base.CountSuccesses
-	c.DryRun = c.DryRun || base.DryRun
+	c.CountSuccesses = (c.CountSuccesses || base.CountSuccesses) && c.Off&FlagCountSuccesses == 0
+	c.DryRun = (c.DryRun || base.DryRun) && c.Off&FlagDryRun == 0
 	if c.Clock == nil {
 		c.Clock = base.Clock
 	}

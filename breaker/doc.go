@@ -39,9 +39,16 @@
 //
 // In CLOSED, a successful call reads one atomic word before and after the
 // call, takes no lock, reads no clock and writes nothing shared. A rejection
-// is one atomic load and one atomic add, and allocates nothing. Transitions
-// take a mutex; their events are delivered in order, outside it, to
+// is one atomic load and one atomic add to a counter striped per goroutine
+// (so rejecting from many goroutines shares no cache line), and allocates
+// nothing; so is a success counted with Config.CountSuccesses. A probe takes
+// the mutex twice, reads the clock once and allocates nothing. Transitions
+// take the mutex; their events are delivered in order, outside it, to
 // Config.OnTransition and to Config.Logger.
+//
+// The open timeout and the probes' leases are deadlines computed from the
+// Clock; no goroutine waits for them. One timer per breaker wakes it at the
+// earliest deadline, so a breaker half-opens on time with no call to notice.
 //
 // Package breakertest has a manual clock for tests.
 package breaker

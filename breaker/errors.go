@@ -22,7 +22,17 @@ type OpenError struct {
 	State State
 
 	until time.Time // zero: no known time (forced open)
-	clock Clock
+	clock Clock     // nil: made by NewOpenError, RetryAfter is fixed
+	after time.Duration
+}
+
+// NewOpenError returns the rejection a breaker named name makes in state s
+// (Open, ForcedOpen, or HalfOpen with every probe slot taken), with a
+// RetryAfter that stays retryAfter: for tests of code that handles
+// rejections, such as a stub client or a fake breaker. The error satisfies
+// errors.Is(err, ErrOpen) like a real one.
+func NewOpenError(name string, s State, retryAfter time.Duration) *OpenError {
+	return &OpenError{Name: name, State: s, after: max(retryAfter, 0)}
 }
 
 // Error returns e.g. `breaker "cloudflare": circuit open, probe allowed in 41s`.
@@ -45,6 +55,9 @@ func (e *OpenError) Is(target error) bool { return target == ErrOpen }
 // probe's lease runs out. It returns 0 when that time has passed or is not
 // known (ForcedOpen).
 func (e *OpenError) RetryAfter() time.Duration {
+	if e.clock == nil {
+		return e.after
+	}
 	if e.until.IsZero() {
 		return 0
 	}

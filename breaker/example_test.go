@@ -71,7 +71,11 @@ func ExampleRegistry() {
 		},
 	})
 	for _, key := range []string{"cloudflare", "smtp", "genesys/us-east-1", "genesys/eu-west-1"} {
-		c := reg.Get(key).Config()
+		b, err := reg.Get(key)
+		if err != nil {
+			panic(err)
+		}
+		c := b.Config()
 		fmt.Printf("%-18s %2d failures, open %v, %d successes\n", key, c.FailureThreshold, c.OpenTimeout, c.HalfOpenSuccesses)
 	}
 	// Output:

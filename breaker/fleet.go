@@ -1,6 +1,9 @@
 package breaker
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Sync connects a breaker to state shared by a fleet of replicas, so that
 // one breaker per key holds across processes (package redisstate implements
@@ -16,7 +19,7 @@ type Sync interface {
 	// fleet counts: each counted failure in CLOSED, the first success after a
 	// failure streak (the breaker's own, or the fleet's as told by
 	// ApplyFleet), and every probe's outcome in HALF_OPEN (Probe non-zero,
-	// expired probes as failures). It must not block.
+	// expired and slow probes as failures). It must not block.
 	Report(b *Breaker, r Report)
 	// AcquireProbe is called, outside the lock, when a call is about to run
 	// as a HALF_OPEN probe with local slot id probe. false rejects the call,
@@ -58,10 +61,14 @@ type FleetState struct {
 // ApplyFleet moves the breaker to the fleet's state. A change of state is a
 // transition with ReasonFleet: listeners and logs see it like any other. In
 // the same state, an Open breaker takes the fleet's remaining time. It
-// reports whether the state changed.
-func (b *Breaker) ApplyFleet(f FleetState) bool {
+// reports whether the state changed. A FleetState that is not valid (an
+// unknown state or reason, a negative OpenFor) changes nothing and is
+// returned as an error naming the field.
+func (b *Breaker) ApplyFleet(f FleetState) (changed bool, err error) {
+	if err := f.validate(); err != nil {
+		return false, err
+	}
 	b.mu.Lock()
-	changed := false
 	switch {
 	case f.State != b.state:
 		b.setStateFor(f.State, ReasonFleet, f.OpenFor)
@@ -73,7 +80,21 @@ func (b *Breaker) ApplyFleet(f FleetState) bool {
 	}
 	b.setFleetStreak(f.Streak)
 	b.unlockAndDeliver()
-	return changed
+	return changed, nil
+}
+
+// validate checks what comes from outside before it reaches the lock: an
+// unknown state used to panic there and leave the breaker locked for good.
+func (f FleetState) validate() error {
+	switch {
+	case !f.State.valid():
+		return fmt.Errorf("breaker: FleetState.State = %d: not a state (want one of %v)", uint8(f.State), States())
+	case f.OpenFor < 0:
+		return fmt.Errorf("breaker: FleetState.OpenFor = %v: must be ≥ 0 (0 means the breaker's own open timeout)", f.OpenFor)
+	case f.Reason != 0 && !f.Reason.valid():
+		return fmt.Errorf("breaker: FleetState.Reason = %d: not a reason (0 when not known)", uint8(f.Reason))
+	}
+	return nil
 }
 
 // SetFleetStreak tells a CLOSED breaker whether the fleet has a failure

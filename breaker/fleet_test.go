@@ -147,8 +147,8 @@ func TestExpiredProbeIsReportedAsFailedProbe(t *testing.T) {
 func TestApplyFleetIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
 	s := &recordingSync{}
 	h := newHarness(t, breaker.Config{Name: "genesys/eu-west-1", Sync: s})
-	if !h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: 42 * time.Second}) {
-		t.Fatal("ApplyFleet(Open) on a CLOSED breaker reported no change")
+	if changed, err := h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: 42 * time.Second}); !changed || err != nil {
+		t.Fatalf("ApplyFleet(Open) on a CLOSED breaker = %v, %v; want a change", changed, err)
 	}
 	h.wantState(breaker.Open)
 	if ev := h.events[0]; ev.Reason != breaker.ReasonFleet || ev.OpenFor != 42*time.Second {
@@ -158,8 +158,8 @@ func TestApplyFleetIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
 		t.Fatalf("RetryAfter = %v, want the fleet's 42s", d)
 	}
 	// Same state, new remaining time: no event, the deadline moves.
-	if h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: 10 * time.Second}) {
-		t.Fatal("ApplyFleet(Open) on an OPEN breaker reported a change")
+	if changed, err := h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: 10 * time.Second}); changed || err != nil {
+		t.Fatalf("ApplyFleet(Open) on an OPEN breaker = %v, %v; want no change", changed, err)
 	}
 	h.clk.Advance(10 * time.Second)
 	h.wantState(breaker.HalfOpen)
@@ -192,11 +192,43 @@ func TestAFleetTransitionSaysWhyTheFleetMoved(t *testing.T) {
 		t.Fatalf("log lacks the breaker or the fleet's reason:\n%s", h.log)
 	}
 	for r := breaker.ReasonFailureThreshold; r <= breaker.ReasonFleet; r++ {
-		if got, ok := breaker.ParseReason(r.String()); !ok || got != r {
-			t.Fatalf("ParseReason(%q) = %v, %v", r.String(), got, ok)
+		if got, err := breaker.ParseReason(r.String()); err != nil || got != r {
+			t.Fatalf("ParseReason(%q) = %v, %v", r.String(), got, err)
 		}
 	}
-	if _, ok := breaker.ParseReason("streak"); ok {
-		t.Fatal(`ParseReason("streak") succeeded`)
+	if _, err := breaker.ParseReason("streak"); err == nil || !strings.Contains(err.Error(), "probe_failed") {
+		t.Fatalf(`ParseReason("streak") = %v, want an error listing the reasons`, err)
 	}
+}
+
+// What the fleet hands in is validated: an unknown state used to panic
+// under the breaker's lock, and every later Snapshot blocked for good.
+func TestApplyFleetRejectsInvalidStateWithoutPanicOrLock(t *testing.T) {
+	h := newHarness(t, breaker.Config{Sync: &recordingSync{}})
+	bad := []struct {
+		fs    breaker.FleetState
+		field string
+	}{
+		{breaker.FleetState{State: 9}, "FleetState.State"},
+		{breaker.FleetState{State: breaker.Open, OpenFor: -time.Second}, "FleetState.OpenFor"},
+		{breaker.FleetState{State: breaker.Open, Reason: 200}, "FleetState.Reason"},
+	}
+	for _, tt := range bad {
+		changed, err := h.b.ApplyFleet(tt.fs)
+		if changed || err == nil || !strings.Contains(err.Error(), tt.field) {
+			t.Fatalf("ApplyFleet(%+v) = %v, %v; want an error naming %s", tt.fs, changed, err, tt.field)
+		}
+	}
+	done := make(chan breaker.Snapshot)
+	go func() { done <- h.b.Snapshot() }()
+	select {
+	case s := <-done:
+		if s.State != breaker.Closed || s.Generation != 0 {
+			t.Fatalf("after invalid fleet states: %v gen %d, want closed gen 0", s.State, s.Generation)
+		}
+	case <-time.After(10 * time.Second): // a bound on a hang, not a timing assertion
+		t.Fatal("Snapshot blocked after an invalid ApplyFleet: the lock was left held")
+	}
+	h.fail(5)
+	h.wantState(breaker.Open)
 }

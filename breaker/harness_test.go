@@ -128,3 +128,14 @@ const minute = time.Minute
 var discard = slog.New(slog.DiscardHandler)
 
 func newClock() *breakertest.Clock { return breakertest.NewClock() }
+
+// get is Registry.Get for a registry with no Configure hook, where it
+// cannot fail.
+func get(t testing.TB, r *breaker.Registry, key string) *breaker.Breaker {
+	t.Helper()
+	b, err := r.Get(key)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", key, err)
+	}
+	return b
+}

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -60,7 +61,7 @@ type modelParams struct {
 	probeTimeout  time.Duration // default: the open timeout
 
 	rate          bool
-	rateThreshold float64
+	rateThreshold *big.Rat      // the shortest decimal that reads as Threshold
 	minCalls      int           // default 20
 	window        time.Duration // default 60s
 	bucket        time.Duration // default window/10
@@ -93,7 +94,7 @@ func modelParamsOf(c breaker.Config) modelParams {
 	p.probeTimeout = ord(c.ProbeTimeout, p.openTimeout)
 	if r := c.FailureRate; r != nil {
 		p.rate = true
-		p.rateThreshold = r.Threshold
+		p.rateThreshold, _ = new(big.Rat).SetString(strconv.FormatFloat(r.Threshold, 'f', -1, 64))
 		p.minCalls = or(r.MinCalls, 20)
 		p.window = ord(r.Window, 60*time.Second)
 		p.bucket = ord(r.Bucket, p.window/10)
@@ -333,17 +334,20 @@ func (m *refModel) report(t mTicket, o breaker.Outcome) {
 		return
 	}
 
+	// A success that took longer than SlowCall counts as a failure for the
+	// state machine (not in the totals), in CLOSED and HALF_OPEN alike.
+	slow := m.p.rate && o == breaker.Success && m.p.slowCall > 0 && m.now.Sub(t.start) > m.p.slowCall
 	switch m.state {
 	case breaker.Closed:
 		if o == breaker.Ignored {
 			return // neither counts nor resets
 		}
 		if m.p.rate {
-			slow := o == breaker.Success && m.p.slowCall > 0 && m.now.Sub(t.start) > m.p.slowCall
 			m.windowCounts() // drop what slid out
 			m.calls = append(m.calls, mCall{bucket: m.bucketOf(m.now), failed: o == breaker.Failure || slow})
 			calls, failures := m.windowCounts()
-			if calls >= m.p.minCalls && float64(failures) >= m.p.rateThreshold*float64(calls) {
+			// The threshold as the decimal written, compared exactly.
+			if calls >= m.p.minCalls && big.NewRat(int64(failures), int64(calls)).Cmp(m.p.rateThreshold) >= 0 {
 				m.move(breaker.Open, breaker.ReasonFailureRate)
 			}
 			return
@@ -357,6 +361,9 @@ func (m *refModel) report(t mTicket, o breaker.Outcome) {
 			m.move(breaker.Open, breaker.ReasonFailureThreshold)
 		}
 	case breaker.HalfOpen: // a current-generation ticket here is a probe
+		if slow {
+			o = breaker.Failure
+		}
 		switch o {
 		case breaker.Success:
 			m.successes++
@@ -1065,7 +1072,11 @@ func (r *modelRun) check() {
 	if s.StaleOutcomes < m.staleSure || s.StaleOutcomes > m.staleSure+m.staleMaybe {
 		diffs = append(diffs, fmt.Sprintf("StaleOutcomes = %d, model %d..%d", s.StaleOutcomes, m.staleSure, m.staleSure+m.staleMaybe))
 	}
-	cmp("Transitions", s.Transitions, m.transitions)
+	for _, from := range breaker.States() {
+		for _, to := range breaker.States() {
+			cmp(fmt.Sprintf("TransitionCount(%v, %v)", from, to), s.TransitionCount(from, to), m.transitions[from][to])
+		}
+	}
 	if m.gen > 0 {
 		if d := diffTransition(s.LastTransition, m.last); d != "" {
 			diffs = append(diffs, "LastTransition: "+d)

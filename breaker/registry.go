@@ -66,19 +66,23 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	return r, nil
 }
 
-// Get returns the breaker for key, creating it on first use. Racing first
-// calls for one key get the same breaker. Get panics only if Configure
-// returns an invalid config; use GetE to get the error instead.
-func (r *Registry) Get(key string) *Breaker {
-	b, err := r.GetE(key)
+// MustGet is Get for keys whose config cannot fail: a registry without
+// Configure (its default and profiles were validated by NewRegistry), as in
+// tests and examples. It panics, outside any lock, if Get returns an error.
+func (r *Registry) MustGet(key string) *Breaker {
+	b, err := r.Get(key)
 	if err != nil {
 		panic(err)
 	}
 	return b
 }
 
-// GetE is Get returning, instead of panicking, an error from Configure.
-func (r *Registry) GetE(key string) (*Breaker, error) {
+// Get returns the breaker for key, creating it on first use. Racing first
+// calls for one key get the same breaker. The config of a new breaker is
+// validated: the error names the key and the field when Configure returned
+// an invalid one (the default and the profiles are validated by
+// NewRegistry, so without Configure, Get does not fail).
+func (r *Registry) Get(key string) (*Breaker, error) {
 	if v, ok := r.breakers.Load(key); ok {
 		e := v.(*entry)
 		if !e.used.Load() { // write only once per sweep period, not per call

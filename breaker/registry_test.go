@@ -35,7 +35,7 @@ func TestRegistryAppliesProfilesOverDefault(t *testing.T) {
 		{"genesys/eu-west-1", 10, 3, time.Minute, 7 * time.Second},
 		{"unknown-service", 5, 2, time.Minute, 7 * time.Second},
 	} {
-		c := reg.Get(tt.key).Config()
+		c := get(t, reg, tt.key).Config()
 		if c.Name != tt.key || c.FailureThreshold != tt.threshold || c.HalfOpenSuccesses != tt.successes ||
 			c.OpenTimeout != tt.openTimeout || c.ProbeTimeout != tt.probeLimit {
 			t.Errorf("%s: %s %d/%v/%d probe %v, want %d/%v/%d probe %v", tt.key, c.Name, c.FailureThreshold, c.OpenTimeout,
@@ -62,7 +62,7 @@ func TestRegistryRejectsInvalidProfile(t *testing.T) {
 	}
 }
 
-func TestRegistryConfigureHookAndGetE(t *testing.T) {
+func TestRegistryConfigureHookErrorFromGet(t *testing.T) {
 	reg, _ := breaker.NewRegistry(breaker.RegistryConfig{
 		Default: breaker.Config{Logger: discard},
 		Configure: func(key string, c breaker.Config) breaker.Config {
@@ -73,14 +73,14 @@ func TestRegistryConfigureHookAndGetE(t *testing.T) {
 			return c
 		},
 	})
-	if _, err := reg.GetE("bad"); err == nil || !strings.Contains(err.Error(), `key "bad"`) {
-		t.Fatalf("GetE(bad) = %v", err)
+	if _, err := reg.Get("bad"); err == nil || !strings.Contains(err.Error(), `key "bad"`) {
+		t.Fatalf("Get(bad) = %v", err)
 	}
 	if _, ok := reg.Lookup("bad"); ok {
 		t.Fatal("an invalid breaker was stored")
 	}
-	if b, err := reg.GetE("good"); err != nil || b.Name() != "good" {
-		t.Fatalf("GetE(good) = %v, %v", b, err)
+	if b, err := reg.Get("good"); err != nil || b.Name() != "good" {
+		t.Fatalf("Get(good) = %v, %v", b, err)
 	}
 }
 
@@ -88,13 +88,13 @@ func TestRegistryEvictsIdleClosedBreakers(t *testing.T) {
 	clk := breakertest.NewClock()
 	reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Clock: clk, Logger: discard, FailureThreshold: 1}, IdleTTL: time.Minute})
 	defer reg.Close()
-	idle := reg.Get("idle")
-	busy := reg.Get("busy")
-	open := reg.Get("open")
+	idle := get(t, reg, "idle")
+	busy := get(t, reg, "busy")
+	open := get(t, reg, "open")
 	open.Do(context.Background(), func(context.Context) error { return errBoom })
 	for range 3 {
 		clk.Advance(time.Minute)
-		reg.Get("busy")
+		get(t, reg, "busy")
 	}
 	if _, ok := reg.Lookup("idle"); ok {
 		t.Fatal("idle breaker kept")
@@ -105,7 +105,7 @@ func TestRegistryEvictsIdleClosedBreakers(t *testing.T) {
 	if _, ok := reg.Lookup("open"); !ok {
 		t.Fatal("a breaker that is not CLOSED was evicted")
 	}
-	if reg.Get("idle") == idle {
+	if get(t, reg, "idle") == idle {
 		t.Fatal("evicted key returned the old breaker")
 	}
 	reg.Close()
@@ -116,11 +116,11 @@ func TestRegistryEvictsIdleClosedBreakers(t *testing.T) {
 
 func TestRegistryRemove(t *testing.T) {
 	reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: discard}})
-	b := reg.Get("x")
+	b := get(t, reg, "x")
 	if !reg.Remove("x") || reg.Remove("x") {
 		t.Fatal("Remove should report true once")
 	}
-	if reg.Get("x") == b {
+	if get(t, reg, "x") == b {
 		t.Fatal("removed breaker returned")
 	}
 }

@@ -175,11 +175,11 @@ func TestT10_EachRegionHasOwnBreaker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	us, eu := reg.Get("genesys/us-east-1"), reg.Get("genesys/eu-west-1")
+	us, eu := get(t, reg, "genesys/us-east-1"), get(t, reg, "genesys/eu-west-1")
 	if us == eu {
 		t.Fatal("two regions share one breaker")
 	}
-	if reg.Get("genesys/us-east-1") != us {
+	if get(t, reg, "genesys/us-east-1") != us {
 		t.Fatal("one region got two breakers: tenants of a region must share one")
 	}
 	for range 10 {
@@ -281,7 +281,7 @@ func TestADR002_StatesAreMonitored(t *testing.T) {
 		t.Fatalf("events: %s", got)
 	}
 	s := h.b.Snapshot()
-	if s.Transitions[breaker.Closed][breaker.Open] != 1 || s.Transitions[breaker.HalfOpen][breaker.Closed] != 1 {
-		t.Fatalf("snapshot transition counts: %v", s.Transitions)
+	if s.TransitionCount(breaker.Closed, breaker.Open) != 1 || s.TransitionCount(breaker.HalfOpen, breaker.Closed) != 1 {
+		t.Fatalf("snapshot transition counts: closed→open %d, half_open→closed %d", s.TransitionCount(breaker.Closed, breaker.Open), s.TransitionCount(breaker.HalfOpen, breaker.Closed))
 	}
 }

@@ -36,8 +36,9 @@ type Snapshot struct {
 	DryRunRejected   uint64 // calls that dry-run mode let through instead of rejecting
 	StaleOutcomes    uint64 // outcomes of calls admitted under an earlier state, not counted in it
 
-	// Transitions[from][to] counts transitions between each pair of states.
-	Transitions [numStates][numStates]uint64
+	// transitions[from][to] counts transitions between each pair of states:
+	// unexported, so that adding a state changes no exported type.
+	transitions [numStates][numStates]uint64
 	// LastTransition is the most recent transition; its At is zero if the
 	// breaker never changed state.
 	LastTransition Transition
@@ -55,12 +56,12 @@ type Snapshot struct {
 func (b *Breaker) Snapshot() Snapshot {
 	s := Snapshot{
 		Name:             b.name,
-		Successes:        b.successes.Load(),
+		Successes:        b.totals.load(countSuccess),
 		SuccessesCounted: b.countSuccesses,
-		Failures:         b.failuresTotal.Load(),
-		Ignored:          b.ignoredTotal.Load(),
-		Rejected:         b.rejected.Load(),
-		DryRunRejected:   b.dryRunRejected.Load(),
+		Failures:         b.totals.load(countFailure),
+		Ignored:          b.totals.load(countIgnored),
+		Rejected:         b.totals.load(countRejected),
+		DryRunRejected:   b.totals.load(countDryRunRejected),
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -72,13 +73,13 @@ func (b *Breaker) Snapshot() Snapshot {
 	s.ProbesInFlight = len(b.probes)
 	s.FleetStreak = b.fleetStreak
 	if b.window != nil {
-		b.window.advance(b.clock.Now())
+		b.window.advance(b.now())
 		s.WindowCalls, s.WindowFailures = b.window.calls, b.window.failures
 		s.ConsecutiveFailures = 0
 	}
 	s.RejectedHalfOpen = b.halfOpenRejected
 	s.StaleOutcomes = b.staleOutcomes
-	s.Transitions = b.transitions
+	s.transitions = b.transitions
 	s.LastTransition = b.last
 	switch {
 	case b.state == Open:
@@ -88,4 +89,34 @@ func (b *Breaker) Snapshot() Snapshot {
 		s.RetryAfter = b.halfOpenError().RetryAfter()
 	}
 	return s
+}
+
+// TransitionCount returns how many times the breaker went from one state to
+// the other (0 for a state that is not one of States()).
+func (s Snapshot) TransitionCount(from, to State) uint64 {
+	if !from.valid() || !to.valid() {
+		return 0
+	}
+	return s.transitions[from][to]
+}
+
+// DryRun reports whether dry-run mode is on (see Config.DryRun). It reads
+// one atomic word: no lock, no copy.
+func (b *Breaker) DryRun() bool { return word(b.word.Load()).dryRun() }
+
+// RetryAfter is Snapshot().RetryAfter without the snapshot: how long until a
+// probe is allowed, 0 unless OPEN or HALF_OPEN with every probe slot taken.
+// In OPEN it takes no lock.
+func (b *Breaker) RetryAfter() time.Duration {
+	switch word(b.word.Load()).state() {
+	case Open:
+		return b.openErr.Load().RetryAfter() // stored before the word said Open
+	case HalfOpen:
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.state == HalfOpen && len(b.probes) >= b.cfg.HalfOpenProbes {
+			return b.halfOpenError().RetryAfter()
+		}
+	}
+	return 0
 }

@@ -34,6 +34,13 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
 
+// States returns every state, in the order of their values: for metrics
+// and dashboards that list them, and with Snapshot.TransitionCount.
+func States() []State { return []State{Closed, Open, HalfOpen, ForcedOpen, Disabled} }
+
+// valid reports whether s is one of the states.
+func (s State) valid() bool { return s < numStates }
+
 // ParseState is the inverse of State.String.
 func ParseState(s string) (State, error) {
 	for i, n := range stateNames {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
+	"strings"
 	"time"
 )
 
@@ -38,14 +40,17 @@ var reasonNames = [...]string{"", "failure_threshold", "failure_rate", "open_tim
 	"probe_failed", "probe_timeout", "forced_open", "forced_closed", "reset", "fleet"}
 
 // ParseReason is the inverse of Reason.String.
-func ParseReason(s string) (Reason, bool) {
+func ParseReason(s string) (Reason, error) {
 	for i, n := range reasonNames {
 		if n == s && i > 0 {
-			return Reason(i), true
+			return Reason(i), nil
 		}
 	}
-	return 0, false
+	return 0, fmt.Errorf("breaker: unknown reason %q (want one of %s)", s, strings.Join(reasonNames[1:], ", "))
 }
+
+// valid reports whether r is one of the reasons.
+func (r Reason) valid() bool { return r != 0 && int(r) < len(reasonNames) }
 
 // String returns the reason in snake case, e.g. "failure_threshold".
 func (r Reason) String() string {
@@ -154,9 +159,8 @@ func (b *Breaker) setStateFor(to State, reason Reason, openFor time.Duration) {
 
 	b.gen++
 	b.state = to
-	if b.stopOpenTimer != nil {
-		b.stopOpenTimer()
-		b.stopOpenTimer = nil
+	if to != Open && to != HalfOpen {
+		b.stopTimer() // nothing falls due in this state
 	}
 	b.releaseProbes()
 	b.failures, b.probeSuccesses = 0, 0
@@ -179,7 +183,7 @@ func (b *Breaker) setStateFor(to State, reason Reason, openFor time.Duration) {
 		b.reopens = 0
 		b.fleetStreak = false
 		if b.window != nil {
-			b.window.reset(now)
+			b.window.reset(b.instant(now))
 		}
 	}
 	t.Generation = b.gen
@@ -193,16 +197,18 @@ func (b *Breaker) setStateFor(to State, reason Reason, openFor time.Duration) {
 	b.pending = append(b.pending, t)
 }
 
-// armOpen sets the end of the open timeout to now+d and starts its timer.
-// It requires b.mu and b.state == Open.
+// armOpen sets the end of the open timeout to now+d and makes the timer
+// wake the breaker then. It requires b.mu and b.state == Open.
 func (b *Breaker) armOpen(now time.Time, d time.Duration) {
-	if b.stopOpenTimer != nil {
-		b.stopOpenTimer()
-	}
 	b.openUntil = now.Add(d)
 	b.openErr.Store(&OpenError{Name: b.name, State: Open, until: b.openUntil, clock: b.clock})
-	gen := b.gen
-	b.stopOpenTimer = b.clock.AfterFunc(d, func() { b.openTimeoutElapsed(gen) })
+	at := b.instant(b.openUntil)
+	if b.timer.stop != nil && b.timer.at < at {
+		// An earlier wake-up (a probe's lease of the HALF_OPEN just left)
+		// would find nothing due and re-arm; replace it now instead.
+		b.stopTimer()
+	}
+	b.wake(b.instant(now), at)
 }
 
 // storeWord publishes the state for the lock-free paths. It requires that
@@ -225,28 +231,37 @@ func (b *Breaker) storeWord() {
 // openTimeout is the time to stay OPEN now: the configured timeout, grown by
 // the backoff for each reopen since the last close. It requires b.mu.
 func (b *Breaker) openTimeout() time.Duration {
-	d := b.cfg.OpenTimeout
-	bo := b.cfg.OpenBackoff
-	if bo == nil {
-		return d
+	if b.cfg.OpenBackoff == nil {
+		return b.cfg.OpenTimeout
 	}
-	f := float64(d)
-	for i := 0; i < b.reopens && f < float64(bo.Max); i++ {
-		f *= bo.Multiplier
-	}
-	f = min(f, float64(bo.Max))
-	if bo.Jitter > 0 {
-		f *= 1 + bo.Jitter*(2*b.rand()-1)
-	}
-	return max(time.Duration(f), time.Millisecond)
+	return backoffTimeout(b.cfg.OpenTimeout, *b.cfg.OpenBackoff, b.reopens, b.rand)
 }
 
-func (b *Breaker) openTimeoutElapsed(gen uint64) {
-	b.mu.Lock()
-	if b.gen == gen && b.state == Open {
-		b.setState(HalfOpen, ReasonOpenTimeout)
+// backoffTimeout is d × bo.Multiplier^reopens capped at bo.Max, then spread
+// by ±bo.Jitter with rnd() in [0, 1) (called only with jitter). It saturates
+// at the top of the Duration range: converting a float64 of 2⁶³ or more to a
+// Duration overflows (to a negative value, which became 1 ms).
+func backoffTimeout(d time.Duration, bo Backoff, reopens int, rnd func() float64) time.Duration {
+	f := float64(d)
+	for i := 0; i < reopens && f < float64(bo.Max); i++ {
+		f *= bo.Multiplier
 	}
-	b.unlockAndDeliver()
+	d = min(saturate(f), bo.Max)
+	if bo.Jitter > 0 {
+		d = saturate(float64(d) * (1 + bo.Jitter*(2*rnd()-1)))
+	}
+	return max(d, time.Millisecond)
+}
+
+// saturate converts f to a Duration, clamped to [0, the largest Duration].
+func saturate(f float64) time.Duration {
+	switch {
+	case f >= float64(math.MaxInt64): // 2⁶³: the first float64 out of range
+		return math.MaxInt64
+	case f <= 0:
+		return 0
+	}
+	return time.Duration(f)
 }
 
 // unlockAndDeliver releases b.mu and delivers queued events in order,

@@ -100,14 +100,14 @@ func TestMetricsReportEveryBreakerFromItsSnapshot(t *testing.T) {
 	defer m.Close()
 	ctx := context.Background()
 
-	cf := reg.Get("cloudflare") // CLOSED: 3 successes, 1 failure, 1 ignored
+	cf := reg.MustGet("cloudflare") // CLOSED: 3 successes, 1 failure, 1 ignored
 	for range 3 {
 		cf.Do(ctx, ok)
 	}
 	cf.Do(ctx, fail)
 	cf.Do(ctx, func(context.Context) error { return context.Canceled })
 
-	nc := reg.Get("namecheap") // HALF_OPEN with its one probe slot taken, 1 call rejected for it
+	nc := reg.MustGet("namecheap") // HALF_OPEN with its one probe slot taken, 1 call rejected for it
 	nc.Do(ctx, fail)
 	nc.Do(ctx, fail)
 	nc.Do(ctx, ok) // rejected while OPEN
@@ -119,12 +119,12 @@ func TestMetricsReportEveryBreakerFromItsSnapshot(t *testing.T) {
 		t.Fatalf("second probe: %v, want a rejection", err)
 	}
 
-	g := reg.Get("genesys/eu-west-1") // OPEN for 45 more seconds
+	g := reg.MustGet("genesys/eu-west-1") // OPEN for 45 more seconds
 	g.Do(ctx, fail)
 	g.Do(ctx, fail)
 	clock.Advance(15 * time.Second)
 
-	reg.Get("smtp").ForceOpen()
+	reg.MustGet("smtp").ForceOpen()
 
 	got := collect(t, reader)
 	want := map[string]float64{
@@ -239,7 +239,7 @@ func attrs(kvs []attribute.KeyValue) map[string]string {
 func TestDoRecordsTransitionsAndRejectionsOnTheSpan(t *testing.T) {
 	tp, sr := newTracer(t)
 	reg, clock := newRegistry(t, nil)
-	b := reg.Get("genesys/eu-west-1")
+	b := reg.MustGet("genesys/eu-west-1")
 
 	span, _ := traced(t, tp, sr, b, fail)
 	if len(span.Events()) != 0 || len(span.Attributes()) != 0 {
@@ -289,9 +289,9 @@ func TestDoRecordsTransitionsAndRejectionsOnTheSpan(t *testing.T) {
 func TestDoTellsItsBreakersRejectionFromFns(t *testing.T) {
 	tp, sr := newTracer(t)
 	reg, _ := newRegistry(t, nil)
-	inner := reg.Get("inner")
+	inner := reg.MustGet("inner")
 	inner.ForceOpen()
-	span, err := traced(t, tp, sr, reg.Get("outer"), func(ctx context.Context) error { return inner.Do(ctx, ok) })
+	span, err := traced(t, tp, sr, reg.MustGet("outer"), func(ctx context.Context) error { return inner.Do(ctx, ok) })
 	if !errors.Is(err, breaker.ErrOpen) || len(span.Events()) != 0 {
 		t.Fatalf("err %v, events %v: want inner's rejection and no event for outer", err, span.Events())
 	}
@@ -299,7 +299,7 @@ func TestDoTellsItsBreakersRejectionFromFns(t *testing.T) {
 
 func TestDoWithoutARecordingSpanIsBreakerDo(t *testing.T) {
 	reg, _ := newRegistry(t, nil)
-	b := reg.Get("x")
+	b := reg.MustGet("x")
 	ran := 0
 	for range 3 {
 		breakerotel.Do(context.Background(), b, func(context.Context) error { ran++; return errBoom })
@@ -307,7 +307,7 @@ func TestDoWithoutARecordingSpanIsBreakerDo(t *testing.T) {
 	if ran != 2 || b.State() != breaker.Open {
 		t.Fatalf("ran %d, state %v: want 2 calls then open", ran, b.State())
 	}
-	v, err := breakerotel.Call(context.Background(), reg.Get("y"), func(context.Context) (int, error) { return 7, nil })
+	v, err := breakerotel.Call(context.Background(), reg.MustGet("y"), func(context.Context) (int, error) { return 7, nil })
 	if v != 7 || err != nil {
 		t.Fatalf("Call = %v, %v", v, err)
 	}

@@ -27,7 +27,7 @@ func ExampleNewMetrics() {
 	}
 	defer m.Close()
 
-	b := reg.Get("cloudflare")
+	b := reg.MustGet("cloudflare")
 	for range breaker.DefaultFailureThreshold + 1 {
 		b.Do(context.Background(), func(context.Context) error { return errors.New("HTTP 503") })
 	}

@@ -152,7 +152,7 @@ func (m *Metrics) observe(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(m.rejections, int64(s.RejectedHalfOpen), a.rejections[1]...)
 		for _, from := range states {
 			for _, to := range states {
-				n := s.Transitions[from][to]
+				n := s.TransitionCount(from, to)
 				if from == to || n == 0 && !isAutomatic(from, to) {
 					continue
 				}

@@ -75,7 +75,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.openUntil
 }
 
-var states = [...]breaker.State{breaker.Closed, breaker.Open, breaker.HalfOpen, breaker.ForcedOpen, breaker.Disabled}
+var states = breaker.States()
 
 // automatic are the transitions the breaker makes by itself; they are
 // exported from the start, the others once they happened.
@@ -114,7 +114,7 @@ func (c *Collector) collect(ch chan<- prometheus.Metric, s breaker.Snapshot) {
 
 	for _, from := range states {
 		for _, to := range states {
-			n := s.Transitions[from][to]
+			n := s.TransitionCount(from, to)
 			if from == to || n == 0 && !isAutomatic(from, to) {
 				continue
 			}

@@ -45,14 +45,14 @@ func fleet(t testing.TB) *breaker.Registry {
 	fail := func(context.Context) error { return errBoom }
 	ok := func(context.Context) error { return nil }
 
-	cf := reg.Get("cloudflare")
+	cf := get(t, reg, "cloudflare")
 	for range 3 {
 		cf.Do(ctx, ok)
 	}
 	cf.Do(ctx, fail)
 	cf.Do(ctx, func(context.Context) error { return context.Canceled })
 
-	nc := reg.Get("namecheap")
+	nc := get(t, reg, "namecheap")
 	nc.Do(ctx, fail)
 	nc.Do(ctx, fail)
 	clock.Advance(time.Minute) // namecheap: HALF_OPEN
@@ -63,7 +63,7 @@ func fleet(t testing.TB) *breaker.Registry {
 		t.Fatalf("namecheap second probe: err = %v, want a rejection", err)
 	}
 
-	g := reg.Get("genesys/eu-west-1")
+	g := get(t, reg, "genesys/eu-west-1")
 	g.Do(ctx, fail)
 	g.Do(ctx, fail)
 	if err := g.Do(ctx, ok); !errors.Is(err, breaker.ErrOpen) {
@@ -71,7 +71,7 @@ func fleet(t testing.TB) *breaker.Registry {
 	}
 	clock.Advance(15 * time.Second)
 
-	reg.Get("smtp").ForceOpen()
+	get(t, reg, "smtp").ForceOpen()
 	return reg
 }
 
@@ -145,6 +145,17 @@ breakerbox_transitions_total{circuit="smtp",from="half_open",to="open"} 0
 breakerbox_transitions_total{circuit="smtp",from="open",to="half_open"} 0
 `
 
+// get is Registry.Get for registries with no Configure hook, where it
+// cannot fail.
+func get(t testing.TB, reg *breaker.Registry, key string) *breaker.Breaker {
+	t.Helper()
+	b, err := reg.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestCollectorExposesEveryStateAndCounter(t *testing.T) {
 	c := breakerprom.NewCollector(fleet(t))
 	if err := testutil.CollectAndCompare(c, strings.NewReader(wantExposition)); err != nil {
@@ -175,8 +186,8 @@ func TestCollectorFollowsTheRegistry(t *testing.T) {
 	if n := testutil.CollectAndCount(c, "breakerbox_circuit_state"); n != 0 {
 		t.Fatalf("empty registry: %d state series, want 0", n)
 	}
-	reg.Get("a")
-	reg.Get("b")
+	get(t, reg, "a")
+	get(t, reg, "b")
 	if n := testutil.CollectAndCount(c, "breakerbox_circuit_state"); n != 10 {
 		t.Fatalf("two breakers created after the collector: %d state series, want 10", n)
 	}
@@ -198,7 +209,7 @@ func TestSuccessesAreExportedOnlyWhenCounted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{CountSuccesses: tt.countSuccesses, Logger: discardLogger}})
-			reg.Get("svc").Do(context.Background(), func(context.Context) error { return nil })
+			get(t, reg, "svc").Do(context.Background(), func(context.Context) error { return nil })
 			if n := testutil.CollectAndCount(breakerprom.NewCollector(reg), "breakerbox_calls_total"); n != tt.wantSeries {
 				t.Fatalf("calls_total series = %d, want %d", n, tt.wantSeries)
 			}
@@ -251,7 +262,7 @@ func TestCollectWhileCallsRunIsRaceFree(t *testing.T) {
 	for w := range 4 {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			b := reg.Get("svc-" + string(rune('a'+w%2)))
+			b, _ := reg.Get("svc-" + string(rune('a'+w%2))) // no Configure hook: cannot fail
 			for i := range 500 {
 				b.Do(context.Background(), func(context.Context) error {
 					if i%4 == 0 {

@@ -28,7 +28,11 @@ func ExampleNewCollector() {
 	admin := http.NewServeMux()
 	admin.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 
-	registry.Get("cloudflare").Do(context.Background(), func(context.Context) error {
+	cloudflare, err := registry.Get("cloudflare")
+	if err != nil {
+		panic(err)
+	}
+	cloudflare.Do(context.Background(), func(context.Context) error {
 		return errors.New("503 Service Unavailable")
 	})
 
@@ -42,7 +46,7 @@ breakerbox_circuit_state{circuit="cloudflare",state="forced_open"} 0
 breakerbox_circuit_state{circuit="cloudflare",state="half_open"} 0
 breakerbox_circuit_state{circuit="cloudflare",state="open"} 1
 `
-	err := testutil.GatherAndCompare(metrics, strings.NewReader(want), "breakerbox_circuit_state")
+	err = testutil.GatherAndCompare(metrics, strings.NewReader(want), "breakerbox_circuit_state")
 	fmt.Println(err)
 	// Output: <nil>
 }

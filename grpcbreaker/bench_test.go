@@ -58,7 +58,7 @@ func BenchmarkUnaryOverhead(b *testing.B) {
 		}
 	})
 	b.Run("core-allow-report", func(b *testing.B) {
-		br := reg.Get(conn.Target())
+		br := reg.MustGet(conn.Target())
 		b.ReportAllocs()
 		measureCPU(b)
 		for b.Loop() {
@@ -70,7 +70,7 @@ func BenchmarkUnaryOverhead(b *testing.B) {
 	// to the next probe changes (each millisecond), reused in between.
 	b.Run("open-rejection", func(b *testing.B) {
 		cb := grpcbreaker.New(grpcbreaker.Config{Registry: reg, Key: func(context.Context, *grpc.ClientConn, string) string { return "down" }})
-		down := reg.Get("down")
+		down := reg.MustGet("down")
 		for down.State() != breaker.Open {
 			down.Do(ctx, func(context.Context) error { return context.DeadlineExceeded })
 		}

@@ -112,7 +112,7 @@ func (i *Interceptor) breakerFor(ctx context.Context, cc *grpc.ClientConn, metho
 	if key == "" {
 		return nil, nil
 	}
-	return i.registry.GetE(key)
+	return i.registry.Get(key)
 }
 
 // outcome is the breaker's view of a call that ended with err.

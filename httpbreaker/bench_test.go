@@ -82,7 +82,11 @@ func BenchmarkOverhead(b *testing.B) {
 	b.Run("httpbreaker/open", func(b *testing.B) {
 		reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: discardLogger}})
 		rt := &httpbreaker.Transport{Registry: reg, Next: inMemory}
-		reg.Get("api.example.com").ForceOpen()
+		br, err := reg.Get("api.example.com")
+		if err != nil {
+			b.Fatal(err)
+		}
+		br.ForceOpen()
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := rt.RoundTrip(req); err == nil {

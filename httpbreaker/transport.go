@@ -92,7 +92,7 @@ func ByHost(req *http.Request) string { return req.URL.Host }
 // whatever the caller does with the response.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.once.Do(t.resolve)
-	b, err := t.registry.GetE(t.key(req))
+	b, err := t.registry.Get(t.key(req))
 	if err != nil {
 		closeBody(req)
 		return nil, err

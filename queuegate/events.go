@@ -146,7 +146,7 @@ func (g *Gate) observe(m Mode) {
 	switch {
 	case m == Paused:
 		g.pauses++
-		e.RetryAfter = g.cur.Snapshot().RetryAfter
+		e.RetryAfter = g.cur.RetryAfter()
 	case m == Flowing:
 		g.resumes++
 	}

@@ -92,6 +92,7 @@ type Gate struct {
 	acked, deferred, retried, deadLetters atomic.Uint64
 	outageFailures, cutShort              atomic.Uint64
 	inFlight                              atomic.Int64
+	lastBreaker                           atomic.Pointer[breaker.Breaker] // from the registry, for when Get fails
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -130,9 +131,11 @@ func New(cfg Config) (*Gate, error) {
 	}
 	g := &Gate{cfg: cfg, classify: cfg.Classify, logger: cfg.Logger, rand: cfg.Rand}
 	if cfg.Registry != nil {
-		if _, err := cfg.Registry.GetE(cfg.Key); err != nil {
+		b, err := cfg.Registry.Get(cfg.Key)
+		if err != nil {
 			return nil, fmt.Errorf("queuegate: Config.Key %q: %w", cfg.Key, err)
 		}
+		g.lastBreaker.Store(b)
 	}
 	if g.classify == nil {
 		g.classify = DefaultClassifier
@@ -171,8 +174,15 @@ func (g *Gate) breaker() *breaker.Breaker {
 		return g.cfg.Breaker
 	}
 	// Validated in New; a later failure can only come from a Configure
-	// hook that changed its mind, which Get reports by panicking.
-	return g.cfg.Registry.Get(g.cfg.Key)
+	// hook that changed its mind for a re-created key: keep following the
+	// breaker the gate had, and say so.
+	b, err := g.cfg.Registry.Get(g.cfg.Key)
+	if err != nil {
+		g.logger.Error("queuegate: registry refused the circuit's breaker; following the last one", "gate", g.name, "err", err)
+		return g.lastBreaker.Load()
+	}
+	g.lastBreaker.Store(b)
+	return b
 }
 
 // refresh caches the fields of b the gate needs. It requires g.mu.
@@ -191,7 +201,7 @@ func modeOf(b *breaker.Breaker, s breaker.State) Mode {
 	case breaker.Closed, breaker.Disabled:
 		return Flowing
 	}
-	if b.Snapshot().DryRun {
+	if b.DryRun() {
 		return Flowing
 	}
 	if s == breaker.HalfOpen {
@@ -401,7 +411,7 @@ func (p *Permit) stillAdmits() bool {
 // nowhere else.
 func (g *Gate) Defer() Verdict {
 	b := g.breaker()
-	after := b.Snapshot().RetryAfter
+	after := b.RetryAfter()
 	g.observe(modeOf(b, b.State()))
 	return g.deferFor(after, nil)
 }
@@ -437,7 +447,7 @@ func (g *Gate) judge(ctx context.Context, err error, probe bool) Verdict {
 	if errors.Is(err, breaker.ErrOpen) {
 		after, ok := breaker.RetryAfter(err)
 		if !ok {
-			after = g.breaker().Snapshot().RetryAfter
+			after = g.breaker().RetryAfter()
 		}
 		g.Mode() // a rejection may be the first sign that the circuit opened
 		return g.deferFor(after, err)
@@ -463,7 +473,7 @@ func (g *Gate) judge(ctx context.Context, err error, probe bool) Verdict {
 	}
 	b := g.breaker()
 	s := b.State()
-	open := (s == breaker.Open || s == breaker.ForcedOpen) && !b.Snapshot().DryRun
+	open := (s == breaker.Open || s == breaker.ForcedOpen) && !b.DryRun()
 	if probe || open {
 		// The failure is the outage's, not the message's: a failed
 		// probe (the service is still down), or a failure that opened
@@ -476,7 +486,7 @@ func (g *Gate) judge(ctx context.Context, err error, probe bool) Verdict {
 		g.Mode()
 		delay := g.cfg.RetryDelay + g.jitter()
 		if open {
-			delay = g.delay(b.Snapshot().RetryAfter)
+			delay = g.delay(b.RetryAfter())
 		}
 		return Verdict{Action: Defer, Delay: delay, Err: err, Outage: true}
 	}

@@ -538,7 +538,7 @@ func TestRegistryKeyedGateFollowsTheKey(t *testing.T) {
 	east := mustGate(t, queuegate.Config{Registry: reg, Key: "genesys/us-east-1", Logger: quiet})
 	west := mustGate(t, queuegate.Config{Registry: reg, Key: "genesys/eu-west-1", Logger: quiet})
 	for range 10 {
-		reg.Get("genesys/eu-west-1").Do(context.Background(), func(context.Context) error { return errDown })
+		west.Breaker().Do(context.Background(), func(context.Context) error { return errDown })
 	}
 	if _, ok := west.TryAcquire(); ok {
 		t.Fatal("gate of the region that is down admitted a message")

@@ -67,7 +67,12 @@ func newReplica(t *testing.T, srv *redistest.Server, name string, cfg breaker.Co
 	return r
 }
 
-func (r *replica) b() *breaker.Breaker { return r.reg.Get(key) }
+// b is the replica's breaker (the registry has no Configure hook: Get
+// cannot fail).
+func (r *replica) b() *breaker.Breaker {
+	b, _ := r.reg.Get(key)
+	return b
+}
 
 func (r *replica) fail(n int) {
 	r.t.Helper()

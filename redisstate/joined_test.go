@@ -26,7 +26,7 @@ func TestJoinedWaitsForTheFleetsState(t *testing.T) {
 			t.Fatal(err)
 		}
 		reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{FailureThreshold: 3, OpenTimeout: time.Hour, Sync: f, Logger: quiet}})
-		b := reg.Get(key)
+		b := reg.MustGet(key)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := f.Joined(ctx); err != nil {
 			t.Fatalf("Joined: %v", err)

@@ -88,12 +88,12 @@ func TestARecreatedBreakerTakesTheFleetsOpenStateWhileTheOldOnesListenerRuns(t *
 	// opens: the OPEN then reaches the old breaker by message, and its slow
 	// listener holds the subscription's goroutine, not the one sending reads.
 	a.b()
-	old := reg.Get(key)
+	old := reg.MustGet(key)
 	eventually(t, 5*time.Second, func() bool { return srv.CommandCalls()["evalsha"] >= 2 }, "both reads reach Redis")
 	a.fail(10)
 	eventually(t, 5*time.Second, func() bool { return old.State() == breaker.Open }, "the old breaker takes the fleet's OPEN")
 	reg.Remove(key) // a reload re-creates the breaker while the listener runs
-	fresh := reg.Get(key)
+	fresh := reg.MustGet(key)
 	eventually(t, 5*time.Second, func() bool { return f.Stats().Applied == 2 }, "the new breaker's read of the fleet's state is answered")
 	unblock()
 	eventually(t, 5*time.Second, func() bool { return fresh.State() == breaker.Open }, "the re-created breaker learns the fleet is OPEN")

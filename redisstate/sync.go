@@ -399,7 +399,9 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 		func() {
 			defer m.mu.Lock() // also if a listener panics
 			if p.state {
-				b.ApplyFleet(p.fs)
+				if _, err := b.ApplyFleet(p.fs); err != nil {
+					f.log.Warn("ignoring fleet state", "breaker", m.name, "err", err)
+				}
 			} else {
 				b.SetFleetStreak(p.fs.Streak)
 			}

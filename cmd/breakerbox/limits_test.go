@@ -235,7 +235,7 @@ func TestLongStreamsOutliveTheListenerTimeouts(t *testing.T) {
 		t.Fatalf("streamed response cut: %d %q", code, body)
 	}
 
-	r.srv.Registry().Get("svc").ForceOpen() // an event, long after the admin timeouts
+	r.srv.Registry().MustGet("svc").ForceOpen() // an event, long after the admin timeouts
 	for {
 		line, err := events.ReadString('\n')
 		if err != nil {

@@ -128,9 +128,9 @@ func TestOTLPPushesBreakerMetricsOnShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg.Get("cloudflare").Do(context.Background(), func(context.Context) error { return fmt.Errorf("HTTP 503") })
-	reg.Get("cloudflare").Do(context.Background(), func(context.Context) error { return nil }) // rejected
-	reg.Get("google-admin").Do(context.Background(), func(context.Context) error { return nil })
+	reg.MustGet("cloudflare").Do(context.Background(), func(context.Context) error { return fmt.Errorf("HTTP 503") })
+	reg.MustGet("cloudflare").Do(context.Background(), func(context.Context) error { return nil }) // rejected
+	reg.MustGet("google-admin").Do(context.Background(), func(context.Context) error { return nil })
 
 	var out bytes.Buffer
 	stop, err := startOTLP(reg, slog.New(slog.DiscardHandler), &out)

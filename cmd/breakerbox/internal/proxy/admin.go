@@ -136,7 +136,12 @@ func (s *Server) circuit(w http.ResponseWriter, name string) (*route, *breaker.B
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("no circuit %q", name), "circuits": names})
 		return nil, nil, false
 	}
-	return r, s.registry.Get(name), true
+	b, err := s.registry.Get(name)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"error": err.Error()})
+		return nil, nil, false
+	}
+	return r, b, true
 }
 
 func (s *Server) getCircuit(w http.ResponseWriter, r *http.Request) {

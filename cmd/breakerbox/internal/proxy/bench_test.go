@@ -80,7 +80,7 @@ func BenchmarkReject(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bb.Registry().Get("svc").ForceOpen()
+	bb.Registry().MustGet("svc").ForceOpen()
 	b.Run("loopback", func(b *testing.B) { getParallel(b, bb) })
 	b.Run("handler", func(b *testing.B) {
 		req := httptest.NewRequest("GET", "/svc/v1/items", nil)

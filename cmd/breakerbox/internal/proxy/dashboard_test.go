@@ -183,7 +183,11 @@ services:
 	if err != nil {
 		t.Fatalf("namecheap not shown forced open after force open with the token: %v", err)
 	}
-	if st := srv.Registry().Get("namecheap").State().String(); st != "forced_open" {
+	nc, err := srv.Registry().Get("namecheap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := nc.State().String(); st != "forced_open" {
 		t.Errorf("namecheap breaker state = %s, want forced_open", st)
 	}
 

@@ -123,7 +123,7 @@ func TestStalledUploadAnswers408AndIsIgnored(t *testing.T) {
 	if b := body(resp); resp.StatusCode != 408 || !strings.Contains(b, "did not arrive in time") {
 		t.Fatalf("stalled upload: %d %s, want 408", resp.StatusCode, b)
 	}
-	snap := srv.Registry().Get("svc").Snapshot()
+	snap := srv.Registry().MustGet("svc").Snapshot()
 	if snap.State.String() != "closed" || snap.Failures != 0 || snap.Ignored != 1 || hits.Load() != 0 {
 		t.Fatalf("after a stalled upload: %v failures %d ignored %d hits %d", snap.State, snap.Failures, snap.Ignored, hits.Load())
 	}
@@ -199,7 +199,7 @@ func TestOutOfFileDescriptorsIsIgnoredAndLoggedOncePerBurst(t *testing.T) {
 			t.Fatalf("request %d out of descriptors: %d, want 503", i+1, code)
 		}
 	}
-	snap := srv.Registry().Get("svc").Snapshot()
+	snap := srv.Registry().MustGet("svc").Snapshot()
 	if snap.State.String() != "closed" || snap.Failures != 0 || snap.Ignored != n {
 		t.Fatalf("after %d EMFILE: %v failures %d ignored %d", n, snap.State, snap.Failures, snap.Ignored)
 	}

@@ -151,7 +151,7 @@ func TestInformationalAnswersAreNotTheRequestsStatus(t *testing.T) {
 func TestForcedOpenRetryAfterIsTheOpenTimeout(t *testing.T) {
 	up := newUpstream(t)
 	f := newFixture(t, fmt.Sprintf("services: [{name: svc, upstream: %q, open_timeout: 45s}]", up.URL))
-	f.srv.Registry().Get("svc").ForceOpen()
+	f.srv.Registry().MustGet("svc").ForceOpen()
 	resp, b := f.get("/svc/x")
 	var j map[string]any
 	json.Unmarshal([]byte(b), &j)

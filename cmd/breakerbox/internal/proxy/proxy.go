@@ -212,7 +212,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r, t, svc)
 		return
 	}
-	b, err := s.registry.GetE(rt.circuit)
+	b, err := s.registry.Get(rt.circuit)
 	if err != nil { // unreachable: the config was validated
 		s.log.Error("no breaker for circuit", slog.String("circuit", rt.circuit), slog.String("error", err.Error()))
 		writeJSON(w, http.StatusInternalServerError, map[string]any{"error": "breakerbox has no breaker for this circuit (see its log)", "circuit": rt.circuit})

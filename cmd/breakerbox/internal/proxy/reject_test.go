@@ -65,7 +65,7 @@ func TestRejectionIsByteForByteTheFormerAnswer(t *testing.T) {
 	}
 	for _, advance := range []time.Duration{0, 20 * time.Second, 19*time.Second + 500*time.Millisecond} {
 		f.clk.Advance(advance)
-		left := f.srv.Registry().Get("genesys/eu-west-1").Snapshot().RetryAfter
+		left := f.srv.Registry().MustGet("genesys/eu-west-1").Snapshot().RetryAfter
 		ref := httptest.NewServer(oldRejection("genesys/eu-west-1", "open", left))
 		want := wire(t, ref.URL, path)
 		ref.Close()
@@ -87,7 +87,7 @@ func (d *discard) WriteHeader(int)             {}
 func TestRejectionAllocations(t *testing.T) {
 	up := newUpstream(t)
 	f := newFixture(t, fmt.Sprintf("services: [{name: svc, upstream: %q}]", up.URL))
-	f.srv.Registry().Get("svc").ForceOpen()
+	f.srv.Registry().MustGet("svc").ForceOpen()
 	req := httptest.NewRequest("GET", "/svc/v1/items", nil)
 	w := &discard{h: http.Header{}}
 	f.srv.ServeHTTP(w, req) // builds the answer
@@ -109,7 +109,7 @@ func TestDryRunOpenCircuitStillForwards(t *testing.T) {
 	f := newFixture(t, fmt.Sprintf("services: [{name: svc, upstream: %q, failure_threshold: 1}]", up.URL))
 	up.status.Store(500)
 	f.status("/svc/x")
-	b := f.srv.Registry().Get("svc")
+	b := f.srv.Registry().MustGet("svc")
 	if b.State().String() != "open" {
 		t.Fatalf("state %v", b.State())
 	}
@@ -131,7 +131,7 @@ func TestDryRunOpenCircuitStillForwards(t *testing.T) {
 func TestStateChangesRacingRequests(t *testing.T) {
 	up := newUpstream(t)
 	f := newFixture(t, fmt.Sprintf("services: [{name: svc, upstream: %q}]", up.URL))
-	b := f.srv.Registry().Get("svc")
+	b := f.srv.Registry().MustGet("svc")
 	stop := make(chan struct{})
 	var flips sync.WaitGroup
 	flips.Add(1)

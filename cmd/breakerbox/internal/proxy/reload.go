@@ -41,7 +41,10 @@ func (s *Server) Reload(cfg *config.Config) error {
 			s.log.Log(context.Background(), level, "circuit removed by reload", slog.String("circuit", key), slog.String("state", state))
 			removed++
 		case nr.settings != or.settings:
-			before := s.registry.Get(key).Snapshot()
+			var before breaker.Snapshot
+			if old, ok := s.registry.Lookup(key); ok {
+				before = old.Snapshot()
+			}
 			b, err := s.registry.Renew(key)
 			if err != nil { // config validation makes this unreachable
 				s.log.Error("reload: circuit keeps its old settings", slog.String("circuit", key), slog.String("error", err.Error()))

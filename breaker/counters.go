@@ -1,0 +1,78 @@
+package breaker
+
+import (
+	"runtime"
+	"sync/atomic"
+	"unsafe"
+)
+
+// counter names one of a breaker's totals (Snapshot's Successes …
+// DryRunRejected).
+type counter uint8
+
+const (
+	countSuccess counter = iota
+	countFailure
+	countIgnored
+	countRejected
+	countDryRunRejected
+	numCounters
+)
+
+// counters are a breaker's totals, striped: each goroutine adds to the
+// stripe its stack address hashes to, so goroutines on different CPUs
+// counting successes or rejections of one breaker do not bounce one cache
+// line between them (one shared counter made counting under RunParallel
+// slower than serial). Reading sums the stripes; totals only grow, so a sum
+// taken while others add is still a value the total had or passed.
+type counters struct {
+	stripes []stripe
+	shift   uint // 64 - log2(len(stripes)): a hash's top bits pick the stripe
+}
+
+// stripe is one cache line of counts.
+type stripe struct {
+	n [numCounters]atomic.Uint64
+	_ [64 - 8*numCounters]byte
+}
+
+// maxStripes bounds the memory of one breaker's totals (64 × 64 B).
+const maxStripes = 64
+
+func newCounters() counters {
+	// Eight stripes per CPU make two goroutines sharing one unlikely.
+	n, shift := 1, uint(64)
+	for n < 8*runtime.GOMAXPROCS(0) && n < maxStripes {
+		n <<= 1
+		shift--
+	}
+	return counters{stripes: make([]stripe, n), shift: shift}
+}
+
+// add adds one to counter c.
+func (cs *counters) add(c counter) {
+	// A goroutine's stack is its own: the address of a local variable is a
+	// stable, free per-goroutine key (stdlib has no per-P index), stable at
+	// one call site, changed only when the stack moves as it grows. Hashed
+	// (Fibonacci) because stacks are spaced by their size.
+	var here byte
+	h := uint64(uintptr(unsafe.Pointer(&here))>>10) * 0x9e3779b97f4a7c15
+	cs.stripes[h>>cs.shift].n[c].Add(1)
+}
+
+// load returns the total of counter c.
+func (cs *counters) load(c counter) uint64 {
+	var sum uint64
+	for i := range cs.stripes {
+		sum += cs.stripes[i].n[c].Load()
+	}
+	return sum
+}
+
+// carry adds old's totals to cs (a reload's new breaker takes its
+// predecessor's totals: they only grow).
+func (cs *counters) carry(old *counters) {
+	for c := range numCounters {
+		cs.stripes[0].n[c].Add(old.load(c))
+	}
+}
