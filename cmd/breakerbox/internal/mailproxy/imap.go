@@ -1,0 +1,298 @@
+package mailproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/mailbreaker"
+)
+
+type imapVerb uint8
+
+const (
+	imapOther     imapVerb = iota
+	imapContinued          // AUTHENTICATE and IDLE: the client's next lines are not commands
+	imapLogout
+	imapStartTLS
+)
+
+// imapTag is a command in flight, known by its tag.
+type imapTag struct {
+	tag  string
+	verb imapVerb
+}
+
+type imapSession struct {
+	*session
+	tags      []imapTag // under s.mu
+	continued string    // tag of an AUTHENTICATE or IDLE in flight; under s.mu
+	loggedOut bool      // the client sent LOGOUT: a BYE is expected; under s.mu
+	greeting  bool      // the provider's greeting is due; under s.mu
+	// inResponse (down only) and inCommand (up only): the previous line
+	// ended with a literal, so this line continues it and is not a status
+	// line or a command of its own.
+	inResponse, inCommand bool
+	tls                   chan bool
+}
+
+func (s *session) imap(startTLS bool) {
+	st := &imapSession{session: s, tls: make(chan bool, 1)}
+	if startTLS {
+		greeting, ok := st.upgrade()
+		if !ok {
+			return
+		}
+		if _, err := s.client.Write(greeting); err != nil {
+			return
+		}
+	} else {
+		st.greeting = true
+		s.owed = 1
+	}
+	up, down := newLineReader(s.client, s.server), newLineReader(s.server, s.client)
+	s.relay(up, down, func() error { return st.up(up) }, func() error { return st.down(down) })
+}
+
+// upgrade reads the provider's greeting and secures the connection with
+// STARTTLS (RFC 9051 §6.2.1) before the client's session begins. The
+// greeting goes to the client without its CAPABILITY code: those were the
+// capabilities before TLS, so the client asks again.
+func (st *imapSession) upgrade() ([]byte, bool) {
+	s := st.session
+	fail := func(reason string) ([]byte, bool) {
+		s.observe(breaker.Failure, "starttls: "+reason)
+		s.tellClient(s.client, "provider unreachable")
+		return nil, false
+	}
+	_ = s.server.SetDeadline(time.Now().Add(s.l.replyTimeout()))
+	br := bufio.NewReaderSize(s.server, 4096)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return fail("greeting: " + err.Error())
+	}
+	greeting := append([]byte(nil), line...)
+	if o := mailbreaker.ClassifyIMAPGreeting(string(greeting)); o != breaker.Success {
+		s.observe(o, "greeting "+imapCodes(greeting))
+		_, _ = s.client.Write(greeting)
+		return nil, false
+	}
+	s.greeted()
+	if _, err := s.server.Write([]byte("bb0 STARTTLS\r\n")); err != nil {
+		return fail(err.Error())
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if err == bufio.ErrBufferFull {
+				err = errors.New("response line too long")
+			}
+			return fail(err.Error())
+		}
+		if !bytes.HasPrefix(line, []byte("bb0 ")) {
+			continue // untagged data before the answer
+		}
+		if status, _ := imapStatus(line); string(status) != "OK" {
+			return fail("STARTTLS refused: " + imapCodes(line))
+		}
+		break
+	}
+	if br.Buffered() > 0 {
+		return fail("the provider spoke before the TLS handshake")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.l.dialTimeout())
+	defer cancel()
+	tc, err := handshake(ctx, s.server, s.l.tls)
+	if err != nil {
+		return fail(err.Error())
+	}
+	_ = tc.SetDeadline(time.Time{})
+	s.server = tc
+	return stripCapability(greeting), true
+}
+
+// stripCapability turns "* OK [CAPABILITY ...] text" into "* OK text".
+func stripCapability(greeting []byte) []byte {
+	const code = "* OK [CAPABILITY "
+	if len(greeting) < len(code) || !bytes.EqualFold(greeting[:len(code)], []byte(code)) {
+		return greeting
+	}
+	end := bytes.IndexByte(greeting, ']')
+	if end < 0 {
+		return greeting
+	}
+	rest := bytes.TrimLeft(greeting[end+1:], " ")
+	return append([]byte("* OK "), rest...)
+}
+
+// imapStatus returns the status word (OK, NO, BAD, BYE, PREAUTH; upper
+// case, or what stands there) and the response code's atom of a status line.
+func imapStatus(line []byte) (status, code []byte) {
+	line = bytes.TrimRight(line, "\r\n")
+	_, rest, _ := bytes.Cut(line, []byte(" ")) // the tag, or "*"
+	status, rest, _ = bytes.Cut(rest, []byte(" "))
+	status = bytes.ToUpper(status)
+	if bytes.HasPrefix(rest, []byte("[")) {
+		code = rest[1:]
+		if i := bytes.IndexAny(code, " ]"); i >= 0 {
+			code = code[:i]
+		}
+	}
+	return status, code
+}
+
+// imapCodes renders a status line's status and code ("NO [UNAVAILABLE]")
+// for logs: never the text.
+func imapCodes(line []byte) string {
+	status, code := imapStatus(line)
+	if len(code) == 0 {
+		return string(status)
+	}
+	return string(status) + " [" + string(bytes.ToUpper(code)) + "]"
+}
+
+// down reads the provider's responses, classifies status lines, and
+// forwards everything; literal data ({n}: message bodies) passes through
+// without being read as responses.
+func (st *imapSession) down(r *lineReader) error {
+	defer close(st.tls) // an up side waiting for a STARTTLS answer must not wait forever
+	for {
+		if err := r.next(); err != nil {
+			return err
+		}
+		var tlsAnswer, tlsOK bool
+		if !st.inResponse {
+			tlsAnswer, tlsOK = st.response(r.head)
+		}
+		n, lit := literal(r.tailBytes())
+		st.inResponse = lit
+		if err := r.forward(); err != nil {
+			return err
+		}
+		if lit {
+			if err := r.copyN(n); err != nil {
+				return err
+			}
+		}
+		if tlsAnswer {
+			if err := r.dst.Flush(); err != nil {
+				return writeError{err}
+			}
+			st.tls <- tlsOK
+			if tlsOK { // client and provider now speak TLS to each other
+				return r.copyRest()
+			}
+		}
+	}
+}
+
+// response notes and classifies one response line of the provider. It
+// reports whether the line answers the client's STARTTLS, and how.
+func (st *imapSession) response(line []byte) (tlsAnswer, tlsOK bool) {
+	s := st.session
+	var o breaker.Outcome
+	what := ""
+	s.mu.Lock()
+	switch {
+	case line[0] == '+': // the provider asks the client for more
+		s.waiting = true
+	case st.greeting:
+		st.greeting = false
+		s.owed--
+		what = "greeting "
+		o = mailbreaker.ClassifyIMAPGreeting(string(line))
+	case line[0] == '*':
+		status, code := imapStatus(line)
+		switch string(status) {
+		case "BYE":
+			// The answer to LOGOUT, or an idle session timed out: not
+			// an outage. A BYE in the middle of a command, or one that
+			// says the service is unavailable, is.
+			if !st.loggedOut && (s.owed > 0 || bytes.EqualFold(code, []byte("UNAVAILABLE"))) {
+				o = breaker.Failure
+			}
+		case "NO", "BAD":
+			o = mailbreaker.ClassifyIMAP(string(line))
+		}
+	default: // tagged: the end of a command
+		tag, _ := words(line)
+		s.waiting = false
+		for i, t := range st.tags {
+			if t.tag != string(tag) {
+				continue
+			}
+			st.tags = append(st.tags[:i], st.tags[i+1:]...)
+			s.owed--
+			if st.continued == t.tag {
+				st.continued = ""
+			}
+			if t.verb == imapStartTLS {
+				status, _ := imapStatus(line)
+				tlsAnswer, tlsOK = true, string(status) == "OK"
+			}
+			break
+		}
+		o = mailbreaker.ClassifyIMAP(string(line))
+	}
+	s.mu.Unlock()
+	switch {
+	case what != "" && o == breaker.Success:
+		s.greeted()
+	case o != breaker.Success:
+		s.observe(o, what+imapCodes(line))
+	}
+	return tlsAnswer, tlsOK
+}
+
+// up reads the client's commands, notes their tags, and forwards them;
+// literal data (APPEND's message), SASL responses and IDLE's DONE pass
+// through without being read as commands.
+func (st *imapSession) up(r *lineReader) error {
+	s := st.session
+	for {
+		if err := r.next(); err != nil {
+			return err
+		}
+		n, lit := literal(r.tailBytes())
+		verb := imapOther
+		s.mu.Lock()
+		s.waiting = false // the client spoke
+		if !st.inCommand && st.continued == "" {
+			tag, name := words(r.head)
+			switch {
+			case verbIs(name, "AUTHENTICATE"), verbIs(name, "IDLE"):
+				verb = imapContinued
+				st.continued = string(tag)
+			case verbIs(name, "LOGOUT"):
+				verb = imapLogout
+				st.loggedOut = true
+			case verbIs(name, "STARTTLS"):
+				verb = imapStartTLS
+			}
+			st.tags = append(st.tags, imapTag{tag: string(tag), verb: verb})
+			s.owed++
+		}
+		s.replyDeadline()
+		s.mu.Unlock()
+		st.inCommand = lit
+		if err := r.forward(); err != nil {
+			return err
+		}
+		if lit {
+			if err := r.copyN(n); err != nil {
+				return err
+			}
+		}
+		if verb == imapStartTLS {
+			if err := r.dst.Flush(); err != nil {
+				return writeError{err}
+			}
+			if <-st.tls {
+				return r.copyRest()
+			}
+		}
+	}
+}
