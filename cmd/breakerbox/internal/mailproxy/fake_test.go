@@ -161,8 +161,14 @@ func (s *fakeSession) reply(verb, fallback, tag string) bool {
 	return s.say(fallback, tag)
 }
 
+// setGreeting changes the greeting of the sessions to come.
+func (f *fakeServer) setGreeting(g string) { f.mu.Lock(); f.greeting = g; f.mu.Unlock() }
+
+func (f *fakeServer) greet() string { f.mu.Lock(); defer f.mu.Unlock(); return f.greeting }
+
 func (s *fakeSession) smtp() {
-	if !s.say(s.f.greeting, "") {
+	g := s.f.greet()
+	if !s.say(g, "") || !strings.HasPrefix(g, "220") { // a server that refuses service says so and hangs up
 		return
 	}
 	for {
@@ -220,7 +226,8 @@ func (s *fakeSession) smtp() {
 }
 
 func (s *fakeSession) imap() {
-	if !s.say(s.f.greeting, "") {
+	g := s.f.greet()
+	if !s.say(g, "") || !strings.HasPrefix(g, "* OK") {
 		return
 	}
 	for {
@@ -249,6 +256,16 @@ func (s *fakeSession) imap() {
 		case "LOGOUT":
 			s.reply(v, "* BYE Logging out\r\n{tag} OK Logout completed\r\n", tag)
 			return
+		case "AUTHENTICATE": // one SASL round: "+ ", the client's response, the verdict
+			if !s.say("+ \r\n", tag) {
+				return
+			}
+			if _, err := s.r.ReadSlice('\n'); err != nil {
+				return
+			}
+			if !s.reply(v, "{tag} OK [CAPABILITY IMAP4rev1] Logged in\r\n", tag) {
+				return
+			}
 		case "IDLE":
 			if !s.reply(v, "+ idling\r\n", tag) {
 				return
