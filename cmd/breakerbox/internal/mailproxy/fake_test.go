@@ -283,8 +283,8 @@ func (s *fakeSession) imap() {
 				}
 				continue
 			}
-			msg := "* 1 FETCH (BODY[] {" + strconv.Itoa(len(s.f.fetch)) + "}\r\n" + string(s.f.fetch) + ")\r\n" + tag + " OK Fetch completed\r\n"
-			if !s.say(msg, tag) {
+			if !s.say("* 1 FETCH (BODY[] {"+strconv.Itoa(len(s.f.fetch))+"}\r\n", tag) || !s.say(string(s.f.fetch), tag) ||
+				!s.say(")\r\n"+tag+" OK Fetch completed\r\n", tag) {
 				return
 			}
 		default:
