@@ -222,3 +222,58 @@ func TestTenMegabyteAttachmentStreamsInFlatMemory(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// An IMAP session that settles into IDLE reports its outcome then, so a
+// half-open probe does not hold its slot for the hours an IDLE may last;
+// a failure later in that session is reported as a call of its own.
+func TestIMAPIdleReportsEarlyAndALaterDropStillCounts(t *testing.T) {
+	fake := newFakeServer(t, IMAP, nil, func(f *fakeServer) { f.greeting = "* BYE [UNAVAILABLE] Maintenance\r\n" })
+	r := startRelay(t, IMAP, fake.addr(), Plaintext, nil, breaker.Config{FailureThreshold: 1, OpenTimeout: time.Minute, HalfOpenSuccesses: 1})
+	dial(t, r.addr).imapUntil("*")
+	r.settle()
+	if s := r.b.State(); s != breaker.Open {
+		t.Fatalf("after a BYE greeting: %v, want open", s)
+	}
+	fake.setGreeting("* OK ready\r\n")
+	r.clock.Advance(time.Minute)
+	c := dial(t, r.addr)
+	c.imapUntil("*")
+	c.send("a1 LOGIN user secret\r\n")
+	c.imapUntil("a1")
+	if s := r.b.State(); s != breaker.HalfOpen {
+		t.Fatalf("during the probe session: %v, want half-open", s)
+	}
+	c.send("a2 IDLE\r\n")
+	if got := c.imapUntil("+"); got != "+ idling\r\n" {
+		t.Fatalf("IDLE: %q", got)
+	}
+	if s := r.b.State(); s != breaker.Closed {
+		t.Fatalf("once the probe session is idling: %v, want closed", s)
+	}
+	fake.close() // the provider goes away while the client idles
+	r.settle()
+	if s := r.b.Snapshot(); s.State != breaker.Open || s.Failures != 2 {
+		t.Fatalf("after the drop during IDLE: %v with %d failures, want open with 2", s.State, s.Failures)
+	}
+}
+
+// A reply to nothing (a provider ending a session the client left idle) is
+// not an outage.
+func TestSMTPUnsolicitedReplyIsNotCounted(t *testing.T) {
+	fake := newFakeServer(t, SMTP, nil, func(f *fakeServer) {
+		f.replies = map[string]string{"NOOP": "250 2.0.0 Ok\r\n421 4.4.2 fake.test Error: timeout exceeded\r\n"}
+	})
+	r := startRelay(t, SMTP, fake.addr(), Plaintext, nil, breaker.Config{})
+	c := dial(t, r.addr)
+	c.smtpReply()
+	c.send("NOOP\r\n")
+	c.smtpReply()
+	if got := c.smtpReply(); !strings.HasPrefix(got, "421 4.4.2") {
+		t.Fatalf("unsolicited reply: %q", got)
+	}
+	_ = c.c.Close()
+	r.settle()
+	if got := r.counts(); got != (counts{successes: 1}) {
+		t.Fatalf("outcome %+v, want a success\n%s", got, r.log.String())
+	}
+}

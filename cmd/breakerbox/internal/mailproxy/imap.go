@@ -14,8 +14,9 @@ import (
 type imapVerb uint8
 
 const (
-	imapOther     imapVerb = iota
-	imapContinued          // AUTHENTICATE and IDLE: the client's next lines are not commands
+	imapOther        imapVerb = iota
+	imapAuthenticate          // the client's next lines are SASL responses, not commands
+	imapIdle                  // the client's next line is DONE
 	imapLogout
 	imapStartTLS
 )
@@ -29,7 +30,7 @@ type imapTag struct {
 type imapSession struct {
 	*session
 	tags      []imapTag // under s.mu
-	continued string    // tag of an AUTHENTICATE or IDLE in flight; under s.mu
+	continued imapTag   // the AUTHENTICATE or IDLE in flight, if any; under s.mu
 	loggedOut bool      // the client sent LOGOUT: a BYE is expected; under s.mu
 	greeting  bool      // the provider's greeting is due; under s.mu
 	// inResponse (down only) and inCommand (up only): the previous line
@@ -194,11 +195,12 @@ func (st *imapSession) down(r *lineReader) error {
 func (st *imapSession) response(line []byte) (tlsAnswer, tlsOK bool) {
 	s := st.session
 	var o breaker.Outcome
-	what := ""
+	what, idling := "", false
 	s.mu.Lock()
 	switch {
 	case line[0] == '+': // the provider asks the client for more
 		s.waiting = true
+		idling = st.continued.verb == imapIdle
 	case st.greeting:
 		st.greeting = false
 		s.owed--
@@ -226,8 +228,8 @@ func (st *imapSession) response(line []byte) (tlsAnswer, tlsOK bool) {
 			}
 			st.tags = append(st.tags[:i], st.tags[i+1:]...)
 			s.owed--
-			if st.continued == t.tag {
-				st.continued = ""
+			if st.continued.tag == t.tag {
+				st.continued = imapTag{}
 			}
 			if t.verb == imapStartTLS {
 				status, _ := imapStatus(line)
@@ -239,6 +241,8 @@ func (st *imapSession) response(line []byte) (tlsAnswer, tlsOK bool) {
 	}
 	s.mu.Unlock()
 	switch {
+	case idling:
+		s.reportSoFar()
 	case what != "" && o == breaker.Success:
 		s.greeted()
 	case o != breaker.Success:
@@ -260,19 +264,29 @@ func (st *imapSession) up(r *lineReader) error {
 		verb := imapOther
 		s.mu.Lock()
 		s.waiting = false // the client spoke
-		if !st.inCommand && st.continued == "" {
+		switch {
+		case st.inCommand: // the rest of a command after its literal
+		case st.continued.verb == imapIdle:
+			st.continued = imapTag{} // DONE: the client may send commands again
+		case st.continued.verb == imapAuthenticate: // a SASL response
+		default:
 			tag, name := words(r.head)
 			switch {
-			case verbIs(name, "AUTHENTICATE"), verbIs(name, "IDLE"):
-				verb = imapContinued
-				st.continued = string(tag)
+			case verbIs(name, "AUTHENTICATE"):
+				verb = imapAuthenticate
+			case verbIs(name, "IDLE"):
+				verb = imapIdle
 			case verbIs(name, "LOGOUT"):
 				verb = imapLogout
 				st.loggedOut = true
 			case verbIs(name, "STARTTLS"):
 				verb = imapStartTLS
 			}
-			st.tags = append(st.tags, imapTag{tag: string(tag), verb: verb})
+			t := imapTag{tag: string(tag), verb: verb}
+			if verb == imapAuthenticate || verb == imapIdle {
+				st.continued = t
+			}
+			st.tags = append(st.tags, t)
 			s.owed++
 		}
 		s.replyDeadline()

@@ -22,6 +22,12 @@
 //
 // at connect, the connection closes, and nothing reaches the provider.
 //
+// A session holds its ticket (in HALF_OPEN, a probe slot) until it ends, so
+// the breaker's ProbeTimeout should exceed a normal session. The exception
+// is IMAP IDLE, which may last for hours: when the provider accepts IDLE, the
+// session reports its outcome so far, and a failure seen later (a drop, a
+// BYE [UNAVAILABLE]) is reported as a call of its own.
+//
 // Credentials and message content pass through untouched and are never
 // logged: the relay looks only at the start of the server's reply lines and
 // at the client's command verbs, and streams everything else (a 10 MB
@@ -187,7 +193,9 @@ func (l *Listener) Serve(ln net.Listener) error {
 		_ = ln.Close()
 		return ErrListenerClosed
 	}
-	l.tls = r.tls
+	if l.tls == nil { // sessions of an earlier Serve read it unlocked
+		l.tls = r.tls
+	}
 	if l.listeners == nil {
 		l.listeners, l.conns = map[net.Listener]struct{}{}, map[net.Conn]struct{}{}
 	}

@@ -13,7 +13,9 @@ import (
 
 func TestListenerValidationNamesTheFieldAndTheFix(t *testing.T) {
 	b, _ := breaker.New(breaker.Config{Name: "m"})
-	ok := Listener{Name: "m", Protocol: SMTP, Upstream: "smtp.gmail.com:465", Breaker: b}
+	valid := func() *Listener {
+		return &Listener{Name: "m", Protocol: SMTP, Upstream: "smtp.gmail.com:465", Breaker: b}
+	}
 	for _, c := range []struct {
 		name string
 		edit func(*Listener)
@@ -31,8 +33,8 @@ func TestListenerValidationNamesTheFieldAndTheFix(t *testing.T) {
 		{"bad TLS mode", func(l *Listener) { l.TLSMode = "tls" }, `TLSMode: "tls" is not a TLS mode`},
 		{"negative timeout", func(l *Listener) { l.ReplyTimeout = -time.Second }, "negative"},
 	} {
-		l := ok
-		c.edit(&l)
+		l := valid()
+		c.edit(l)
 		err := l.Validate()
 		switch {
 		case c.want == "" && err != nil:

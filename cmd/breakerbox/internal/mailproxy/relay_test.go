@@ -100,6 +100,10 @@ func dial(t testing.TB, addr string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return wrap(t, c)
+}
+
+func wrap(t testing.TB, c net.Conn) *client {
 	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 	return &client{t: t, c: c, r: bufio.NewReader(c)}

@@ -146,14 +146,34 @@ func (s *session) observe(o breaker.Outcome, reason string) {
 		return
 	}
 	s.worst, s.reason = o, reason
-	now := o == breaker.Failure && !s.reported
-	if now {
-		s.reported = true
-	}
+	fail, late := o == breaker.Failure, s.reported
+	s.reported = s.reported || fail
 	s.mu.Unlock()
-	if now {
+	if !fail {
+		return
+	}
+	if late { // the session reported early (reportSoFar): this failure is a call of its own
+		if t, err := s.l.Breaker.Allow(); err == nil {
+			t.Report(breaker.Failure)
+		}
+	} else {
 		s.ticket.Report(breaker.Failure)
-		s.l.logger().Warn("mail session failed", "circuit", s.l.Name, "protocol", string(s.l.Protocol), "reason", reason)
+	}
+	s.l.logger().Warn("mail session failed", "circuit", s.l.Name, "protocol", string(s.l.Protocol), "reason", reason)
+}
+
+// reportSoFar reports the session's outcome so far, before it ends: an IMAP
+// session that settles into IDLE may last for hours, and must not hold its
+// ticket (a half-open probe slot) that long. A failure seen afterwards is
+// reported on a ticket of its own.
+func (s *session) reportSoFar() {
+	s.mu.Lock()
+	report := !s.reported
+	s.reported = true
+	o := s.worst
+	s.mu.Unlock()
+	if report {
+		s.ticket.Report(o)
 	}
 }
 

@@ -21,10 +21,11 @@ type smtpCmd uint8
 const (
 	smtpGreeting smtpCmd = iota
 	smtpOther
-	smtpData     // DATA: 354 asks for the body
-	smtpDataEnd  // the body's closing "."
-	smtpAuth     // AUTH, and each SASL response: 334 asks for more
-	smtpStartTLS // the client's own STARTTLS: after 220 the relay stops reading
+	smtpData        // DATA: 354 asks for the body
+	smtpDataEnd     // the body's closing "."
+	smtpAuth        // AUTH, and each SASL response: 334 asks for more
+	smtpStartTLS    // the client's own STARTTLS: after 220 the relay stops reading
+	smtpUnsolicited // a reply with no command in flight
 )
 
 type smtpSession struct {
@@ -190,7 +191,7 @@ func (st *smtpSession) down(r *lineReader) error {
 			continue
 		}
 		s.mu.Lock()
-		cmd := smtpOther // an unsolicited reply (a 421 before closing) answers nothing
+		cmd := smtpUnsolicited
 		if len(st.queue) > 0 {
 			cmd, st.queue = st.queue[0], st.queue[1:]
 			s.owed--
@@ -207,12 +208,17 @@ func (st *smtpSession) down(r *lineReader) error {
 			text = string(bytes.TrimRight(r.head[4:], "\r\n"))
 		}
 		var o breaker.Outcome
-		if cmd == smtpGreeting {
+		switch cmd {
+		case smtpUnsolicited:
+			// A reply to nothing: the provider ending a session the
+			// client left idle ("421 4.4.2 timeout exceeded"). The
+			// next session's greeting tells whether it is down.
+		case smtpGreeting:
 			o = mailbreaker.ClassifySMTPGreeting(code, text)
 			if o == breaker.Success {
 				s.greeted()
 			}
-		} else {
+		default:
 			o = mailbreaker.ClassifySMTP(code, text)
 		}
 		if o != breaker.Success {
