@@ -40,23 +40,7 @@ type imapSession struct {
 	tls                   chan bool
 }
 
-func (s *session) imap(startTLS bool) {
-	st := &imapSession{session: s, tls: make(chan bool, 1)}
-	if startTLS {
-		greeting, ok := st.upgrade()
-		if !ok {
-			return
-		}
-		if _, err := s.client.Write(greeting); err != nil {
-			return
-		}
-	} else {
-		st.greeting = true
-		s.owed = 1
-	}
-	up, down := newLineReader(s.client, s.server), newLineReader(s.server, s.client)
-	s.relay(up, down, func() error { return st.up(up) }, func() error { return st.down(down) })
-}
+func (st *imapSession) expectGreeting() { st.greeting = true }
 
 // upgrade reads the provider's greeting and secures the connection with
 // STARTTLS (RFC 9051 §6.2.1) before the client's session begins. The

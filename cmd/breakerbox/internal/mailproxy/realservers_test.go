@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/mailbreaker"
 )
 
 const testMessage = "From: a@example.com\r\nTo: b@example.com\r\nSubject: relay test\r\n\r\nHello through breakerbox.\r\n.leading dot\r\n"
@@ -42,6 +43,9 @@ func TestNetSMTPThroughTheRelayToExim(t *testing.T) {
 			var te *textproto.Error
 			if !errors.As(err, &te) || te.Code != 550 {
 				t.Fatalf("to nobody@: %v, want 550", err)
+			}
+			if o := mailbreaker.Classify(err); o != breaker.Success {
+				t.Fatalf("mailbreaker.Classify(%v) = %v, want success", err, o)
 			}
 			err = smtp.SendMail(r.addr, smtp.PlainAuth("", "user", "wrong", "127.0.0.1"), "a@example.com", []string{"b@example.com"}, []byte(testMessage))
 			if !errors.As(err, &te) || te.Code != 535 {
@@ -149,8 +153,12 @@ func TestGoIMAPThroughTheRelayToDovecot(t *testing.T) {
 
 			bad := dialIMAP(t, r.addr)
 			var ie *imap.Error
-			if err := bad.Login("user", "wrong").Wait(); !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAuthenticationFailed {
+			err = bad.Login("user", "wrong").Wait()
+			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAuthenticationFailed {
 				t.Fatalf("wrong password: %v, want NO [AUTHENTICATIONFAILED]", err)
+			}
+			if o := mailbreaker.Classify(err); o != breaker.Success { // go-imap's *imap.Error, recognised by its fields
+				t.Fatalf("mailbreaker.Classify(%v) = %v, want success", err, o)
 			}
 			_ = bad.Close()
 			r.settle()

@@ -75,10 +75,40 @@ func (l *Listener) session(c net.Conn, mode TLSMode) {
 	}
 	defer s.server.Close()
 	if l.Protocol == SMTP {
-		s.smtp(mode == StartTLS)
+		s.run(&smtpSession{session: s, tls: make(chan bool, 1)}, mode == StartTLS)
 	} else {
-		s.imap(mode == StartTLS)
+		s.run(&imapSession{session: s, tls: make(chan bool, 1)}, mode == StartTLS)
 	}
+}
+
+// protocol is what SMTP and IMAP each bring to a session.
+type protocol interface {
+	// upgrade reads the provider's greeting and secures the connection
+	// with STARTTLS; it returns the greeting for the client, or false when
+	// the session cannot go on (it has told the client why).
+	upgrade() (greeting []byte, ok bool)
+	// expectGreeting notes that the greeting is the provider's first word
+	// through the relay (implicit TLS or plaintext).
+	expectGreeting()
+	up(*lineReader) error   // client to provider
+	down(*lineReader) error // provider to client
+}
+
+func (s *session) run(p protocol, startTLS bool) {
+	if startTLS {
+		greeting, ok := p.upgrade()
+		if !ok {
+			return
+		}
+		if _, err := s.client.Write(greeting); err != nil {
+			return
+		}
+	} else {
+		p.expectGreeting()
+		s.owed = 1
+	}
+	up, down := newLineReader(s.client, s.server), newLineReader(s.server, s.client)
+	s.relay(up, down, p)
 }
 
 // reject answers a client while the circuit is open, without a byte to the
@@ -203,7 +233,7 @@ func (s *session) replyDeadline() {
 // relay runs the client-to-provider direction (up) in this goroutine and
 // the provider-to-client one (down) in another, until either ends; then it
 // closes both connections and classifies how the session ended.
-func (s *session) relay(up, down *lineReader, upLoop, downLoop func() error) {
+func (s *session) relay(up, down *lineReader, p protocol) {
 	down.beforeBlock = func() {
 		s.mu.Lock()
 		s.replyDeadline()
@@ -212,9 +242,9 @@ func (s *session) relay(up, down *lineReader, upLoop, downLoop func() error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.downEnded(down, downLoop())
+		s.downEnded(down, p.down(down))
 	}()
-	s.upEnded(upLoop())
+	s.upEnded(p.up(up))
 	<-done
 }
 

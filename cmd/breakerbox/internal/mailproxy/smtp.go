@@ -36,23 +36,7 @@ type smtpSession struct {
 	tls   chan bool // the provider's answer to the client's STARTTLS
 }
 
-func (s *session) smtp(startTLS bool) {
-	st := &smtpSession{session: s, tls: make(chan bool, 1)}
-	if startTLS {
-		greeting, ok := st.upgrade()
-		if !ok {
-			return
-		}
-		if _, err := s.client.Write(greeting); err != nil {
-			return
-		}
-	} else {
-		st.queue = append(st.queue, smtpGreeting)
-		s.owed = 1
-	}
-	up, down := newLineReader(s.client, s.server), newLineReader(s.server, s.client)
-	s.relay(up, down, func() error { return st.up(up) }, func() error { return st.down(down) })
-}
+func (st *smtpSession) expectGreeting() { st.queue = append(st.queue, smtpGreeting) }
 
 // upgrade reads the provider's greeting, then secures the connection with
 // EHLO and STARTTLS (RFC 3207) before the client's session begins. It
