@@ -163,12 +163,8 @@ func (st *imapSession) down(r *lineReader) error {
 			}
 		}
 		if tlsAnswer {
-			if err := r.dst.Flush(); err != nil {
-				return writeError{err}
-			}
-			st.tls <- tlsOK
-			if tlsOK { // client and provider now speak TLS to each other
-				return r.copyRest()
+			if tunnel, err := r.startTLS(func() bool { st.tls <- tlsOK; return tlsOK }); tunnel {
+				return err
 			}
 		}
 	}
@@ -200,6 +196,7 @@ func (st *imapSession) response(line []byte) (tlsAnswer, tlsOK bool) {
 			if !st.loggedOut && (s.owed > 0 || bytes.EqualFold(code, []byte("UNAVAILABLE"))) {
 				o = breaker.Failure
 			}
+			s.closing = true
 		case "NO", "BAD":
 			o = mailbreaker.ClassifyIMAP(string(line))
 		}
@@ -285,11 +282,8 @@ func (st *imapSession) up(r *lineReader) error {
 			}
 		}
 		if verb == imapStartTLS {
-			if err := r.dst.Flush(); err != nil {
-				return writeError{err}
-			}
-			if <-st.tls {
-				return r.copyRest()
+			if tunnel, err := r.startTLS(func() bool { return <-st.tls }); tunnel {
+				return err
 			}
 		}
 	}

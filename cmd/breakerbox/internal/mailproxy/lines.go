@@ -144,8 +144,23 @@ func (r *lineReader) copyN(n int64) error {
 	return nil
 }
 
-// copyRest copies everything until src ends, without looking at it (after a
-// STARTTLS between client and provider, the relay cannot read the session).
+// startTLS handles a STARTTLS between the client and the provider (not the
+// relay's own): it flushes the command or its answer, learns from agreed
+// (which hands the provider's answer from one direction to the other)
+// whether TLS starts, and if so copies the rest of the direction without
+// reading it, since the relay cannot read TLS. tunnel reports that the
+// direction is over.
+func (r *lineReader) startTLS(agreed func() bool) (tunnel bool, err error) {
+	if err := r.dst.Flush(); err != nil {
+		return true, writeError{err}
+	}
+	if !agreed() {
+		return false, nil
+	}
+	return true, r.copyRest()
+}
+
+// copyRest copies everything until src ends, without looking at it.
 func (r *lineReader) copyRest() error {
 	if err := r.dst.Flush(); err != nil {
 		return writeError{err}

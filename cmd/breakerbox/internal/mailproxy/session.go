@@ -36,6 +36,10 @@ type session struct {
 	// owed > 0 and not waiting.
 	owed    int
 	waiting bool
+	// closing is set once the provider announced that it closes the
+	// connection (SMTP 421, IMAP BYE): its hanging up after that is no
+	// drop, whatever the client sent meanwhile.
+	closing bool
 }
 
 type end uint8
@@ -280,7 +284,7 @@ func (s *session) downEnded(down *lineReader, err error) {
 			s.ended = endClient
 		}
 	}
-	midCommand, replyDue := s.owed > 0 || s.waiting, s.owed > 0 && !s.waiting
+	midCommand, replyDue := (s.owed > 0 || s.waiting) && !s.closing, s.owed > 0 && !s.waiting
 	s.mu.Unlock()
 	if first && !toClient && err != nil {
 		switch {

@@ -181,6 +181,8 @@ func (st *smtpSession) down(r *lineReader) error {
 			s.owed--
 		}
 		switch {
+		case code == 421:
+			s.closing = true
 		case cmd == smtpData && code == 354:
 			st.body, s.waiting = true, true
 		case cmd == smtpAuth && code == 334:
@@ -216,13 +218,8 @@ func (st *smtpSession) down(r *lineReader) error {
 			return err
 		}
 		if cmd == smtpStartTLS {
-			ok := code == 220
-			if err := r.dst.Flush(); err != nil {
-				return writeError{err}
-			}
-			st.tls <- ok
-			if ok { // client and provider now speak TLS to each other
-				return r.copyRest()
+			if tunnel, err := r.startTLS(func() bool { st.tls <- code == 220; return code == 220 }); tunnel {
+				return err
 			}
 		}
 	}
@@ -276,11 +273,8 @@ func (st *smtpSession) up(r *lineReader) error {
 			}
 		}
 		if cmd == smtpStartTLS {
-			if err := r.dst.Flush(); err != nil {
-				return writeError{err}
-			}
-			if <-st.tls {
-				return r.copyRest()
+			if tunnel, err := r.startTLS(func() bool { return <-st.tls }); tunnel {
+				return err
 			}
 		}
 	}
