@@ -28,7 +28,7 @@ type session struct {
 	worst    breaker.Outcome
 	reason   string // why worst is what it is: reply codes and network errors, never content
 	reported bool
-	ended    end // who ended the session first
+	ended    bool // one direction has ended: the other's end means nothing more
 	// owed counts the replies the provider owes (the greeting, commands in
 	// flight); waiting is set while the provider has asked the client for
 	// more (354, 334, "+") and owes nothing until the client speaks. The
@@ -41,14 +41,6 @@ type session struct {
 	// drop, whatever the client sent meanwhile.
 	closing bool
 }
-
-type end uint8
-
-const (
-	endNone   end = iota
-	endClient     // the client hung up (or Close ended it)
-	endServer     // the provider hung up, or the relay gave up on it
-)
 
 // rank orders outcomes from best to worst: a throttled session is no
 // evidence of health, a failed one is evidence of an outage.
@@ -196,22 +188,12 @@ func (s *session) observe(o breaker.Outcome, reason string) {
 	s.l.logger().Warn("mail session failed", "circuit", s.l.Name, "protocol", string(s.l.Protocol), "reason", reason)
 }
 
-// reportSoFar reports the session's outcome so far, before it ends: an IMAP
-// session that settles into IDLE may last for hours, and must not hold its
-// ticket (a half-open probe slot) that long. A failure seen afterwards is
-// reported on a ticket of its own.
-func (s *session) reportSoFar() {
-	s.mu.Lock()
-	report := !s.reported
-	s.reported = true
-	o := s.worst
-	s.mu.Unlock()
-	if report {
-		s.ticket.Report(o)
-	}
-}
-
-func (s *session) finish() {
+// reportSoFar reports the session's outcome so far, unless it has been
+// reported, and returns it. The session calls it when it ends, and an IMAP
+// session also when it settles into IDLE, which may last for hours: it must
+// not hold its ticket (a half-open probe slot) that long. A failure seen
+// afterwards is reported on a ticket of its own (see observe).
+func (s *session) reportSoFar() (breaker.Outcome, string) {
 	s.mu.Lock()
 	report := !s.reported
 	s.reported = true
@@ -220,6 +202,11 @@ func (s *session) finish() {
 	if report {
 		s.ticket.Report(o)
 	}
+	return o, reason
+}
+
+func (s *session) finish() {
+	o, reason := s.reportSoFar()
 	s.l.logger().Debug("mail session", "circuit", s.l.Name, "protocol", string(s.l.Protocol),
 		"outcome", o.String(), "reason", reason, "duration", time.Since(s.start).Round(time.Millisecond))
 }
@@ -255,17 +242,11 @@ func (s *session) relay(up, down *lineReader, p protocol) {
 // upEnded: the client hung up (or the relay could not write to the provider).
 func (s *session) upEnded(err error) {
 	var we writeError
-	fromServer := errors.As(err, &we)
 	s.mu.Lock()
-	first := s.ended == endNone
-	if first {
-		s.ended = endClient
-		if fromServer {
-			s.ended = endServer
-		}
-	}
+	dropped := !s.ended && errors.As(err, &we) && !s.closing
+	s.ended = true
 	s.mu.Unlock()
-	if first && fromServer {
+	if dropped {
 		s.observe(breaker.Failure, "provider closed the session mid-command: "+we.err.Error())
 	}
 	_ = s.server.Close()
@@ -277,13 +258,8 @@ func (s *session) downEnded(down *lineReader, err error) {
 	var we writeError
 	toClient := errors.As(err, &we)
 	s.mu.Lock()
-	first := s.ended == endNone
-	if first {
-		s.ended = endServer
-		if toClient {
-			s.ended = endClient
-		}
-	}
+	first := !s.ended
+	s.ended = true
 	midCommand, replyDue := (s.owed > 0 || s.waiting) && !s.closing, s.owed > 0 && !s.waiting
 	s.mu.Unlock()
 	if first && !toClient && err != nil {
