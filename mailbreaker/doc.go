@@ -22,7 +22,8 @@
 //	Failure  SMTP 451 or 452 without an enhanced code                RFC 5321 §4.2.2 (local error,
 //	                                                                 insufficient storage)
 //	Failure  IMAP greeting other than * OK or * PREAUTH              RFC 9051 §7.1 (* BYE at connect)
-//	Failure  IMAP BYE not asked for by LOGOUT                        RFC 9051 §7.1.5
+//	Failure  IMAP BYE in the middle of a command (not the answer to  RFC 9051 §7.1.5
+//	         LOGOUT, nor the close of a session left idle)
 //	Failure  IMAP NO/BAD [UNAVAILABLE] or [SERVERBUG]                RFC 5530 §3
 //	Success  SMTP 2xx, 3xx                                           RFC 5321 §4.2.1
 //	Success  SMTP 5xx: recipients and mailboxes (5.1.x, 5.2.x),      RFC 3463 §3.2, §3.3, §3.8;

@@ -9,7 +9,8 @@ import (
 // ClassifyIMAP classifies an IMAP status response, tagged or untagged, with
 // or without its tag: "a1 NO [AUTHENTICATIONFAILED] Invalid credentials",
 // "* BYE shutting down", "NO [UNAVAILABLE] try later". A BYE that answers
-// the client's own LOGOUT is normal; do not classify it.
+// the client's own LOGOUT, or ends a session left idle (an autologout, the
+// end of an IDLE), is normal: do not classify it.
 func ClassifyIMAP(line string) breaker.Outcome {
 	status, code, text := parseIMAPStatus(line)
 	return classifyIMAP(status, code, text)

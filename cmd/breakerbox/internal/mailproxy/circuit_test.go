@@ -277,3 +277,28 @@ func TestSMTPUnsolicitedReplyIsNotCounted(t *testing.T) {
 		t.Fatalf("outcome %+v, want a success\n%s", got, r.log.String())
 	}
 }
+
+// A provider that ends an IDLE with a plain BYE (its idle timeout) is not
+// down; one that says BYE [UNAVAILABLE] is.
+func TestIMAPByeDuringIdle(t *testing.T) {
+	for _, c := range []struct {
+		bye  string
+		want counts
+	}{
+		{"* BYE Disconnected for inactivity.\r\n", counts{successes: 1}},
+		{"* BYE [UNAVAILABLE] Shutting down\r\n", counts{successes: 1, failures: 1}},
+	} {
+		fake := newFakeServer(t, IMAP, nil, func(f *fakeServer) { f.replies = map[string]string{"IDLE": "+ idling\r\n" + c.bye} })
+		r := startRelay(t, IMAP, fake.addr(), Plaintext, nil, breaker.Config{FailureThreshold: 10})
+		cl := dial(t, r.addr)
+		cl.imapUntil("*")
+		cl.send("a1 IDLE\r\n")
+		cl.imapUntil("+")
+		cl.imapUntil("*")
+		_ = cl.c.Close()
+		r.settle()
+		if got := r.counts(); got != c.want {
+			t.Errorf("%q during IDLE: outcome %+v, want %+v", c.bye, got, c.want)
+		}
+	}
+}

@@ -190,10 +190,11 @@ func (st *imapSession) response(line []byte) (tlsAnswer, tlsOK bool) {
 		status, code := imapStatus(line)
 		switch string(status) {
 		case "BYE":
-			// The answer to LOGOUT, or an idle session timed out: not
-			// an outage. A BYE in the middle of a command, or one that
-			// says the service is unavailable, is.
-			if !st.loggedOut && (s.owed > 0 || bytes.EqualFold(code, []byte("UNAVAILABLE"))) {
+			// The answer to LOGOUT, or an idle session (IDLE included)
+			// timed out: not an outage. A BYE in the middle of a
+			// command, or one that says the service is unavailable, is.
+			idle := s.owed == 0 || (st.continued.verb == imapIdle && s.waiting)
+			if !st.loggedOut && (!idle || bytes.EqualFold(code, []byte("UNAVAILABLE"))) {
 				o = breaker.Failure
 			}
 			s.closing = true

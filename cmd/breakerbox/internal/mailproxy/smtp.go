@@ -234,8 +234,7 @@ func (st *smtpSession) up(r *lineReader) error {
 		if err := r.next(); err != nil {
 			return err
 		}
-		var cmd smtpCmd
-		chunk := int64(-1)
+		cmd, chunk := smtpOther, int64(-1)
 		s.mu.Lock()
 		switch {
 		case st.body:
@@ -248,7 +247,6 @@ func (st *smtpSession) up(r *lineReader) error {
 			st.push(smtpAuth)
 		default:
 			verb, arg := words(r.head)
-			cmd = smtpOther
 			switch {
 			case verbIs(verb, "DATA"):
 				cmd = smtpData
