@@ -302,3 +302,25 @@ func TestIMAPByeDuringIdle(t *testing.T) {
 		}
 	}
 }
+
+// HALF_OPEN admits HalfOpenProbes sessions at once, and no more.
+func TestHalfOpenAdmitsHalfOpenProbesSessions(t *testing.T) {
+	fake := newFakeServer(t, SMTP, nil)
+	r := startRelay(t, SMTP, fake.addr(), Plaintext, nil, breaker.Config{FailureThreshold: 1, OpenTimeout: time.Minute, HalfOpenProbes: 2})
+	fake.setGreeting("421 4.3.2 down\r\n")
+	dial(t, r.addr).smtpReply()
+	r.settle()
+	fake.setGreeting("220 fake.test ESMTP\r\n")
+	r.clock.Advance(time.Minute)
+	for i := range 2 {
+		if got := dial(t, r.addr).smtpReply(); !strings.HasPrefix(got, "220 ") {
+			t.Fatalf("probe %d: %q, want the provider's greeting", i+1, got)
+		}
+	}
+	if got := dial(t, r.addr).smtpReply(); !strings.HasPrefix(got, "421 4.3.0 mail-test circuit open") {
+		t.Fatalf("third session with two probes in flight: %q, want rejected", got)
+	}
+	if n := fake.accepts.Load(); n != 3 {
+		t.Fatalf("provider saw %d connections, want 3 (the failure and two probes)", n)
+	}
+}
