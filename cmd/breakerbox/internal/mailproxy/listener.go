@@ -7,20 +7,15 @@
 //
 // One session is one call of the breaker (a breaker.Allow ticket). Its
 // outcome is the worst infrastructure outcome seen in it, as classified by
-// package mailbreaker: a dropped connection, a 421 or a 4.3.x reply, a
-// "* BYE" fails the session; a rejected recipient or a wrong password does
-// not; throttling (4.7.x) is ignored. A failure is reported as soon as it is
+// package mailbreaker: a dropped connection, a 421 or a 4.3.x reply, a BYE
+// in the middle of a command fails the session; a rejected recipient or a
+// wrong password does not; throttling (4.7.x) is ignored. A failure is reported as soon as it is
 // seen; any other outcome when the session ends.
 //
-// While the circuit is open, an SMTP client gets
-//
-//	421 4.3.0 <circuit> circuit open, retry in N s
-//
-// and an IMAP client
-//
-//   - BYE [UNAVAILABLE] <circuit> circuit open, retry in N s
-//
-// at connect, the connection closes, and nothing reaches the provider.
+// While the circuit is open, an SMTP client gets the reply
+// "421 4.3.0 <circuit> circuit open, retry in N s" and an IMAP client the
+// response "* BYE [UNAVAILABLE] <circuit> circuit open, retry in N s" at
+// connect, the connection closes, and nothing reaches the provider.
 //
 // A session holds its ticket (in HALF_OPEN, a probe slot) until it ends, so
 // the breaker's ProbeTimeout should exceed a normal session. The exception
