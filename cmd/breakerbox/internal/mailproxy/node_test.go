@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +83,29 @@ func TestNodemailerAndImapflowThroughTheRelay(t *testing.T) {
 	}
 	if got := imapRelay.counts(); got != (counts{successes: 1}) {
 		t.Fatalf("imap outcomes %+v, want 1 success", got)
+	}
+
+	smtpRelay.b.ForceOpen()
+	imapRelay.b.ForceOpen()
+	run = exec.CommandContext(ctx, node, "clients.mjs", "open")
+	run.Dir, run.Env = dir, append(os.Environ(), "SMTP_PORT="+smtpPort, "IMAP_PORT="+imapPort)
+	if out, err = run.Output(); err != nil {
+		t.Fatalf("node clients.mjs open: %v\n%s", err, out)
+	}
+	var open struct {
+		SMTPCode     int
+		SMTPResponse string
+		IMAPError    string
+		IMAPReason   string
+	}
+	if err := json.Unmarshal(out, &open); err != nil {
+		t.Fatalf("node printed %q: %v", out, err)
+	}
+	t.Logf("while open, node clients saw %+v", open)
+	if open.SMTPCode != 421 || !strings.Contains(open.SMTPResponse, "4.3.0 mail-test circuit open") || !strings.Contains(open.IMAPReason, "mail-test circuit open") {
+		t.Fatalf("while open, node clients saw %+v, want nodemailer's 421 4.3.0 and imapflow's BYE reason", open)
+	}
+	if s := smtpRelay.b.Snapshot(); s.Rejected != 1 {
+		t.Fatalf("smtp relay rejected %d sessions, want 1", s.Rejected)
 	}
 }

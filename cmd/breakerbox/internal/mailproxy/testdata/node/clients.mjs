@@ -4,6 +4,11 @@
 import nodemailer from 'nodemailer';
 import { ImapFlow } from 'imapflow';
 
+if (process.argv[2] === 'open') {
+  await whileOpen();
+  process.exit(0);
+}
+
 const smtpPort = Number(process.env.SMTP_PORT);
 const imapPort = Number(process.env.IMAP_PORT);
 const size = Number(process.env.ATTACHMENT_BYTES);
@@ -47,3 +52,30 @@ try {
 await imap.logout();
 
 console.log(JSON.stringify({ accepted: sent.accepted, rejected, roundTrip: Buffer.compare(raw, fetched) === 0, fetchedBytes: fetched.length }));
+
+// While a circuit is open, what a service sees: nodemailer fails with the
+// relay's 421, imapflow with its BYE; neither waits for the provider.
+async function whileOpen() {
+  const out = {};
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1', port: Number(process.env.SMTP_PORT), secure: false, ignoreTLS: true,
+  });
+  try {
+    await transport.sendMail({ from: 'a@example.com', to: 'b@example.com', text: 'x' });
+  } catch (err) {
+    out.smtpCode = err.responseCode;
+    out.smtpResponse = err.response;
+  }
+  const imap = new ImapFlow({
+    host: '127.0.0.1', port: Number(process.env.IMAP_PORT), secure: false, doSTARTTLS: false,
+    auth: { user: 'node', pass: 'secret' }, logger: false,
+  });
+  imap.on('error', () => {});
+  try {
+    await imap.connect();
+  } catch (err) {
+    out.imapError = String(err.message);
+    out.imapReason = err.reason; // imapflow keeps the server's BYE text here
+  }
+  console.log(JSON.stringify(out));
+}
