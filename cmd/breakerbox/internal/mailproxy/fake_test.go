@@ -130,8 +130,13 @@ type fakeSession struct {
 	r *bufio.Reader
 }
 
-// say writes msg, or acts on it; false means the session is over.
+// say writes msg, or acts on it; false means the session is over. A msg
+// ending in actDrop after a NUL is written, then the connection dropped.
 func (s *fakeSession) say(msg, tag string) bool {
+	if part, ok := strings.CutSuffix(msg, "\x00"+actDrop); ok {
+		s.say(part, tag)
+		return false
+	}
 	switch msg {
 	case actDrop:
 		return false

@@ -243,7 +243,7 @@ func TestEveryRowOfTheTableThroughTheRelay(t *testing.T) {
 		{name: "imap greeting NO [UNAVAILABLE]", proto: IMAP, greeting: "* NO [UNAVAILABLE] Backend down\r\n", want: failure},
 		{name: "imap NO [UNAVAILABLE] to LOGIN", proto: IMAP, replies: map[string]string{"LOGIN": "{tag} NO [UNAVAILABLE] Try later\r\n"}, want: failure},
 		{name: "imap BYE mid-command", proto: IMAP, replies: map[string]string{"SELECT": "* BYE Server shutting down\r\n"}, want: failure},
-		{name: "imap drop mid-FETCH", proto: IMAP, replies: map[string]string{"FETCH": "* 1 FETCH (BODY[] {100}\r\npartial"}, want: failure},
+		{name: "imap drop mid-FETCH", proto: IMAP, replies: map[string]string{"FETCH": "* 1 FETCH (BODY[] {100}\r\npartial\x00" + actDrop}, want: failure},
 		{name: "imap reply timeout", proto: IMAP, replies: map[string]string{"SELECT": actHang}, want: failure},
 		{name: "imap NO [AUTHENTICATIONFAILED]", proto: IMAP, replies: map[string]string{"LOGIN": "{tag} NO [AUTHENTICATIONFAILED] Invalid credentials\r\n"}, want: success},
 		{name: "imap NO [NONEXISTENT] mailbox", proto: IMAP, replies: map[string]string{"SELECT": "{tag} NO [NONEXISTENT] Unknown Mailbox\r\n"}, want: success},
