@@ -33,7 +33,8 @@ type Breaker struct {
 	origin         time.Time // the clock at New: instants count from here
 	sysClock       bool      // Clock is SystemClock (see now)
 	rules          rules
-	sync           Sync // nil unless the breaker is shared with a fleet
+	sync           Sync   // nil unless the breaker is shared with a fleet
+	probeMsg       string // logged per probe sent; built once, so that a probe allocates nothing
 
 	_  [64]byte // keep the lock and what it guards off the lines read lock-free
 	mu sync.Mutex
@@ -87,6 +88,7 @@ func New(cfg Config) (*Breaker, error) {
 		totals:         newCounters(),
 		rules:          rules{failureThreshold: cfg.FailureThreshold, halfOpenSuccesses: cfg.HalfOpenSuccesses, rate: cfg.FailureRate != nil},
 	}
+	b.probeMsg = "Circuit breaker HALF_OPEN for " + b.name + ": letting a probe through"
 	b.origin = b.clock.Now()
 	_, b.sysClock = cfg.Clock.(SystemClock)
 	if r := cfg.FailureRate; r != nil {

@@ -299,7 +299,7 @@ func (b *Breaker) unlockAndDeliver() {
 // granted its lease, since the transition to HALF_OPEN sends none by itself.
 func (b *Breaker) logProbe(id uint64) {
 	if l := b.logger; l.Enabled(context.Background(), slog.LevelInfo) {
-		l.LogAttrs(context.Background(), slog.LevelInfo, "Circuit breaker HALF_OPEN for "+b.name+": letting a probe through",
+		l.LogAttrs(context.Background(), slog.LevelInfo, b.probeMsg,
 			slog.String("breaker", b.name), slog.Uint64("probe", id))
 	}
 }
