@@ -6,5 +6,8 @@ package breaker_test
 // model_test.go for the counts).
 const modelRaceDivisor = 1
 
+// raceDetector: see model_race_test.go.
+const raceDetector = false
+
 // concRace shortens the concurrency test under the race detector.
 const concRace = false

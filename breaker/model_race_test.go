@@ -8,5 +8,9 @@ package breaker_test
 // it if a slower machine needs it (see model_test.go for the counts).
 const modelRaceDivisor = 1
 
+// raceDetector: allocation counts mean nothing under the race detector
+// (sync.Pool drops items at random there), so tests skip those assertions.
+const raceDetector = true
+
 // concRace shortens the concurrency test under the race detector.
 const concRace = true
