@@ -15,7 +15,8 @@
 //	-------  ------------------------------------------------------  --------------------------------
 //	Failure  connect refused, reset or timed out; DNS failure;       (transport)
 //	         TLS handshake failure; the server drops the session
-//	         while a command awaits its reply; no reply in time
+//	         while a command awaits its reply, or closes it without
+//	         a 421 or BYE first; no reply in time
 //	Failure  SMTP greeting other than 220 (421, 554, ...)            RFC 5321 §3.1, §4.2.3
 //	Failure  SMTP 421 to any command                                 RFC 5321 §3.8 (service closing)
 //	Failure  SMTP 4.3.x (mail system) or 4.4.x (network, routing)    RFC 3463 §3.5, §3.6

@@ -261,6 +261,7 @@ func (s *session) downEnded(down *lineReader, err error) {
 	first := !s.ended
 	s.ended = true
 	midCommand, replyDue := (s.owed > 0 || s.waiting) && !s.closing, s.owed > 0 && !s.waiting
+	announced := s.closing
 	s.mu.Unlock()
 	if first && !toClient && err != nil {
 		switch {
@@ -270,6 +271,11 @@ func (s *session) downEnded(down *lineReader, err error) {
 			_ = down.dst.Flush()
 		case midCommand:
 			s.observe(breaker.Failure, "provider closed the session mid-command: "+err.Error())
+		case !announced:
+			// Between commands, but without the 421 or BYE a provider sends
+			// before it closes a session on purpose (an idle timeout, a
+			// shutdown): it went away.
+			s.observe(breaker.Failure, "provider closed the session without a 421 or BYE: "+err.Error())
 		}
 	}
 	_ = s.client.Close()

@@ -181,7 +181,7 @@ func (st *smtpSession) down(r *lineReader) error {
 			s.owed--
 		}
 		switch {
-		case code == 421:
+		case code == 421, code == 221: // 221: the answer to QUIT
 			s.closing = true
 		case cmd == smtpData && code == 354:
 			st.body, s.waiting = true, true
