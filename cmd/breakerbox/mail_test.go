@@ -176,6 +176,9 @@ func TestServeMailCircuit(t *testing.T) {
 	if n := fake.conns.Load(); n != 3 {
 		t.Fatalf("provider saw %d connections, want 3", n)
 	}
+	if m := metricsText(t, admin); !strings.Contains(m, `breakerbox_circuit_state{circuit="fake-smtp",state="open"} 1`) {
+		t.Errorf("/metrics does not carry the mail circuit:\n%s", m)
+	}
 
 	fake.up.Store(true) // recovered, but the circuit does not know yet
 	got := smtpSession(t, listen)
@@ -266,4 +269,15 @@ func TestMailReloadRestartsChangedListeners(t *testing.T) {
 	if a, _ := srv.Registry().Lookup("a"); m.running["a"].l.Breaker != a || a.Config().FailureThreshold != 2 {
 		t.Error("a's listener does not use the renewed breaker")
 	}
+}
+
+func metricsText(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

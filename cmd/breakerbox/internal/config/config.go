@@ -9,6 +9,10 @@
 // Unknown keys are errors. Breaker settings left out of a service come from
 // defaults; settings left out of defaults are ADR-002's (5 failures, 60s,
 // 2 successes, 1 probe) and a 30s upstream timeout.
+//
+// Mail circuits (mail:) take the same breaker settings and defaults; each
+// names a loopback listen address, a provider's host:port and how to
+// secure the connection to it (see Mail).
 package config
 
 import (
