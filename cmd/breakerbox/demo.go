@@ -118,7 +118,7 @@ services:
 			stopServers()
 		}
 	}()
-	err = runServers(srvCtx, srv, pl, al, "", 2*time.Second, log)
+	err = runServers(srvCtx, srv, pl, al, nil, "", 2*time.Second, log)
 	stopServers()
 	wg.Wait()
 	fmt.Fprintf(stdout, "\ndemo over: %d requests sent, %d answered at once by an open circuit.\n", sent.Load(), rejected.Load())

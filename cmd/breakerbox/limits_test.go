@@ -50,7 +50,7 @@ func startServers(t *testing.T, yaml string) *running {
 	r.proxy, r.admin = pl.Addr().String(), al.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runServers(ctx, r.srv, pl, al, "", 5*time.Second, log) }()
+	go func() { done <- runServers(ctx, r.srv, pl, al, nil, "", 5*time.Second, log) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -289,7 +289,7 @@ func TestBannerSuggestsAConfiguredService(t *testing.T) {
 	srv, _ := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
 	var out bytes.Buffer
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7070}
-	printBanner(&out, cfg, "t.yaml", srv, addr, addr, nil)
+	printBanner(&out, cfg, "t.yaml", srv, addr, addr, nil, nil)
 	if !strings.Contains(out.String(), "http://127.0.0.1:7070/payments/...") || strings.Contains(out.String(), "cloudflare") ||
 		!strings.Contains(out.String(), "WARNING:    admin: 0.0.0.0:7071 is reachable beyond this host and no admin_token is set") {
 		t.Fatalf("banner:\n%s", out.String())

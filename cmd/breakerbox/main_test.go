@@ -68,7 +68,7 @@ func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
 	al, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runServers(ctx, srv, pl, al, "", 10*time.Second, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- runServers(ctx, srv, pl, al, nil, "", 10*time.Second, slog.New(slog.DiscardHandler)) }()
 
 	got := make(chan string, 1)
 	go func() {

@@ -87,21 +87,31 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 		pl.Close()
 		return fmt.Errorf("admin: %w", err)
 	}
+	mail, err := startMail(cfg, srv.Registry(), grace, log)
+	if err != nil {
+		pl.Close()
+		al.Close()
+		return err
+	}
 	if w := fdWarning(cfg.Limits); w != "" {
 		cfg.Warnings = append(cfg.Warnings, w)
 	}
 	for _, w := range cfg.Warnings {
 		log.Warn("config: " + w)
 	}
-	printBanner(stdout, cfg, path, srv, pl.Addr(), al.Addr(), fleet)
-	return runServers(ctx, srv, pl, al, path, grace, log)
+	printBanner(stdout, cfg, path, srv, pl.Addr(), al.Addr(), fleet, mail)
+	return runServers(ctx, srv, pl, al, mail, path, grace, log)
 }
 
 // runServers serves the proxy on pl and the admin API on al until ctx is
-// done, then drains in-flight proxy requests for up to grace. SIGHUP reloads
-// the config file at path. Each listener gets the config's limits: its own
-// connection cap and timeouts.
-func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, path string, grace time.Duration, log *slog.Logger) error {
+// done, then drains in-flight proxy requests and mail sessions for up to
+// grace. SIGHUP reloads the config file at path. Each listener gets the
+// config's limits: its own connection cap and timeouts. mail, if not nil,
+// are the mail listeners, already serving.
+func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, mail *mailRelays, path string, grace time.Duration, log *slog.Logger) error {
+	if mail == nil {
+		mail = &mailRelays{reg: srv.Registry(), log: log, grace: grace, running: map[string]*mailRelay{}}
+	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	lim := srv.Config().Limits
 	proxySrv, pl := limitedServer(proxyDeadlines(srv, lim.Proxy), pl, lim.Proxy, errLog)
@@ -118,9 +128,14 @@ func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, pat
 		case err := <-errc:
 			proxySrv.Close()
 			adminSrv.Close()
+			now, cancel := context.WithCancel(context.Background())
+			cancel() // a listener failed: end the sessions at once
+			mail.shutdown(now)
 			return err
 		case <-hup:
-			reload(srv, path, log)
+			if cfg := reload(srv, path, log); cfg != nil {
+				mail.reload(cfg)
+			}
 			continue
 		case <-ctx.Done():
 		}
@@ -130,7 +145,13 @@ func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, pat
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	adminSrv.Close() // event streams never end by themselves
+	mailDone := make(chan struct{})
+	go func() {
+		defer close(mailDone)
+		mail.shutdown(sctx)
+	}()
 	err := proxySrv.Shutdown(sctx)
+	<-mailDone
 	if errors.Is(err, context.DeadlineExceeded) {
 		proxySrv.Close()
 		return fmt.Errorf("shutdown: requests still in flight after %v", grace)
@@ -139,10 +160,12 @@ func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, pat
 	return err
 }
 
-func reload(srv *proxy.Server, path string, log *slog.Logger) {
+// reload applies the config file at path to srv, and returns it; nil when
+// it was rejected (logged) and the old one stays.
+func reload(srv *proxy.Server, path string, log *slog.Logger) *config.Config {
 	if path == "" {
 		log.Warn("SIGHUP: running on the embedded default config; nothing to reload (start with --config FILE)")
-		return
+		return nil
 	}
 	cfg, err := config.Load(path)
 	if err == nil {
@@ -153,11 +176,12 @@ func reload(srv *proxy.Server, path string, log *slog.Logger) {
 	}
 	if err != nil {
 		log.Error("SIGHUP: config rejected, keeping the old one", slog.String("error", err.Error()))
-		return
+		return nil
 	}
 	for _, w := range cfg.Warnings {
 		log.Warn("config: " + w)
 	}
+	return cfg
 }
 
 // restartOnly refuses a reload that changes what only a restart can: the
@@ -193,14 +217,14 @@ func checkConfigCmd(args []string, stdout io.Writer) error {
 	if err := checkListeners(cfg); err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
-	circuits := 0
+	circuits := len(cfg.Mail)
 	for _, s := range cfg.Services {
 		circuits += max(len(s.PerRegion), 1)
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stdout, "%s: warning: %s\n", args[0], w)
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d services, %d circuits, state %s\n", args[0], len(cfg.Services), circuits, cfg.StateRedacted())
+	fmt.Fprintf(stdout, "%s: ok: %d services, %d circuits, state %s\n", args[0], len(cfg.Services)+len(cfg.Mail), circuits, cfg.StateRedacted())
 	return nil
 }
 
@@ -227,7 +251,7 @@ func checkListeners(cfg *config.Config) error {
 
 // printBanner tells where everything is. The example proxy URL uses a
 // configured service; the state line says whether the fleet is reachable.
-func printBanner(w io.Writer, cfg *config.Config, path string, srv *proxy.Server, pa, aa net.Addr, fleet *redisstate.Fleet) {
+func printBanner(w io.Writer, cfg *config.Config, path string, srv *proxy.Server, pa, aa net.Addr, fleet *redisstate.Fleet, mail *mailRelays) {
 	source := path
 	if source == "" {
 		source = "the embedded default config"
@@ -240,6 +264,10 @@ func printBanner(w io.Writer, cfg *config.Config, path string, srv *proxy.Server
 	fmt.Fprintf(w, "proxy:      http://%s/<service>/...  (e.g. http://%s/%s...)\n", pa, pa, example)
 	fmt.Fprintf(w, "dashboard:  http://%s/\n", aa)
 	fmt.Fprintf(w, "metrics:    http://%s/metrics   api: http://%s/api/circuits\n", aa, aa)
+	addrs := mail.Addrs()
+	for _, mc := range cfg.Mail {
+		fmt.Fprintf(w, "mail:       %s %s → %s (tls: %s)\n", mc.Protocol, addrs[mc.Name], mc.Upstream, mc.TLS)
+	}
 	switch {
 	case fleet == nil:
 		fmt.Fprintf(w, "state:      memory (this process only)\n")

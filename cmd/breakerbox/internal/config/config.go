@@ -9,9 +9,14 @@
 // Unknown keys are errors. Breaker settings left out of a service come from
 // defaults; settings left out of defaults are ADR-002's (5 failures, 60s,
 // 2 successes, 1 probe) and a 30s upstream timeout.
+//
+// Mail circuits (mail:) take the same breaker settings and defaults; each
+// names a loopback listen address, a provider's host:port and how to
+// secure the connection to it (see Mail).
 package config
 
 import (
+	"crypto/x509"
 	_ "embed"
 	"fmt"
 	"io"
@@ -68,6 +73,9 @@ type Config struct {
 	Defaults Settings `yaml:"defaults"`
 	// Services are the upstreams breakerbox forwards to.
 	Services []Service `yaml:"services"`
+	// Mail are the mail circuits: each a loopback listener that relays
+	// SMTP or IMAP sessions to a provider through its breaker.
+	Mail []Mail `yaml:"mail"`
 
 	// Warnings are what validation found risky but legal (an admin
 	// listener reachable from the network without a token); the daemon
@@ -136,6 +144,55 @@ type Service struct {
 	// /<name>/<region>/...; each region has its own breaker.
 	PerRegion map[string]string `yaml:"per_region"`
 	Settings  `yaml:",inline"`
+}
+
+// Mail protocols and TLS modes, as written in the config (package
+// mailproxy uses the same words).
+var (
+	mailProtocols = []string{"smtp", "imap"}
+	mailTLSModes  = []string{"implicit", "starttls", "plaintext"}
+)
+
+// DefaultMailTimeout is a mail circuit's timeout when neither it nor
+// defaults set one: the time the provider may take to answer a command
+// (an SMTP server may think for minutes after a message's final dot).
+// The HTTP default of 30s would count a slow provider as down.
+const DefaultMailTimeout = 2 * time.Minute
+
+// Mail is one mail circuit: a loopback listener that mail clients point at
+// instead of the provider.
+type Mail struct {
+	// Name is the circuit's name, unique among services and mail.
+	Name string `yaml:"name"`
+	// Protocol is smtp or imap.
+	Protocol string `yaml:"protocol"`
+	// Listen is the loopback host:port mail clients connect to, in plain
+	// SMTP or IMAP.
+	Listen string `yaml:"listen"`
+	// Upstream is the provider's host:port, e.g. smtp.gmail.com:465.
+	Upstream string `yaml:"upstream"`
+	// TLS is how the connection to the provider is secured: implicit,
+	// starttls or plaintext. Empty means by port: implicit on 465 and 993,
+	// starttls on 25, 587 and 143; plaintext only when written.
+	TLS string `yaml:"tls"`
+	// CAFile is a PEM file of the CAs the provider's certificate must chain
+	// to; empty means the system roots.
+	CAFile string `yaml:"ca_file"`
+	// RootCAs are the certificates of CAFile, read at load (nil without
+	// CAFile).
+	RootCAs *x509.CertPool `yaml:"-"`
+	// Settings are the circuit's breaker settings; Timeout bounds the
+	// provider's silence while it owes a reply (default DefaultMailTimeout
+	// unless defaults set one).
+	Settings `yaml:",inline"`
+}
+
+// Equal reports whether two mail circuits are configured alike, their CA
+// files' contents included.
+func (m Mail) Equal(o Mail) bool {
+	a, b := m, o
+	a.RootCAs, b.RootCAs = nil, nil
+	return a == b && (m.RootCAs == nil) == (o.RootCAs == nil) && (m.RootCAs == nil || m.RootCAs.Equal(o.RootCAs))
 }
 
 // Duration is a time.Duration written in YAML as a Go duration, e.g. 60s.

@@ -169,6 +169,18 @@ func (d *decoder) decode(data []byte) *Config {
 				d.mapping(n, f, fields)
 			})
 		},
+		"mail": func(n *yaml.Node, f string) {
+			d.seq(n, f, func(n *yaml.Node, f string) {
+				c.Mail = append(c.Mail, Mail{})
+				m := &c.Mail[len(c.Mail)-1]
+				fields := d.settingsFields(&m.Settings)
+				for k, out := range map[string]*string{"name": &m.Name, "protocol": &m.Protocol, "listen": &m.Listen,
+					"upstream": &m.Upstream, "tls": &m.TLS, "ca_file": &m.CAFile} {
+					fields[k] = func(n *yaml.Node, f string) { d.str(n, f, out) }
+				}
+				d.mapping(n, f, fields)
+			})
+		},
 	})
 	return c
 }

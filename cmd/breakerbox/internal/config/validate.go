@@ -1,12 +1,14 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +90,121 @@ func (d *decoder) validate(c *Config) {
 		}
 		s.Settings = s.Settings.inherit(c.Defaults)
 	}
+	d.mail(c, seen)
+}
+
+// mail checks the mail circuits; seen holds the services' names, which
+// mail names must not repeat (they share the registry and /api/circuits).
+func (d *decoder) mail(c *Config, seen map[string]int) {
+	own := []struct{ field, addr string }{{"listen", c.Listen}, {"admin", c.Admin}}
+	mailTimeout := c.Defaults.Timeout
+	if _, set := d.lines["defaults.timeout"]; !set {
+		mailTimeout = Dur(DefaultMailTimeout)
+	}
+	for i := range c.Mail {
+		m := &c.Mail[i]
+		field := fmt.Sprintf("mail[%d]", i)
+		for _, k := range []string{"name", "protocol", "listen", "upstream"} {
+			if _, set := d.lines[field+"."+k]; !set { // missing: point at the entry
+				d.lines[field+"."+k] = d.lines[field]
+			}
+		}
+		if !namePattern.MatchString(m.Name) {
+			d.fieldf(field+".name", "%q: want lower-case letters, digits, '.', '_' or '-', e.g. gmail-smtp", m.Name)
+		}
+		if j, dup := seen[m.Name]; dup {
+			d.fieldf(field+".name", "%q is already the name of services[%d]: circuit names must be unique across services and mail", m.Name, j)
+		}
+		for j := range i {
+			if c.Mail[j].Name == m.Name {
+				d.fieldf(field+".name", "%q is already the name of mail[%d]: circuit names must be unique", m.Name, j)
+			}
+		}
+		if !slices.Contains(mailProtocols, m.Protocol) {
+			d.fieldf(field+".protocol", "%q: want smtp or imap", m.Protocol)
+		}
+		d.mailListen(c, field+".listen", m.Listen, own)
+		own = append(own, struct{ field, addr string }{field + ".listen", m.Listen})
+		d.mailUpstream(field, m, own)
+		if m.CAFile != "" {
+			m.RootCAs = d.caFile(field+".ca_file", m.CAFile)
+		}
+		if m.Timeout.Duration == 0 {
+			m.Timeout = mailTimeout
+		}
+		m.Settings = m.Settings.inherit(c.Defaults)
+	}
+}
+
+// mailListen checks a mail circuit's listen address: loopback only (its
+// clients speak in clear, credentials included) and no other listener's.
+func (d *decoder) mailListen(c *Config, field, addr string, others []struct{ field, addr string }) {
+	if addr == "" {
+		d.fieldf(field, "missing: set a loopback host:port mail clients connect to, e.g. 127.0.0.1:2465")
+		return
+	}
+	if !d.hostPort(field, addr) {
+		return
+	}
+	h, _, _ := net.SplitHostPort(addr)
+	ips := hostIPs(h)
+	loopback := ips != nil
+	for _, ip := range ips {
+		loopback = loopback && ip.IsLoopback()
+	}
+	if !loopback {
+		d.fieldf(field, "%q is not a loopback address: mail clients speak to it in clear, passwords included; use 127.0.0.1:PORT", addr)
+		return
+	}
+	for _, o := range others {
+		if sameEndpoint(addr, o.addr) {
+			d.fieldf(field, "%q is also the address of %s: give each listener its own port", addr, o.field)
+		}
+	}
+}
+
+// mailUpstream checks a mail circuit's provider address and TLS mode, the
+// mode defaulting by port as package mailproxy does.
+func (d *decoder) mailUpstream(field string, m *Mail, own []struct{ field, addr string }) {
+	f := field + ".upstream"
+	host, port, err := net.SplitHostPort(m.Upstream)
+	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		d.fieldf(f, "%q is not host:port: want the provider's address, e.g. smtp.gmail.com:465", m.Upstream)
+		return
+	}
+	for _, o := range own {
+		if sameEndpoint(m.Upstream, o.addr) {
+			d.fieldf(f, "%q is breakerbox's own %s address: sessions would loop through it; point it at the provider", m.Upstream, o.field)
+		}
+	}
+	switch {
+	case m.TLS != "" && !slices.Contains(mailTLSModes, m.TLS):
+		d.fieldf(field+".tls", "%q: want implicit, starttls or plaintext", m.TLS)
+	case m.TLS == "" && (port == "465" || port == "993"):
+		m.TLS = "implicit"
+	case m.TLS == "" && (port == "25" || port == "587" || port == "143"):
+		m.TLS = "starttls"
+	case m.TLS == "":
+		d.fieldf(field+".tls", "missing, and port %s does not imply one: set implicit (TLS at connect) or starttls (or plaintext, for a provider on a trusted network)", port)
+	}
+	if m.CAFile != "" && m.TLS == "plaintext" {
+		d.fieldf(field+".ca_file", "set with tls: plaintext, which verifies no certificate: remove one of them")
+	}
+}
+
+// caFile reads a PEM file of CA certificates.
+func (d *decoder) caFile(field, path string) *x509.CertPool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		d.fieldf(field, "%v: want a readable PEM file of CA certificates", err)
+		return nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		d.fieldf(field, "%q holds no PEM certificate (-----BEGIN CERTIFICATE-----): want the CA certificates the provider's certificate chains to", path)
+		return nil
+	}
+	return pool
 }
 
 // hostPort checks a listen address.

@@ -22,7 +22,10 @@ var dashboardFS embed.FS
 
 // Circuit is one circuit as the JSON API shows it.
 type Circuit struct {
-	Name                 string            `json:"name"`
+	Name string `json:"name"`
+	// Kind is "http", or "smtp" or "imap" for a mail circuit (whose
+	// Upstream is then smtp://host:port or imap://host:port).
+	Kind                 string            `json:"kind"`
 	Service              string            `json:"service"`
 	Region               string            `json:"region,omitempty"`
 	Upstream             string            `json:"upstream"`
@@ -81,7 +84,7 @@ func (s *Server) Circuits() []Circuit {
 
 func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
 	c := Circuit{
-		Name: r.circuit, Service: r.service, Region: r.region, Upstream: r.target.String(),
+		Name: r.circuit, Kind: r.kind, Service: r.service, Region: r.region, Upstream: r.target.String(),
 		State:                snap.State.String(),
 		ConsecutiveFailures:  snap.ConsecutiveFailures,
 		ConsecutiveSuccesses: snap.ConsecutiveSuccesses,

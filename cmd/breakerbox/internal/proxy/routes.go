@@ -12,9 +12,13 @@ import (
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 )
 
-// route is one circuit: a service, or one region of a per-region service.
+// route is one circuit: a service, or one region of a per-region service,
+// or a mail circuit. A mail circuit is in circuits only (its sessions go
+// through package mailproxy, not through this proxy), so that the API, the
+// dashboard, manual control and reloads treat it like any other.
 type route struct {
 	circuit   string // breaker key: "cloudflare" or "genesys/eu-west-1"
+	kind      string // "http", or a mail circuit's protocol: "smtp", "imap"
 	service   string
 	region    string // "" for a service without regions
 	target    *url.URL
@@ -57,7 +61,7 @@ func newTable(cfg *config.Config, m *metrics, transportFor func(time.Duration) h
 			if err != nil {
 				return nil, err // validated by config; kept for safety
 			}
-			r := &route{circuit: s.Name, service: s.Name, region: region, target: u,
+			r := &route{circuit: s.Name, kind: "http", service: s.Name, region: region, target: u,
 				timeout: s.Timeout.Duration, settings: s.Settings, transport: transportFor(s.Timeout.Duration)}
 			if region != "" {
 				r.circuit = s.Name + "/" + region
@@ -85,6 +89,12 @@ func newTable(cfg *config.Config, m *metrics, transportFor func(time.Duration) h
 			}
 		}
 		t.services[s.Name] = svc
+	}
+	for _, mc := range cfg.Mail {
+		r := &route{circuit: mc.Name, kind: mc.Protocol, service: mc.Name, target: &url.URL{Scheme: mc.Protocol, Host: mc.Upstream},
+			timeout: mc.Timeout.Duration, settings: mc.Settings}
+		r.metrics = m.forRoute(r)
+		t.circuits[r.circuit] = r
 	}
 	return t, nil
 }

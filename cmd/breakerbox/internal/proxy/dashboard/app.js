@@ -306,7 +306,7 @@
         el(
           "div",
           { class: "card-sub" },
-          el("span", { class: "upstream muted", title: c.upstream, text: host(c.upstream) }),
+          el("span", { class: "upstream muted", title: c.upstream, text: (c.kind && c.kind !== "http" ? c.kind.toUpperCase() + " " : "") + host(c.upstream) }),
           el("span", { class: "pill", "data-role": "state" }),
         ),
       ),
