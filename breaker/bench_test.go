@@ -183,7 +183,7 @@ func BenchmarkHalfOpenProbeSystemClock(b *testing.B) {
 	br := newBench(b, breaker.Config{FailureThreshold: 1, HalfOpenSuccesses: 1 << 30, OpenTimeout: time.Millisecond, ProbeTimeout: time.Hour})
 	br.Do(ctx, failFn)
 	for br.State() != breaker.HalfOpen {
-		time.Sleep(time.Millisecond) // benchmark setup only: the real open timeout
+		<-br.Changed() // the real open timeout: the breaker's timer moves it
 	}
 	b.ReportAllocs()
 	for b.Loop() {
