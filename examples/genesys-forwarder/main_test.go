@@ -188,25 +188,39 @@ func rabbitBroker(t *testing.T, url string) forwarderBroker {
 	}
 	// queueLength asks on a channel of its own: a missing queue closes the
 	// channel that asks.
-	queueLength := func(name string) (int, error) {
+	queueInfo := func(name string) (amqp.Queue, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if _, err := channel(); err != nil {
-			return 0, err
+			return amqp.Queue{}, err
 		}
 		c, err := conn.Channel()
 		if err != nil {
-			return 0, err
+			return amqp.Queue{}, err
 		}
 		defer c.Close()
-		q, err := c.QueueDeclarePassive(name, true, false, false, false, nil)
+		return c.QueueDeclarePassive(name, true, false, false, false, nil)
+	}
+	queueLength := func(name string) (int, error) {
+		q, err := queueInfo(name)
 		return q.Messages, err
 	}
 	return forwarderBroker{
 		ready: func(ctx context.Context) error {
-			return untilDone(ctx, func(context.Context) error { // the forwarder declares the queues
-				_, err := queueLength("inbound.eu-west-1.retry")
-				return err
+			// The forwarder declares the queues, then each region's consumer
+			// consumes: ready once every default region has its consumer, so
+			// that what a test does next meets running consumers, not the
+			// forwarder half-way through its set-up.
+			return untilDone(ctx, func(context.Context) error {
+				if _, err := queueLength("inbound.eu-west-1.retry"); err != nil {
+					return err
+				}
+				for _, region := range []string{"us-east-1", "eu-west-1", "ap-southeast-2"} {
+					if q, err := queueInfo("inbound." + region); err != nil || q.Consumers == 0 {
+						return fmt.Errorf("inbound.%s: %d consumers, %v", region, q.Consumers, err)
+					}
+				}
+				return nil
 			})
 		},
 		publish: func(ctx context.Context, region string, body []byte) error {
