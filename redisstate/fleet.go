@@ -25,8 +25,16 @@ type Options struct {
 	// URL is the Redis to share state on, e.g. redis://127.0.0.1:6379/0
 	// (rediss:// for TLS, user:password@ for auth). Ignored if Client is set.
 	URL string
+	// Redis, if set instead of URL, chooses go-redis's client as
+	// redis.NewUniversalClient does: a Sentinel-backed client for MasterName
+	// and the sentinels' Addrs, a Redis Cluster client for two or more seed
+	// Addrs (or one with IsClusterMode), else one server; TLSConfig for TLS,
+	// Username and Password for an ACL user. The fleet copies it, sets the
+	// fail-fast fields (ContextTimeoutEnabled, no retries, timeouts from
+	// Timeout), makes the client and closes it in Close.
+	Redis *redis.UniversalOptions
 	// Client, if set, is used instead of URL and not closed by Close. Give it
-	// ContextTimeoutEnabled and MaxRetries 0 so a slow Redis fails fast.
+	// ContextTimeoutEnabled and MaxRetries -1 so a slow Redis fails fast.
 	Client redis.UniversalClient
 	// Prefix starts every key and the channel name. "" means "breakerbox:".
 	// Replicas sharing breakers must use the same prefix.
@@ -137,20 +145,11 @@ func New(opts Options) (*Fleet, error) {
 		log:   opts.Logger.With("component", "redisstate", "replica", opts.Replica),
 		queue: make(chan op, opts.QueueSize), wake: make(chan struct{}, 1)}
 	if f.client == nil {
-		ro, err := redis.ParseURL(opts.URL)
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err // its message holds the whole URL, password included
-		}
+		c, err := opts.newClient()
 		if err != nil {
-			return nil, fmt.Errorf("redisstate: URL %q: %v (want redis://[user:password@]host:port[/db], or rediss:// for TLS)", redact(opts.URL), err)
+			return nil, err
 		}
-		ro.ContextTimeoutEnabled = true
-		ro.MaxRetries = -1 // a failed command is a fault to handle, not to repeat
-		ro.DialTimeout = 2 * opts.Timeout
-		ro.ReadTimeout = 10 * opts.Timeout
-		ro.WriteTimeout = 10 * opts.Timeout
-		ro.PoolTimeout = opts.Timeout
-		f.client, f.owned = redis.NewClient(ro), true
+		f.client, f.owned = c, true
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	// Until the first subscription confirms the link, decide locally.
@@ -170,9 +169,10 @@ func New(opts Options) (*Fleet, error) {
 }
 
 func (o *Options) resolve() error {
+	if err := o.checkClient(); err != nil {
+		return err
+	}
 	switch {
-	case o.Client == nil && o.URL == "":
-		return errors.New("redisstate: Options.URL is empty: set it to redis://host:port/db, or set Options.Client")
 	case o.Quorum < 0:
 		return fmt.Errorf("redisstate: Options.Quorum = %d: must be ≥ 0 (0 means 1)", o.Quorum)
 	case o.QueueSize < 0:

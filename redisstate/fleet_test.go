@@ -487,7 +487,7 @@ func TestBadOptionsNameTheField(t *testing.T) {
 		opts redisstate.Options
 		want string
 	}{
-		{redisstate.Options{}, "Options.URL is empty"},
+		{redisstate.Options{}, "no Redis: set Options.URL"},
 		{redisstate.Options{URL: "http://localhost:6379"}, `URL "http://localhost:6379"`},
 		{redisstate.Options{URL: "redis://127.0.0.1:6379/x"}, "redis://[user:password@]host:port[/db]"},
 		{redisstate.Options{URL: "redis://127.0.0.1:1", Quorum: -1}, "Options.Quorum = -1"},

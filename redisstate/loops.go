@@ -116,7 +116,7 @@ func (f *Fleet) flush(batch []op) {
 // syncCall queues the sync script for o on pipe.
 func (f *Fleet) syncCall(ctx context.Context, pipe redis.Pipeliner, o op) *redis.Cmd {
 	return syncScript.EvalSha(ctx, pipe, o.m.keys, f.opts.KeyTTL.Milliseconds(), f.channel, o.mode, o.state, o.openMs, o.reason,
-		o.known, o.m.heldAt(o.known))
+		o.known, o.m.heldAt(o.known), o.m.applied())
 }
 
 // settle applies the reply of one call. The reply to a manual action

@@ -47,10 +47,10 @@ local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local ttl = tonumber(ARGV[1])
 local channel = ARGV[2]
 
-local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs', 'lu')
+local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs', 'lu', 'ef')
 local s = {st = f[1] or 'closed', ep = tonumber(f[2] or '0'), fl = tonumber(f[3] or '0'),
            ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0'), sq = tonumber(f[6] or '0'), rs = f[7] or '',
-           lu = tonumber(f[8] or '0')}
+           lu = tonumber(f[8] or '0'), ef = tonumber(f[9] or '0')}
 
 -- leasesLost says the probe leases were lost (the lease hash evicted alone)
 -- while one was live: the hash holds the last lease's expiry until the
@@ -88,7 +88,7 @@ local function touch()
 end
 
 local function transition(to, open_ms, reason)
-  s.ep = math.max(s.ep + 1, now)
+  s.ep = math.max(s.ep + 1, now, s.ef + 1)
   s.sq = math.max(s.sq + 1, now)
   s.st, s.fl, s.sc, s.ou, s.rs = to, 0, 0, 0, reason
   if to == 'open' then s.ou = now + open_ms end
@@ -100,6 +100,25 @@ local function transition(to, open_ms, reason)
 end
 
 local restored = 0
+
+-- catchUp keeps epochs from going backwards. A caller that applied epoch
+-- known, above the hash's, finds that Redis lost the keys or failed over to
+-- a primary that lagged, whose clock may also be behind the epochs the
+-- replicas applied (epochs come from TIME). The next transition is numbered
+-- above known (the floor ef, dropped with the hash at that transition), and a
+-- state other than CLOSED that the fleet reached meanwhile at a lower epoch
+-- is published again above known, for the replicas that ignore lower epochs.
+local function catchUp(known)
+  if known <= s.ep or known <= s.ef then return end
+  s.ef = known
+  redis.call('HSET', K, 'ef', string.format('%d', known))
+  touch()
+  if s.st ~= 'closed' then
+    s.ep = math.max(now, known + 1)
+    redis.call('HSET', K, 'ep', string.format('%d', s.ep))
+    publish('renumbered')
+  end
+end
 
 -- lost says the fleet lost the state that a replica which applied epoch
 -- known with the fleet not CLOSED (held 1) still holds.
@@ -130,6 +149,7 @@ end
 var reportScript = redis.NewScript(prelude + `
 local replica, known = ARGV[3], tonumber(ARGV[4])
 local threshold, open_ms, needed, quorum, held = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+catchUp(known)
 for i = 10, #ARGV do
   local e = ARGV[i]
   local c = string.sub(e, 1, 1)
@@ -202,6 +222,7 @@ return reply(0, 0)
 var acquireScript = redis.NewScript(prelude + `
 local lease, slots, lease_ms = ARGV[3] .. ':' .. ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local known, holds = tonumber(ARGV[7]), tonumber(ARGV[8])
+catchUp(known)
 if lost(known, holds) then
   restore(known, 'half_open', 0)
 end
@@ -235,7 +256,9 @@ return reply(1, 0)
 `)
 
 // syncScript reads the fleet's state, and optionally changes it.
-// ARGV: ttl, channel, mode, state, open ms, reason, known epoch, held. Modes:
+// ARGV: ttl, channel, mode, state, open ms, reason, known epoch, held, the
+// highest epoch the replica applied (for catchUp: known is -1 for an
+// operator's action that applies whatever the epoch). Modes:
 // "read"; "force" (an operator's action: applies unless the fleet made a
 // transition the operator had not seen, or always with known -1); "join" (a state
 // the replica holds on its own, published only if the fleet has none: the
@@ -245,6 +268,7 @@ return reply(1, 0)
 // Redis lost it).
 var syncScript = redis.NewScript(prelude + `
 local mode, to, open_ms, reason, known, held = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+catchUp(math.max(known, tonumber(ARGV[9])))
 if mode == 'force' and (s.ep <= known or known < 0) and (s.st ~= to or to == 'closed') then
   transition(to, open_ms, reason)
 elseif (mode == 'join' or mode == 'restore') and lost(known, held) then

@@ -350,7 +350,7 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 	case r.epoch > m.epoch.Load():
 		m.epoch.Store(r.epoch)
 		m.held = r.state != breaker.Closed
-		m.sq = max(m.sq, r.sq)
+		m.sq = r.sq // a new epoch orders its streaks afresh: a lagging clock may number them lower
 		m.knownEpoch.Store(r.epoch)
 		m.denyUntil.Store(0)
 		f.stats.applied.Add(1)
@@ -363,6 +363,15 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 		m.sq = r.sq
 		if r.state == breaker.Closed {
 			next, ok = pendingApply{fs: breaker.FleetState{State: breaker.Closed, Streak: r.streak}}, true
+		}
+	case src == fromMessage && r.state != breaker.Closed && r.epoch < m.epoch.Load():
+		// A transition numbered below what this replica applied: old news, or
+		// Redis failed over to a primary whose clock is behind. A read lets
+		// the script renumber the fleet's state above this epoch (catchUp in
+		// scripts.go), and publish it for every replica that ignored it.
+		select {
+		case f.queue <- op{m: m, mode: "read", known: m.epoch.Load()}: // not an outcome: not counted
+		default: // the queue is full: this replica's next call catches up
 		}
 	}
 	if src == fromSync || src == fromAck {
