@@ -8,6 +8,7 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -32,12 +33,33 @@ type Server struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once cmd has exited
 	info   *redis.Client // the test's own connection, made once: commandstats count its HELLO
+	// args are the server's own arguments, after the port and the defaults;
+	// conf, if set, is a config file written before each start (a sentinel
+	// needs one it can rewrite), with {port} replaced.
+	args []string
+	conf string
+	// TLS, if set, is how clients reach the server: its port is then its
+	// TLS port, and plain TCP is off.
+	TLS *tls.Config
 }
 
 // Start starts a redis-server on a free loopback port and stops it when the
 // test ends. Without a redis-server binary the test is skipped, except under
 // CI=true, where it fails.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartWith(t, nil)
+}
+
+// StartWith starts a redis-server like Start, with more arguments, e.g.
+// "--replicaof", "127.0.0.1", "6380".
+func StartWith(t testing.TB, args []string) *Server {
+	t.Helper()
+	return startServer(t, &Server{args: args})
+}
+
+// startServer starts s (its args, conf and TLS set) on a free port.
+func startServer(t testing.TB, s *Server) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -46,7 +68,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("redis-server not found: install it (apt-get install redis-server) to run this test")
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s.t, s.bin, s.dir = t, bin, t.TempDir()
 	t.Cleanup(func() { s.kill() })
 	// redis-server cannot bind a port of its own choosing (--port 0 turns
 	// TCP off), so a port chosen free can be taken before it binds: then it
@@ -73,8 +95,13 @@ func portTaken(err error) bool {
 // Addr is host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
 
-// URL is the redis:// URL of database 0.
-func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+// URL is the redis:// URL of database 0 (rediss:// for a TLS server).
+func (s *Server) URL() string {
+	if s.TLS != nil {
+		return "rediss://" + s.Addr() + "/0"
+	}
+	return "redis://" + s.Addr() + "/0"
+}
 
 // start starts redis-server on s.Port and waits until it answers. The
 // server that answers must be this process (INFO's process_id): another
@@ -83,9 +110,23 @@ func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 func (s *Server) start() error {
 	logfile := filepath.Join(s.dir, "redis.log")
 	os.Remove(logfile) // the log of a failed start is read alone
-	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+	var args []string
+	if s.conf != "" {
+		conf := filepath.Join(s.dir, "redis.conf")
+		if err := os.WriteFile(conf, []byte(strings.ReplaceAll(s.conf, "{port}", strconv.Itoa(s.Port))), 0o600); err != nil {
+			return err
+		}
+		args = append(args, conf)
+	}
+	port := []string{"--port", strconv.Itoa(s.Port)}
+	if s.TLS != nil {
+		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.Port)}
+	}
+	args = append(append(args, port...), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir, "--protected-mode", "yes",
-		"--loglevel", "warning", "--logfile", logfile)
+		"--loglevel", "warning", "--logfile", logfile,
+		"--repl-diskless-sync-delay", "0") // a replica syncs at once, and can then be promoted
+	cmd := exec.Command(s.bin, append(args, s.args...)...)
 	cmd.Dir = s.dir
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
@@ -95,7 +136,7 @@ func (s *Server) start() error {
 	s.cmd, s.exited = cmd, exited
 	// Timeouts of its own: go-redis ignores the context's deadline.
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond,
-		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, TLSConfig: s.TLS})
 	defer c.Close()
 	var err error
 	for i := 0; i < 100; i++ {
@@ -167,7 +208,7 @@ func (s *Server) signal(sig syscall.Signal) {
 
 // Client returns a new client of the server, closed when the test ends.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), TLSConfig: s.TLS})
 	s.t.Cleanup(func() { c.Close() })
 	return c
 }

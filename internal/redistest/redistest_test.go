@@ -35,3 +35,36 @@ func TestStartsAgainOnAnotherPortWhenItsPortIsTaken(t *testing.T) {
 		t.Fatalf("%d ports picked, want 2 (the taken one, then a free one)", calls)
 	}
 }
+
+func TestSentinelFailsOver(t *testing.T) {
+	s := StartSentinel(t, 1, 3)
+	old := s.Primary()
+	if old != s.Servers[0] {
+		t.Fatalf("primary %s, want the first server", old)
+	}
+	old.Kill()
+	now := s.WaitFailover(old)
+	if now != s.Servers[1] {
+		t.Fatalf("promoted %s, want the replica", now)
+	}
+}
+
+func TestClusterFailsOver(t *testing.T) {
+	c := StartCluster(t, 3)
+	p := c.PrimaryOf("{x}")
+	if err := p.Client().Set(context.Background(), "{x}", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	c.WaitOK(p)
+	if q := c.PrimaryOf("{x}"); q == p {
+		t.Fatalf("%s still serves the slot", q)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	s := StartTLS(t, NewTLSFiles(t))
+	if err := s.Client().Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
