@@ -40,7 +40,9 @@ type replica struct {
 func newReplica(t *testing.T, srv *redistest.Server, name string, cfg breaker.Config, opts redisstate.Options) *replica {
 	t.Helper()
 	r := &replica{t: t, name: name, logs: &syncbuf.Buffer{}, blogs: &syncbuf.Buffer{}}
-	opts.URL = srv.URL()
+	if opts.Redis == nil && opts.Client == nil {
+		opts.URL = srv.URL()
+	}
 	opts.Replica = name
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(r.logs, nil))
