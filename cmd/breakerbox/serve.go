@@ -188,7 +188,7 @@ func reload(srv *proxy.Server, path string, log *slog.Logger) *config.Config {
 // shared state, the listeners and their limits (the event-stream cap, read
 // per request, may change).
 func restartOnly(old, cfg *config.Config) error {
-	if cfg.State != old.State || cfg.Quorum != old.Quorum {
+	if cfg.State != old.State || !cfg.Redis.Equal(old.Redis) || cfg.Quorum != old.Quorum {
 		return fmt.Errorf("state and quorum cannot change on reload (was %s, quorum %d): restart breakerbox to change them",
 			old.StateRedacted(), old.Quorum)
 	}

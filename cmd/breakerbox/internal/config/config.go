@@ -58,10 +58,13 @@ type Config struct {
 	// through DNS rebinding.
 	AdminHosts []string `yaml:"admin_hosts"`
 	// State is where circuit state lives: "memory" (default), each process
-	// on its own, or a Redis URL (redis://host:port/db, rediss:// for TLS)
-	// shared by every replica pointed at it, so a fleet acts as one breaker
-	// per circuit (see package redisstate).
+	// on its own, or Redis, shared by every replica pointed at it, so a
+	// fleet acts as one breaker per circuit (see package redisstate). In the
+	// file: a URL (redis://host:port/db, rediss:// for TLS), or a mapping
+	// with a url, a sentinel or a cluster, and TLS and ACL options (see
+	// Redis); State is then "redis". Redis is set for both forms.
 	State string `yaml:"state"`
+	Redis *Redis `yaml:"-"`
 	// Quorum, with a Redis state, is the number of distinct replicas whose
 	// failures must be in a streak before the fleet opens a circuit. 0 or 1:
 	// any replica's failures count.
@@ -329,4 +332,9 @@ func (c *Config) MaxTimeout() time.Duration {
 
 // StateRedacted is State with a password in its URL hidden, for logs and
 // output.
-func (c *Config) StateRedacted() string { return RedactURL(c.State) }
+func (c *Config) StateRedacted() string {
+	if c.Redis != nil {
+		return c.Redis.String()
+	}
+	return c.State
+}

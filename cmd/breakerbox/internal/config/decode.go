@@ -142,7 +142,7 @@ func (d *decoder) decode(data []byte) *Config {
 				c.AdminHosts = append(c.AdminHosts, h)
 			})
 		},
-		"state":  func(n *yaml.Node, f string) { d.str(n, f, &c.State) },
+		"state":  func(n *yaml.Node, f string) { d.decodeState(n, f, c) },
 		"quorum": func(n *yaml.Node, f string) { d.int(n, f, &c.Quorum, 0, 1000) },
 		"limits": func(n *yaml.Node, f string) {
 			d.mapping(n, f, map[string]func(*yaml.Node, string){

@@ -31,9 +31,9 @@ func (d *decoder) validate(c *Config) {
 	if listenOK && adminOK && sameEndpoint(c.Listen, c.Admin) {
 		d.fieldf("admin", "%q is also the proxy's listen address %q: give the admin listener its own port", c.Admin, c.Listen)
 	}
-	d.state(c)
+	d.checkState(c)
 	if c.Quorum > 1 && c.State == "memory" {
-		d.fieldf("quorum", "%d: needs a shared state (state: redis://...); remove it for memory", c.Quorum)
+		d.fieldf("quorum", "%d: needs a shared state (state: redis://... or a Redis mapping); remove it for memory", c.Quorum)
 	}
 	if tok := os.Getenv("BREAKERBOX_ADMIN_TOKEN"); tok != "" {
 		c.AdminToken = tok
@@ -230,20 +230,6 @@ func (d *decoder) token(field, tok string) {
 		d.fieldf(field, "starts or ends with whitespace or a newline (a | block keeps one): write the token on one line, or use |- to drop the newline")
 	case len(tok) < MinTokenLength:
 		d.fieldf(field, "%d characters: want at least %d (e.g. the output of `openssl rand -hex 24`)", len(tok), MinTokenLength)
-	}
-}
-
-func (d *decoder) state(c *Config) {
-	switch {
-	case c.State == "":
-		c.State = "memory"
-	case c.State == "memory":
-	case strings.HasPrefix(c.State, "redis://"), strings.HasPrefix(c.State, "rediss://"):
-		if err := checkRedisURL(c.State); err != nil {
-			d.fieldf("state", "%q: %v; want redis://[user:password@]host:port[/db]", RedactURL(c.State), err)
-		}
-	default:
-		d.fieldf("state", "%q: want memory, or redis://host:port/db to share circuits across replicas", RedactURL(c.State))
 	}
 }
 
