@@ -44,6 +44,12 @@
 // fleet again sends at most HalfOpenProbes probes. That replica logs
 // "fleet state LOST" and counts it in Stats.StateLosses: one replica per loss.
 //
+// Epochs come from Redis's clock, but never fall below an epoch a replica
+// applied: each script takes the caller's epoch, a hash below it numbers its
+// next transition above it, and a state it reached below it is published
+// again above it. A failover to a primary whose clock is behind (and that
+// lost the keys) thus cannot make replicas ignore new transitions.
+//
 // A quorum (Options.Quorum) requires failures from at least N distinct
 // replicas before the fleet opens, so one replica with a bad network path
 // opens only its own breaker.
@@ -62,6 +68,12 @@
 //
 // The sidecar does the same for "state: redis://…" in its config.
 //
+// For Redis Sentinel, a Redis Cluster, TLS or an ACL user, set Options.Redis
+// (go-redis's UniversalOptions) instead of URL: MasterName and the sentinels'
+// Addrs make a client that follows the primary across failovers, two or more
+// seed Addrs a cluster client, TLSConfig TLS. The fleet sets the fail-fast
+// fields and owns the client (see the examples).
+//
 // # Limits
 //
 // Consecutive-failure breakers are counted fleet-wide. A breaker with a
@@ -75,7 +87,9 @@
 // # Keys
 //
 // For a breaker named N the fleet uses the keys <prefix>{N}, <prefix>{N}:r
-// and <prefix>{N}:l (hash-tagged, so a Redis Cluster keeps them in one slot)
-// and the channel <prefix>events. The keys expire a day after their last
+// and <prefix>{N}:l (hash-tagged, so a Redis Cluster keeps them in one slot
+// and each script runs on one node) and the channel <prefix>events (PUBLISH
+// reaches every node of a cluster). A breaker with an empty name has no hash
+// tag: its keys may land in different slots of a cluster. The keys expire a day after their last
 // write (Options.KeyTTL).
 package redisstate
