@@ -55,7 +55,8 @@ type Server struct {
 	rp       *httputil.ReverseProxy
 	history  *history
 	metrics  *metrics
-	promReg  *prometheus.Registry
+	promReg  *prometheus.Registry   // every metric but the breakers'
+	breakers *breakerprom.Collector // served beside promReg (see Admin)
 	reloadMu sync.Mutex
 
 	base         http.RoundTripper
@@ -115,8 +116,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		// length) are flushed on every write anyway; others are buffered.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.breakers = breakerprom.NewCollector(s.registry)
 	s.promReg = prometheus.NewRegistry()
-	s.promReg.MustRegister(breakerprom.NewCollector(s.registry), s.metrics,
+	s.promReg.MustRegister(s.metrics,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	for _, c := range opts.Collectors {
 		if err := s.promReg.Register(c); err != nil {
@@ -221,7 +223,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ticket, err := b.Allow()
 	if err != nil {
 		s.reject(w, rt, err)
-		rt.metrics.observe(http.StatusServiceUnavailable, time.Since(start))
+		rt.metrics.observeRejection(time.Since(start))
 		return
 	}
 	x := &exchange{Context: r.Context(), route: rt, ticket: ticket, path: path, rawPath: rawPath}
