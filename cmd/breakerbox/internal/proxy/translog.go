@@ -93,15 +93,20 @@ func (l *transitionLog) classify(t breaker.Transition) (level slog.Level, msg st
 		return slog.LevelDebug, fmt.Sprintf("Circuit breaker HALF_OPEN for %s: probes allowed", name), o
 	case breaker.Closed:
 		delete(l.outages, t.Name)
-		switch {
-		case t.Reason == breaker.ReasonProbesSucceeded || t.Reason == breaker.ReasonFleet && t.From != breaker.Disabled && t.From != breaker.ForcedOpen:
+		fleetRecovered := t.Reason == breaker.ReasonFleet && (t.FleetReason == 0 || t.FleetReason == breaker.ReasonProbesSucceeded) &&
+			(t.From == breaker.Open || t.From == breaker.HalfOpen)
+		if t.Reason == breaker.ReasonProbesSucceeded || fleetRecovered {
 			msg = fmt.Sprintf("Circuit breaker CLOSED for %s — recovered", name)
 			if o != nil {
 				msg += fmt.Sprintf(" after %v down, %d failed probes", t.At.Sub(o.since).Round(time.Second), o.failedProbes)
 			}
 			return slog.LevelInfo, msg, o
 		}
-		return slog.LevelInfo, fmt.Sprintf("Circuit breaker CLOSED for %s (%s)", name, t.Reason), o
+		why := t.Reason.String()
+		if t.FleetReason != 0 {
+			why += ": " + t.FleetReason.String()
+		}
+		return slog.LevelInfo, fmt.Sprintf("Circuit breaker CLOSED for %s (%s)", name, why), o
 	case breaker.ForcedOpen:
 		delete(l.outages, t.Name) // an operator's choice, not an outage
 		return slog.LevelWarn, fmt.Sprintf("Circuit breaker FORCED OPEN for %s (%s): calls rejected until an operator closes it", name, t.Reason), nil
