@@ -257,7 +257,7 @@ func TestPromtoolChecksTheExposition(t *testing.T) {
 	gathered := prometheus.NewPedanticRegistry()
 	gathered.MustRegister(durations)
 	w := httptest.NewRecorder()
-	breakerprom.Handler(breakerprom.NewCollector(reg), gathered).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	breakerprom.Handler(gathered, breakerprom.NewCollector(reg)).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	text := w.Body
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -377,7 +377,7 @@ func TestHandlerServesTheGathererThenTheCollector(t *testing.T) {
 	up := prometheus.NewGauge(prometheus.GaugeOpts{Name: "app_up", Help: "1 while the app runs."})
 	up.Set(1)
 	other.MustRegister(up)
-	h := breakerprom.Handler(breakerprom.NewCollector(fleet(t)), other)
+	h := breakerprom.Handler(other, breakerprom.NewCollector(fleet(t)))
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain; version=0.0.4") {

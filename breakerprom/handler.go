@@ -92,16 +92,23 @@ var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 
 func escapeHelp(s string) string { return helpEscaper.Replace(s) }
 
+// TextWriter writes metrics in the Prometheus text format (version 0.0.4).
+// A Collector is one.
+type TextWriter interface {
+	WriteText(w io.Writer) error
+}
+
 // Handler serves /metrics in the Prometheus text format: what g gathers
-// (encoded by client_golang), then c's metrics written by WriteText. Do not
-// register c with g as well: its families would appear twice. The answer is
-// not compressed: for a scrape over loopback or a local network,
+// (encoded by client_golang), then what each of writers writes (a
+// Collector, or any other source of many series written directly). Do not
+// also register a Collector with g: its families would appear twice. The
+// answer is not compressed: for a scrape over loopback or a local network,
 // compressing megabytes costs more CPU than it saves.
 //
 // Errors from g are answered 500 before anything is written, as promhttp
 // does by default; errors writing the answer (the scraper went away) are
 // dropped.
-func Handler(c *Collector, g prometheus.Gatherer) http.Handler {
+func Handler(g prometheus.Gatherer, writers ...TextWriter) http.Handler {
 	format := expfmt.NewFormat(expfmt.TypeTextPlain)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mfs, err := g.Gather()
@@ -120,6 +127,10 @@ func Handler(c *Collector, g prometheus.Gatherer) http.Handler {
 		if bw.Flush() != nil {
 			return
 		}
-		c.WriteText(w)
+		for _, tw := range writers {
+			if tw.WriteText(w) != nil {
+				return
+			}
+		}
 	})
 }

@@ -18,7 +18,7 @@ import (
 // number of series, the size of the answer and the process's CPU time per
 // scrape (garbage collection included).
 func BenchmarkMetricsScrape(b *testing.B) {
-	for _, active := range []int{0, 1000} {
+	for _, active := range []int{0, 1000, 10000} {
 		b.Run(fmt.Sprintf("circuits=10000/active=%d", active), func(b *testing.B) {
 			srv, admin := manyCircuits(b, 10000)
 			for i := range active {

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -28,6 +29,9 @@ func TestRejectionsAreTimedApartFromForwardedRequests(t *testing.T) {
 	m := f.metrics()
 	for _, want := range []string{
 		`breakerbox_proxy_request_duration_seconds_count{circuit="svc",region="",service="svc"} 1`,
+		`breakerbox_proxy_request_duration_seconds_bucket{circuit="svc",region="",service="svc",le="+Inf"} 1`,
+		`breakerbox_proxy_request_duration_seconds_bucket{circuit="svc",region="",service="svc",le="30"} 1`,
+		`breakerbox_proxy_rejection_duration_seconds_bucket{circuit="svc",region="",service="svc",le="+Inf"} 3`,
 		`breakerbox_proxy_rejection_duration_seconds_count{circuit="svc",region="",service="svc"} 3`,
 		`breakerbox_proxy_requests_total{circuit="svc",region="",service="svc",status_class="2xx"} 1`,
 		`breakerbox_proxy_requests_total{circuit="svc",region="",service="svc",status_class="5xx"} 3`,
@@ -60,6 +64,8 @@ func TestEverySeriesOfACircuitCarriesItsName(t *testing.T) {
 	}
 }
 
+// TestReloadDropsARemovedCircuitsSeries: a removed circuit's series go, a
+// kept circuit's counts carry on.
 func TestReloadDropsARemovedCircuitsSeries(t *testing.T) {
 	up := newUpstream(t)
 	yaml := fmt.Sprintf("services:\n  - {name: a, upstream: %q}\n  - {name: b, upstream: %q}\n", up.URL, up.URL)
@@ -74,7 +80,7 @@ func TestReloadDropsARemovedCircuitsSeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := f.metrics()
-	if strings.Contains(m, `circuit="b"`) || !strings.Contains(m, `breakerbox_proxy_requests_total{circuit="a",`) {
+	if strings.Contains(m, `circuit="b"`) || !strings.Contains(m, `breakerbox_proxy_requests_total{circuit="a",region="",service="a",status_class="2xx"} 1`+"\n") {
 		t.Fatalf("after removing b:\n%s", grep(m, "circuit="))
 	}
 }
@@ -102,5 +108,28 @@ func TestSidecarMetricsPassPromtool(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestScrapesWhileRequestsRunAreRaceFree: requests observe while /metrics
+// is written, under -race.
+func TestScrapesWhileRequestsRunAreRaceFree(t *testing.T) {
+	up := newUpstream(t)
+	f := newFixture(t, fmt.Sprintf("services: [{name: svc, upstream: %q}]", up.URL))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50 {
+			if resp, err := http.Get(f.proxy.URL + "/svc/x"); err == nil { // f.status would call t.Fatal off the test goroutine
+				resp.Body.Close()
+			}
+		}
+	}()
+	for range 20 {
+		f.metrics()
+	}
+	<-done
+	if m := f.metrics(); !strings.Contains(m, `breakerbox_proxy_request_duration_seconds_count{circuit="svc",region="",service="svc"} 50`+"\n") {
+		t.Fatalf("after 50 requests:\n%s", grep(m, "_count"))
 	}
 }

@@ -56,7 +56,7 @@ type Server struct {
 	history     *history
 	transitions *transitionLog
 	metrics     *metrics
-	promReg     *prometheus.Registry   // every metric but the breakers'
+	promReg     *prometheus.Registry   // every metric but the breakers' and the routes'
 	breakers    *breakerprom.Collector // served beside promReg (see Admin)
 	reloadMu    sync.Mutex
 
@@ -122,7 +122,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.breakers = breakerprom.NewCollector(s.registry)
 	s.promReg = prometheus.NewRegistry()
-	s.promReg.MustRegister(s.metrics,
+	s.promReg.MustRegister(
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	for _, c := range opts.Collectors {
 		if err := s.promReg.Register(c); err != nil {
