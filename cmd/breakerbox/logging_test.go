@@ -90,3 +90,14 @@ func TestServeLogsItsBannerAsJSON(t *testing.T) {
 		t.Errorf("stdout: %q", stdout)
 	}
 }
+
+func TestFleetLinesSayCircuitNotBreaker(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(circuitKey{slog.NewTextHandler(&buf, nil)})
+	log.With("component", "redisstate").Warn("ignoring fleet state", "breaker", "genesys/eu-west-1", "err", "x")
+	log.With("breaker", "a").Info("y")
+	got := buf.String()
+	if strings.Contains(got, "breaker=") || !strings.Contains(got, "component=redisstate circuit=genesys/eu-west-1 err=x") || !strings.Contains(got, "msg=y circuit=a") {
+		t.Fatalf("%s", got)
+	}
+}
