@@ -145,10 +145,10 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	x.ticket.Report(httpbreaker.DefaultClassifier(req, resp, nil))
-	x.status = resp.StatusCode
+	x.status = resp.StatusCode // the final status: 1xx answers went by in ClientTrace
 	if x.status >= 500 {
 		u.s.upstreamFaults.fault(x.route, "upstream answered 5xx", slog.Int("status", x.status))
-	} // the final status: 1xx answers went by in ClientTrace
+	}
 	if resp.Close {
 		u.s.hop.strip(resp.Header)
 	}
