@@ -2,6 +2,7 @@ package breakerprom_test
 
 import (
 	"context"
+	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/breakerprom"
@@ -95,4 +97,43 @@ func BenchmarkClosedSuccess(b *testing.B) {
 	b.Run("control-goroutine-waking-every-1ms", scraped(time.Millisecond, false))
 	b.Run("collector-scraped-every-1ms", scraped(time.Millisecond, true))
 	b.Run("collector-scraped-nonstop", scraped(0, true))
+}
+
+// BenchmarkScrape10kCircuits is one scrape of 10,000 breakers: through a
+// prometheus.Registry (Collect, then client_golang's Gather and text
+// encoder), and written directly (WriteText, what Handler serves). The
+// sidecar's figure, with its other metrics, is BenchmarkMetricsScrape in
+// cmd/breakerbox/internal/proxy.
+func BenchmarkScrape10kCircuits(b *testing.B) {
+	reg, err := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: discardLogger, CountSuccesses: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 10000 {
+		get(b, reg, "svc"+strconv.Itoa(i))
+	}
+	c := breakerprom.NewCollector(reg)
+	b.Run("registry-gather-encode", func(b *testing.B) {
+		promReg := prometheus.NewRegistry()
+		promReg.MustRegister(c)
+		b.ReportAllocs()
+		for b.Loop() {
+			mfs, err := promReg.Gather()
+			if err != nil {
+				b.Fatal(err)
+			}
+			enc := expfmt.NewEncoder(io.Discard, expfmt.NewFormat(expfmt.TypeTextPlain))
+			for _, mf := range mfs {
+				enc.Encode(mf)
+			}
+		}
+	})
+	b.Run("write-text", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := c.WriteText(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,8 +37,9 @@ func fleet(t testing.TB) *breaker.Registry {
 	t.Helper()
 	clock := breakertest.NewClock()
 	reg, err := breaker.NewRegistry(breaker.RegistryConfig{
-		Default:  breaker.Config{FailureThreshold: 2, OpenTimeout: time.Minute, Clock: clock, Logger: discardLogger},
-		Profiles: map[string]breaker.Config{"cloudflare": {CountSuccesses: true}},
+		Default: breaker.Config{FailureThreshold: 2, OpenTimeout: time.Minute, Clock: clock, Logger: discardLogger},
+		Profiles: map[string]breaker.Config{"cloudflare": {CountSuccesses: true},
+			"rated": {FailureRate: &breaker.FailureRate{Threshold: 0.5}}}, // not created here
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +89,24 @@ breakerbox_calls_total{circuit="namecheap",outcome="failure"} 2
 breakerbox_calls_total{circuit="namecheap",outcome="ignored"} 0
 breakerbox_calls_total{circuit="smtp",outcome="failure"} 0
 breakerbox_calls_total{circuit="smtp",outcome="ignored"} 0
+# HELP breakerbox_circuit_consecutive_failures Consecutive failures in CLOSED so far (consecutive-failure policy); the circuit opens at breakerbox_circuit_failure_threshold.
+# TYPE breakerbox_circuit_consecutive_failures gauge
+breakerbox_circuit_consecutive_failures{circuit="cloudflare"} 1
+breakerbox_circuit_consecutive_failures{circuit="genesys/eu-west-1"} 0
+breakerbox_circuit_consecutive_failures{circuit="namecheap"} 0
+breakerbox_circuit_consecutive_failures{circuit="smtp"} 0
+# HELP breakerbox_circuit_failure_threshold Setting: the consecutive failures that open the circuit (consecutive-failure policy).
+# TYPE breakerbox_circuit_failure_threshold gauge
+breakerbox_circuit_failure_threshold{circuit="cloudflare"} 2
+breakerbox_circuit_failure_threshold{circuit="genesys/eu-west-1"} 2
+breakerbox_circuit_failure_threshold{circuit="namecheap"} 2
+breakerbox_circuit_failure_threshold{circuit="smtp"} 2
+# HELP breakerbox_circuit_open_timeout_seconds Setting: how long the circuit stays open before a probe (before any backoff).
+# TYPE breakerbox_circuit_open_timeout_seconds gauge
+breakerbox_circuit_open_timeout_seconds{circuit="cloudflare"} 60
+breakerbox_circuit_open_timeout_seconds{circuit="genesys/eu-west-1"} 60
+breakerbox_circuit_open_timeout_seconds{circuit="namecheap"} 60
+breakerbox_circuit_open_timeout_seconds{circuit="smtp"} 60
 # HELP breakerbox_circuit_state Current state of the circuit breaker: 1 for the state it is in, 0 for the others.
 # TYPE breakerbox_circuit_state gauge
 breakerbox_circuit_state{circuit="cloudflare",state="closed"} 1
@@ -218,8 +239,9 @@ func TestSuccessesAreExportedOnlyWhenCounted(t *testing.T) {
 }
 
 // TestPromtoolChecksTheExposition runs Prometheus's own linter on the
-// exposition. promtool comes with Debian's prometheus package; CI must have
-// it.
+// exposition, as Handler serves it (client_golang's encoder for the
+// gatherer, WriteText for the Collector). promtool comes with Debian's
+// prometheus package; CI must have it.
 func TestPromtoolChecksTheExposition(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
@@ -228,23 +250,19 @@ func TestPromtoolChecksTheExposition(t *testing.T) {
 		}
 		t.Skip("promtool not on PATH; install it (apt-get install prometheus) to run this check")
 	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(breakerprom.NewCollector(fleet(t)))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text bytes.Buffer
-	enc := expfmt.NewEncoder(&text, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
-		}
-	}
+	reg := fleet(t)
+	reg.MustGet("rated").Do(context.Background(), func(context.Context) error { return errBoom })
+	durations := breakerprom.NewDurations(nil)
+	durations.Observe("cloudflare", breaker.Success, 30*time.Millisecond)
+	gathered := prometheus.NewPedanticRegistry()
+	gathered.MustRegister(durations)
+	w := httptest.NewRecorder()
+	breakerprom.Handler(gathered, breakerprom.NewCollector(reg)).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	text := w.Body
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, promtool, "check", "metrics")
-	cmd.Stdin = &text
+	cmd.Stdin = text
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
@@ -284,4 +302,164 @@ func TestCollectWhileCallsRunIsRaceFree(t *testing.T) {
 	if _, err := promReg.Gather(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSettingsAndStreakShowHowNearTheThreshold: a consecutive-failure
+// circuit exports its streak and threshold, a failure-rate circuit its rate
+// and rate threshold, and neither exports the other policy's series.
+func TestSettingsAndStreakShowHowNearTheThreshold(t *testing.T) {
+	reg, _ := breaker.NewRegistry(breaker.RegistryConfig{
+		Default: breaker.Config{FailureThreshold: 5, OpenTimeout: 30 * time.Second, Logger: discardLogger},
+		Profiles: map[string]breaker.Config{
+			"rated": {FailureRate: &breaker.FailureRate{Threshold: 0.5, MinCalls: 10}},
+		},
+	})
+	ctx := context.Background()
+	fail := func(context.Context) error { return errBoom }
+	ok := func(context.Context) error { return nil }
+	streaky := get(t, reg, "streaky")
+	for range 4 {
+		streaky.Do(ctx, fail)
+	}
+	rated := get(t, reg, "rated")
+	rated.Do(ctx, fail)
+	for range 3 {
+		rated.Do(ctx, ok)
+	}
+	want := `
+# HELP breakerbox_circuit_consecutive_failures Consecutive failures in CLOSED so far (consecutive-failure policy); the circuit opens at breakerbox_circuit_failure_threshold.
+# TYPE breakerbox_circuit_consecutive_failures gauge
+breakerbox_circuit_consecutive_failures{circuit="streaky"} 4
+# HELP breakerbox_circuit_failure_rate Share of failed calls in the sliding window, 0 to 1 (failure-rate policy; 0 while the window is empty).
+# TYPE breakerbox_circuit_failure_rate gauge
+breakerbox_circuit_failure_rate{circuit="rated"} 0.25
+# HELP breakerbox_circuit_failure_rate_threshold Setting: the failure share in the window that opens the circuit (failure-rate policy).
+# TYPE breakerbox_circuit_failure_rate_threshold gauge
+breakerbox_circuit_failure_rate_threshold{circuit="rated"} 0.5
+# HELP breakerbox_circuit_failure_threshold Setting: the consecutive failures that open the circuit (consecutive-failure policy).
+# TYPE breakerbox_circuit_failure_threshold gauge
+breakerbox_circuit_failure_threshold{circuit="streaky"} 5
+# HELP breakerbox_circuit_open_timeout_seconds Setting: how long the circuit stays open before a probe (before any backoff).
+# TYPE breakerbox_circuit_open_timeout_seconds gauge
+breakerbox_circuit_open_timeout_seconds{circuit="rated"} 30
+breakerbox_circuit_open_timeout_seconds{circuit="streaky"} 30
+`
+	if err := testutil.CollectAndCompare(breakerprom.NewCollector(reg), strings.NewReader(want),
+		"breakerbox_circuit_consecutive_failures", "breakerbox_circuit_failure_rate", "breakerbox_circuit_failure_rate_threshold",
+		"breakerbox_circuit_failure_threshold", "breakerbox_circuit_open_timeout_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWriteTextIsWhatCollectGives: the direct writer and the Collector give
+// the same lines (in the text format, ignoring order), for every state and
+// for a name that needs escaping.
+func TestWriteTextIsWhatCollectGives(t *testing.T) {
+	reg := fleet(t)
+	get(t, reg, "odd \"name\"\\with\nbreaks")
+	c := breakerprom.NewCollector(reg)
+	var direct bytes.Buffer
+	if err := c.WriteText(&direct); err != nil {
+		t.Fatal(err)
+	}
+	promReg := prometheus.NewPedanticRegistry()
+	promReg.MustRegister(c)
+	gathered := gatherText(t, promReg)
+	if a, b := sortedLines(direct.String()), sortedLines(gathered); a != b {
+		t.Fatalf("WriteText:\n%s\nCollect:\n%s", a, b)
+	}
+}
+
+// TestHandlerServesTheGathererThenTheCollector: one answer with the
+// gatherer's families and the Collector's, each once.
+func TestHandlerServesTheGathererThenTheCollector(t *testing.T) {
+	other := prometheus.NewRegistry()
+	up := prometheus.NewGauge(prometheus.GaugeOpts{Name: "app_up", Help: "1 while the app runs."})
+	up.Set(1)
+	other.MustRegister(up)
+	h := breakerprom.Handler(other, breakerprom.NewCollector(fleet(t)))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("%d %q", w.Code, w.Header().Get("Content-Type"))
+	}
+	body := w.Body.String()
+	for _, want := range []string{"app_up 1\n", `breakerbox_circuit_state{circuit="smtp",state="forced_open"} 1` + "\n"} {
+		if strings.Count(body, want) != 1 {
+			t.Errorf("want %q once in:\n%s", want, body)
+		}
+	}
+	if n := strings.Count(body, "# TYPE breakerbox_circuit_state "); n != 1 {
+		t.Errorf("%d TYPE lines for breakerbox_circuit_state, want 1", n)
+	}
+}
+
+func gatherText(t *testing.T, g prometheus.Gatherer) string {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	enc := expfmt.NewEncoder(&text, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return text.String()
+}
+
+func sortedLines(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+func TestDurationsTimeCallsByOutcome(t *testing.T) {
+	reg, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{FailureThreshold: 2, Logger: discardLogger}})
+	b := get(t, reg, "svc")
+	d := breakerprom.NewDurations(nil)
+	ctx := context.Background()
+	d.Do(ctx, b, func(context.Context) error { return nil })
+	d.Do(ctx, b, func(context.Context) error { return context.Canceled })
+	d.Do(ctx, b, func(context.Context) error { return errBoom })
+	d.Do(ctx, b, func(context.Context) error { return errBoom }) // opens
+	if err := d.Do(ctx, b, func(context.Context) error { return nil }); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("err = %v, want a rejection", err)
+	}
+	for outcome, want := range map[string]uint64{"success": 1, "ignored": 1, "failure": 2} {
+		if n := histogramCount(t, d, "svc", outcome); n != want {
+			t.Errorf("outcome %s: %d observations, want %d (rejections are not timed)", outcome, n, want)
+		}
+	}
+	if problems, err := testutil.CollectAndLint(d); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", err, problems)
+	}
+	d.Forget("svc")
+	if n := testutil.CollectAndCount(d); n != 0 {
+		t.Errorf("after Forget: %d series", n)
+	}
+}
+
+func histogramCount(t *testing.T, c prometheus.Collector, circuit, outcome string) uint64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["circuit"] == circuit && labels["outcome"] == outcome {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
 }

@@ -50,3 +50,22 @@ breakerbox_circuit_state{circuit="cloudflare",state="open"} 1
 	fmt.Println(err)
 	// Output: <nil>
 }
+
+// ExampleDurations times calls by outcome, and serves the breakers and the
+// histogram on one /metrics with Handler, which writes the breakers' series
+// straight from their snapshots.
+func ExampleDurations() {
+	registry, _ := breaker.NewRegistry(breaker.RegistryConfig{Default: breaker.Config{Logger: quiet}})
+	durations := breakerprom.NewDurations(nil) // 1 ms … 30 s
+	gathered := prometheus.NewRegistry()
+	gathered.MustRegister(durations)
+	admin := http.NewServeMux()
+	admin.Handle("/metrics", breakerprom.Handler(gathered, breakerprom.NewCollector(registry)))
+
+	cloudflare := registry.MustGet("cloudflare")
+	durations.Do(context.Background(), cloudflare, func(context.Context) error { return nil })
+	durations.Do(context.Background(), cloudflare, func(context.Context) error { return errors.New("503") })
+
+	fmt.Println(testutil.CollectAndCount(durations, "breakerbox_calls_seconds"), "series: one per outcome seen")
+	// Output: 2 series: one per outcome seen
+}

@@ -22,11 +22,42 @@ func openFleet(cfg *config.Config, log *slog.Logger) (*redisstate.Fleet, error) 
 	// go-redis logs every failed dial of its pool; the fleet already says,
 	// once, that Redis is unreachable. Keep the client's lines for debugging.
 	redis.SetLogger(redisLogger{log})
-	f, err := redisstate.New(redisstate.Options{Redis: cfg.Redis.Options(), Quorum: cfg.Quorum, Logger: log})
+	f, err := redisstate.New(redisstate.Options{Redis: cfg.Redis.Options(), Quorum: cfg.Quorum, Logger: slog.New(circuitKey{log.Handler()})})
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	return f, nil
+}
+
+// circuitKey renames the attribute "breaker" (redisstate's name for a
+// breaker) to "circuit", the key of every other line of the sidecar, so one
+// query finds a circuit's lines.
+type circuitKey struct{ slog.Handler }
+
+func (h circuitKey) Handle(ctx context.Context, r slog.Record) error {
+	renamed := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		renamed.AddAttrs(renameBreaker(a))
+		return true
+	})
+	return h.Handler.Handle(ctx, renamed)
+}
+
+func (h circuitKey) WithAttrs(as []slog.Attr) slog.Handler {
+	out := make([]slog.Attr, len(as))
+	for i, a := range as {
+		out[i] = renameBreaker(a)
+	}
+	return circuitKey{h.Handler.WithAttrs(out)}
+}
+
+func (h circuitKey) WithGroup(name string) slog.Handler { return circuitKey{h.Handler.WithGroup(name)} }
+
+func renameBreaker(a slog.Attr) slog.Attr {
+	if a.Key == "breaker" {
+		a.Key = "circuit"
+	}
+	return a
 }
 
 // redisLogger sends the Redis client's own log lines to slog at DEBUG.

@@ -92,7 +92,7 @@ services:
 			}
 		})
 		replicas = append(replicas, r)
-		waitFor(t, func() bool { return strings.Contains(stdout.String(), "shared by the fleet") })
+		waitFor(t, func() bool { return strings.Contains(stderr.String(), "shared by the fleet") })
 	}
 	state := func(r replica) string {
 		resp, err := http.Get("http://" + r.admin + "/api/circuits/" + circuit)
@@ -199,9 +199,9 @@ func TestServeStartsDegradedWhenRedisIsUnreachable(t *testing.T) {
 	stdout, stderr := new(syncbuf.Buffer), new(syncbuf.Buffer)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", path}, stdout, stderr) }()
-	waitFor(t, func() bool { return strings.Contains(stdout.String(), "state:      redis://127.0.0.1:1/0 UNREACHABLE") })
-	if strings.Contains(stdout.String(), "shared by the fleet") {
-		t.Fatalf("the banner claims a fleet it cannot reach:\n%s", stdout)
+	waitFor(t, func() bool { return strings.Contains(stderr.String(), "state redis://127.0.0.1:1/0 UNREACHABLE") })
+	if strings.Contains(stderr.String(), "shared by the fleet") {
+		t.Fatalf("the banner claims a fleet it cannot reach:\n%s", stderr)
 	}
 	if !strings.Contains(stderr.String(), "DEGRADED at start") {
 		t.Fatalf("no loud log of the degraded start:\n%s", stderr)

@@ -289,9 +289,9 @@ func TestBannerSuggestsAConfiguredService(t *testing.T) {
 	srv, _ := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
 	var out bytes.Buffer
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7070}
-	printBanner(&out, cfg, "t.yaml", srv, addr, addr, nil, nil)
-	if !strings.Contains(out.String(), "http://127.0.0.1:7070/payments/...") || strings.Contains(out.String(), "cloudflare") ||
-		!strings.Contains(out.String(), "WARNING:    admin: 0.0.0.0:7071 is reachable beyond this host and no admin_token is set") {
+	logBanner(slog.New(slog.NewTextHandler(&out, nil)), cfg, "t.yaml", srv, addr, addr, nil, nil)
+	if !strings.Contains(out.String(), "example=http://127.0.0.1:7070/payments/...") || strings.Contains(out.String(), "cloudflare") ||
+		!strings.Contains(out.String(), `level=INFO msg="breakerbox started" circuits=1 config=t.yaml`) {
 		t.Fatalf("banner:\n%s", out.String())
 	}
 }

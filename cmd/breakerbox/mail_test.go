@@ -145,7 +145,7 @@ func TestServeMailCircuit(t *testing.T) {
 	var out syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, "", 5*time.Second, slog.New(slog.DiscardHandler), &out) }()
+	go func() { done <- serve(ctx, cfg, "", 5*time.Second, slog.New(slog.NewTextHandler(&out, nil))) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -153,7 +153,7 @@ func TestServeMailCircuit(t *testing.T) {
 		}
 	}()
 	waitFor(t, func() bool { _, err := http.Get("http://" + admin + "/api/circuits"); return err == nil })
-	if !strings.Contains(out.String(), "mail:       smtp "+listen+" → "+fake.ln.Addr().String()) {
+	if !strings.Contains(out.String(), `msg="mail listener" circuit=fake-smtp protocol=smtp listen=`+listen+" upstream="+fake.ln.Addr().String()) {
 		t.Errorf("banner does not list the mail circuit:\n%s", out.String())
 	}
 	c := circuitOf(t, admin, "fake-smtp")

@@ -231,8 +231,8 @@ func TestDemoOpensProbesAndClosesByItself(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	for _, want := range []string{"Circuit breaker OPEN for registrar", "Circuit breaker HALF_OPEN for registrar",
-		"Circuit breaker CLOSED for registrar — recovered", "Circuit breaker OPEN for genesys/eu-west-1"} {
+	for _, want := range []string{"Circuit breaker OPEN for registrar after", "Circuit breaker CLOSED for registrar — recovered",
+		"Circuit breaker OPEN for region eu-west-1 after"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %q:\n%s", want, logs.String())
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -48,7 +47,7 @@ const (
 // It returns a stop func that pushes a last time and shuts the exporter down;
 // without an endpoint it does nothing and stop is a no-op. A variable with a
 // value the push cannot honour is an error naming it.
-func startOTLP(reg *breaker.Registry, log *slog.Logger, stdout io.Writer) (stop func(), err error) {
+func startOTLP(reg *breaker.Registry, log *slog.Logger) (stop func(), err error) {
 	noop := func() {}
 	endpoint, interval, err := otlpSettings()
 	if err != nil || endpoint == "" {
@@ -79,7 +78,7 @@ func startOTLP(reg *breaker.Registry, log *slog.Logger, stdout io.Writer) (stop 
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		log.Warn("otlp: push failed", slog.String("endpoint", endpoint), slog.String("error", err.Error()))
 	}))
-	fmt.Fprintf(stdout, "otlp:       pushing metrics to %s every %v\n", endpoint, interval)
+	log.Info("pushing metrics over OTLP", slog.String("endpoint", endpoint), slog.Duration("every", interval))
 	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -133,11 +133,11 @@ func TestOTLPPushesBreakerMetricsOnShutdown(t *testing.T) {
 	reg.MustGet("google-admin").Do(context.Background(), func(context.Context) error { return nil })
 
 	var out bytes.Buffer
-	stop, err := startOTLP(reg, slog.New(slog.DiscardHandler), &out)
+	stop, err := startOTLP(reg, slog.New(slog.NewTextHandler(&out, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "pushing metrics to " + srv.URL + "/v1/metrics every 1h0m0s"; !strings.Contains(out.String(), want) {
+	if want := `msg="pushing metrics over OTLP" endpoint=` + srv.URL + "/v1/metrics every=1h0m0s"; !strings.Contains(out.String(), want) {
 		t.Errorf("output %q, want it to say %q", out.String(), want)
 	}
 	select {
@@ -181,7 +181,7 @@ func TestServePushesOTLPWhenTheEnvironmentSaysSo(t *testing.T) {
 	var out syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, "", time.Second, slog.New(slog.DiscardHandler), &out) }()
+	go func() { done <- serve(ctx, cfg, "", time.Second, slog.New(slog.NewTextHandler(&out, nil))) }()
 	for range 2 { // periodic pushes, not only the last one
 		p := next(t, pushes)
 		for _, k := range []string{"breaker.state{breaker.name=a,breaker.state=closed}", "breaker.state{breaker.name=g/r1,breaker.state=closed}"} {
@@ -194,7 +194,7 @@ func TestServePushesOTLPWhenTheEnvironmentSaysSo(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "otlp:       pushing metrics to "+srv.URL+"/v1/metrics every 20ms") {
+	if !strings.Contains(out.String(), `msg="pushing metrics over OTLP" endpoint=`+srv.URL+"/v1/metrics every=20ms") {
 		t.Errorf("output %q does not announce the push", out.String())
 	}
 }

@@ -38,15 +38,19 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("serve", stderr)
 	path := fs.String("config", "", "config file (YAML); the embedded default when empty")
 	grace := fs.Duration("grace", 10*time.Second, "how long in-flight requests may take to finish on shutdown")
+	logOpts := addLogFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := logOpts.logger(stderr)
+	if err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return serve(ctx, cfg, *path, *grace, log, stdout)
+	return serve(ctx, cfg, *path, *grace, log)
 }
 
 func loadConfig(path string) (*config.Config, error) {
@@ -58,7 +62,7 @@ func loadConfig(path string) (*config.Config, error) {
 
 // serve runs the proxy and admin listeners until ctx is done, then drains.
 // SIGHUP reloads the config file.
-func serve(ctx context.Context, cfg *config.Config, path string, grace time.Duration, log *slog.Logger, stdout io.Writer) error {
+func serve(ctx context.Context, cfg *config.Config, path string, grace time.Duration, log *slog.Logger) error {
 	opts := proxy.Options{Logger: log}
 	fleet, err := openFleet(cfg, log)
 	if err != nil {
@@ -73,7 +77,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 	if err != nil {
 		return err
 	}
-	stopOTLP, err := startOTLP(srv.Registry(), log, stdout)
+	stopOTLP, err := startOTLP(srv.Registry(), log)
 	if err != nil {
 		return err
 	}
@@ -99,7 +103,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 	for _, w := range cfg.Warnings {
 		log.Warn("config: " + w)
 	}
-	printBanner(stdout, cfg, path, srv, pl.Addr(), al.Addr(), fleet, mail)
+	logBanner(log, cfg, path, srv, pl.Addr(), al.Addr(), fleet, mail)
 	return runServers(ctx, srv, pl, al, mail, path, grace, log)
 }
 
@@ -249,9 +253,11 @@ func checkListeners(cfg *config.Config) error {
 	return nil
 }
 
-// printBanner tells where everything is. The example proxy URL uses a
-// configured service; the state line says whether the fleet is reachable.
-func printBanner(w io.Writer, cfg *config.Config, path string, srv *proxy.Server, pa, aa net.Addr, fleet *redisstate.Fleet, mail *mailRelays) {
+// logBanner tells where everything is, through the log like every other
+// line (JSON with --log-format json). The example proxy URL uses a
+// configured service; the state says whether the fleet is reachable. The
+// config's warnings were logged just before.
+func logBanner(log *slog.Logger, cfg *config.Config, path string, srv *proxy.Server, pa, aa net.Addr, fleet *redisstate.Fleet, mail *mailRelays) {
 	source := path
 	if source == "" {
 		source = "the embedded default config"
@@ -260,24 +266,25 @@ func printBanner(w io.Writer, cfg *config.Config, path string, srv *proxy.Server
 	if rs := cfg.Services[0].Regions(); len(rs) > 0 {
 		example += rs[0] + "/"
 	}
-	fmt.Fprintf(w, "breakerbox: %d circuits from %s\n", len(srv.Circuits()), source)
-	fmt.Fprintf(w, "proxy:      http://%s/<service>/...  (e.g. http://%s/%s...)\n", pa, pa, example)
-	fmt.Fprintf(w, "dashboard:  http://%s/\n", aa)
-	fmt.Fprintf(w, "metrics:    http://%s/metrics   api: http://%s/api/circuits\n", aa, aa)
-	addrs := mail.Addrs()
-	for _, mc := range cfg.Mail {
-		fmt.Fprintf(w, "mail:       %s %s → %s (tls: %s)\n", mc.Protocol, addrs[mc.Name], mc.Upstream, mc.TLS)
+	attrs := []any{
+		slog.Int("circuits", len(srv.Circuits())), slog.String("config", source),
+		slog.String("proxy", fmt.Sprintf("http://%s/<service>/...", pa)), slog.String("example", fmt.Sprintf("http://%s/%s...", pa, example)),
+		slog.String("dashboard", fmt.Sprintf("http://%s/", aa)), slog.String("metrics", fmt.Sprintf("http://%s/metrics", aa)),
+		slog.String("api", fmt.Sprintf("http://%s/api/circuits", aa)),
 	}
 	switch {
 	case fleet == nil:
-		fmt.Fprintf(w, "state:      memory (this process only)\n")
+		log.Info("breakerbox started", append(attrs, slog.String("state", "memory (this process only)"))...)
 	case fleet.Stats().Degradations > 0: // Redis did not answer at start (the fleet is "degraded" until it subscribes, answered or not)
-		fmt.Fprintf(w, "state:      %s UNREACHABLE: deciding on local counts until it answers (this replica: %s)\n",
-			cfg.StateRedacted(), fleet.Replica())
+		log.Warn("breakerbox started: state "+cfg.StateRedacted()+" UNREACHABLE, deciding on local counts until it answers",
+			append(attrs, slog.String("state", cfg.StateRedacted()), slog.String("replica", fleet.Replica()))...)
 	default:
-		fmt.Fprintf(w, "state:      %s, shared by the fleet (this replica: %s)\n", cfg.StateRedacted(), fleet.Replica())
+		log.Info("breakerbox started: state shared by the fleet",
+			append(attrs, slog.String("state", cfg.StateRedacted()), slog.String("replica", fleet.Replica()))...)
 	}
-	for _, warning := range cfg.Warnings {
-		fmt.Fprintf(w, "WARNING:    %s\n", warning)
+	addrs := mail.Addrs()
+	for _, mc := range cfg.Mail {
+		log.Info("mail listener", slog.String("circuit", mc.Name), slog.String("protocol", mc.Protocol),
+			slog.String("listen", addrs[mc.Name].String()), slog.String("upstream", mc.Upstream), slog.String("tls", mc.TLS))
 	}
 }

@@ -146,6 +146,9 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	x.ticket.Report(httpbreaker.DefaultClassifier(req, resp, nil))
 	x.status = resp.StatusCode // the final status: 1xx answers went by in ClientTrace
+	if x.status >= 500 {
+		u.s.upstreamFaults.fault(x.route, "upstream answered 5xx", slog.Int("status", x.status))
+	}
 	if resp.Close {
 		u.s.hop.strip(resp.Header)
 	}
@@ -195,6 +198,7 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, x.status, map[string]any{"error": "breakerbox is out of local resources (see its log); the upstream was not counted as failing", "circuit": rt.circuit})
 	case faultTimeout:
+		s.upstreamFaults.fault(rt, "upstream timeout", slog.String("error", err.Error()))
 		x.status = http.StatusGatewayTimeout
 		writeJSON(w, x.status, map[string]any{
 			"error": "upstream timeout", "circuit": rt.circuit, "timeout_seconds": rt.timeout.Seconds(),
@@ -202,7 +206,7 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		// The detail (addresses, resolver and TLS messages) is for the
 		// operator's log, not for clients.
-		s.log.Warn("upstream error", slog.String("circuit", rt.circuit), slog.String("error", err.Error()))
+		s.upstreamFaults.fault(rt, "upstream unreachable", slog.String("error", err.Error()))
 		x.status = http.StatusBadGateway
 		writeJSON(w, x.status, map[string]any{"error": "upstream unreachable", "circuit": rt.circuit})
 	}

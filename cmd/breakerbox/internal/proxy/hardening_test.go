@@ -143,7 +143,7 @@ func TestInformationalAnswersAreNotTheRequestsStatus(t *testing.T) {
 		t.Fatalf("%d", code)
 	}
 	m := f.metrics()
-	if !strings.Contains(m, `breakerbox_proxy_requests_total{code="2xx",region="",service="svc"} 1`) || strings.Contains(m, `code="1xx"`) {
+	if !strings.Contains(m, `breakerbox_proxy_requests_total{circuit="svc",region="",service="svc",status_class="2xx"} 1`) || strings.Contains(m, `status_class="1xx"`) {
 		t.Fatalf("want one 2xx and no 1xx:\n%s", grep(m, "breakerbox_proxy_requests_total"))
 	}
 }
@@ -168,9 +168,9 @@ func TestRouteSeriesAppearOnFirstTraffic(t *testing.T) {
 	}
 	f.status("/a/x")
 	m := f.metrics()
-	if !strings.Contains(m, `breakerbox_proxy_requests_total{code="2xx",region="",service="a"} 1`) ||
-		!strings.Contains(m, `breakerbox_proxy_request_duration_seconds_count{region="",service="a"} 1`) ||
-		strings.Contains(m, `service="b"`) || strings.Contains(m, `code="5xx"`) {
+	if !strings.Contains(m, `breakerbox_proxy_requests_total{circuit="a",region="",service="a",status_class="2xx"} 1`) ||
+		!strings.Contains(m, `breakerbox_proxy_request_duration_seconds_count{circuit="a",region="",service="a"} 1`) ||
+		strings.Contains(m, `service="b"`) || strings.Contains(m, `status_class="5xx"`) {
 		t.Fatalf("after one request to a:\n%s", grep(m, "breakerbox_proxy_request"))
 	}
 }

@@ -49,20 +49,23 @@ type Options struct {
 // Server is the proxy and its admin API. Create it with New, serve Handler
 // on the proxy listener and Admin on the admin listener.
 type Server struct {
-	log      *slog.Logger
-	registry *breaker.Registry
-	table    atomic.Pointer[table]
-	rp       *httputil.ReverseProxy
-	history  *history
-	metrics  *metrics
-	promReg  *prometheus.Registry
-	reloadMu sync.Mutex
+	log         *slog.Logger
+	registry    *breaker.Registry
+	table       atomic.Pointer[table]
+	rp          *httputil.ReverseProxy
+	history     *history
+	transitions *transitionLog
+	metrics     *metrics
+	promReg     *prometheus.Registry   // every metric but the breakers' and the routes'
+	breakers    *breakerprom.Collector // served beside promReg (see Admin)
+	reloadMu    sync.Mutex
 
-	base         http.RoundTripper
-	transportsMu sync.Mutex
-	transports   map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
-	localFaults  burstLog
-	hop          hopNames
+	base           http.RoundTripper
+	transportsMu   sync.Mutex
+	transports     map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
+	localFaults    burstLog
+	upstreamFaults *upstreamLog
+	hop            hopNames
 }
 
 // New builds a Server for cfg.
@@ -76,17 +79,24 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.base = newTransport()
 	}
 	s.metrics = newMetrics()
+	s.upstreamFaults = newUpstreamLog(s.log, opts.Clock)
 	t, err := newTable(cfg, s.metrics, s.transportFor)
 	if err != nil {
 		return nil, err
 	}
 	s.table.Store(t)
+	s.transitions = newTransitionLog(s.log, func(circuit string) *route { return s.table.Load().circuits[circuit] })
 	base := breaker.Config{
-		Clock:          opts.Clock,
-		Logger:         s.log,
+		Clock: opts.Clock,
+		// The sidecar logs transitions by outage episode (transitionLog),
+		// not each state change as the breakers would.
+		Logger:         slog.New(slog.DiscardHandler),
 		CountSuccesses: true, // a proxied request costs microseconds; exact counts are worth an atomic add
-		OnTransition:   s.history.add,
-		Sync:           opts.Sync,
+		OnTransition: func(t breaker.Transition) {
+			s.transitions.record(t)
+			s.history.add(t)
+		},
+		Sync: opts.Sync,
 	}
 	s.registry, err = breaker.NewRegistry(breaker.RegistryConfig{
 		Default: base,
@@ -95,12 +105,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 			if r == nil { // unreachable: keys come from the table
 				return c
 			}
-			c = r.breakerConfig(c)
-			c.Logger = c.Logger.With(slog.String("service", r.service))
-			if r.region != "" {
-				c.Logger = c.Logger.With(slog.String("region", r.region))
-			}
-			return c
+			return r.breakerConfig(c)
 		},
 	})
 	if err != nil {
@@ -115,8 +120,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		// length) are flushed on every write anyway; others are buffered.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.breakers = breakerprom.NewCollector(s.registry)
 	s.promReg = prometheus.NewRegistry()
-	s.promReg.MustRegister(breakerprom.NewCollector(s.registry), s.metrics,
+	s.promReg.MustRegister(
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	for _, c := range opts.Collectors {
 		if err := s.promReg.Register(c); err != nil {
@@ -221,7 +227,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ticket, err := b.Allow()
 	if err != nil {
 		s.reject(w, rt, err)
-		rt.metrics.observe(http.StatusServiceUnavailable, time.Since(start))
+		rt.metrics.observeRejection(time.Since(start))
 		return
 	}
 	x := &exchange{Context: r.Context(), route: rt, ticket: ticket, path: path, rawPath: rawPath}

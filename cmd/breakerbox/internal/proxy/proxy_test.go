@@ -435,8 +435,8 @@ func TestMetricsExposition(t *testing.T) {
 	for _, want := range []string{
 		`breakerbox_circuit_state{circuit="svc",state="closed"} 1`,
 		`breakerbox_calls_total{circuit="svc",outcome="success"} 1`,
-		`breakerbox_proxy_requests_total{code="2xx",region="",service="svc"} 1`,
-		`breakerbox_proxy_request_duration_seconds_count{region="",service="svc"} 1`,
+		`breakerbox_proxy_requests_total{circuit="svc",region="",service="svc",status_class="2xx"} 1`,
+		`breakerbox_proxy_request_duration_seconds_count{circuit="svc",region="",service="svc"} 1`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

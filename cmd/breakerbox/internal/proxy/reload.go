@@ -38,6 +38,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 				}
 			}
 			s.registry.Remove(key)
+			s.metrics.forget(key)
 			s.log.Log(context.Background(), level, "circuit removed by reload", slog.String("circuit", key), slog.String("state", state))
 			removed++
 		case nr.settings != or.settings:
