@@ -20,7 +20,7 @@ let installed: Sidecar | undefined;
  */
 export async function connect(opts: SidecarOptions = {}): Promise<Sidecar> {
   const s = new Sidecar(opts);
-  await s.start(opts.connectTimeoutMs);
+  await s.start();
   setDefaultSidecar(s);
   return s;
 }

@@ -11,7 +11,7 @@ export interface SidecarOptions {
   admin?: string;
   /** The proxy listener: BREAKERBOX_PROXY, else http://127.0.0.1:7070. */
   proxy?: string;
-  /** How long connect() waits for the sidecar to answer, in ms (default 10 000). */
+  /** How long connect() waits for the sidecar to answer, in ms: BREAKERBOX_CONNECT_TIMEOUT_MS, else 10 000. */
   connectTimeoutMs?: number;
 }
 
@@ -102,6 +102,7 @@ function stampOf(at: string | undefined): bigint {
 export class Sidecar {
   readonly admin: URL;
   readonly proxy: URL;
+  readonly connectTimeoutMs: number;
   private circuits = new Map<string, Entry>();
   private listeners = new Set<(t: Transition) => void>();
   private changeListeners = new Set<() => void>();
@@ -114,6 +115,9 @@ export class Sidecar {
   constructor(opts: SidecarOptions = {}) {
     this.admin = baseURL(opts.admin ?? env('BREAKERBOX_ADMIN') ?? 'http://127.0.0.1:7071', opts.admin ? 'admin' : 'BREAKERBOX_ADMIN');
     this.proxy = baseURL(opts.proxy ?? env('BREAKERBOX_PROXY') ?? 'http://127.0.0.1:7070', opts.proxy ? 'proxy' : 'BREAKERBOX_PROXY');
+    const t = opts.connectTimeoutMs ?? Number(env('BREAKERBOX_CONNECT_TIMEOUT_MS') ?? 10_000);
+    if (!(t >= 0)) throw new Error(`breakerbox: connect timeout ${t} (connectTimeoutMs or BREAKERBOX_CONNECT_TIMEOUT_MS) must be a number of ms ≥ 0`);
+    this.connectTimeoutMs = t;
   }
 
   /**
@@ -126,7 +130,7 @@ export class Sidecar {
   }
 
   /** Opens the event stream, then reads the circuits; retries until timeoutMs. */
-  async start(timeoutMs = 10_000): Promise<void> {
+  async start(timeoutMs = this.connectTimeoutMs): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
@@ -296,6 +300,7 @@ export class Sidecar {
           res.resume();
           return reject(new Error(`GET /api/events: ${res.statusCode}`));
         }
+        res.socket.unref(); // the stream alone does not keep the process alive
         resolve();
         res.setEncoding('utf8');
         let buf = '';
@@ -329,7 +334,6 @@ export class Sidecar {
         res.on('close', () => this.lost());
         res.on('error', () => {});
       });
-      req.on('socket', (s) => s.unref()); // the stream alone does not keep the process alive
       req.on('error', (err) => {
         reject(err);
         this.lost();
