@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CircuitBreakerOpenError, CircuitBreakerRegistry, install, uninstall } from '../dist/esm/index.js';
-import { startSidecar, upstream, waitFor } from '../testing/helpers.mjs';
+import { startSidecar, stopAll, upstream, waitFor } from '../testing/helpers.mjs';
 
 let sidecar, billing, eu, us, other, tls, tlsConnections, sc;
 
@@ -42,6 +42,7 @@ services:
 after(() => {
   uninstall();
   tls.close();
+  stopAll();
 });
 
 const last = (u) => u.requests.at(-1);

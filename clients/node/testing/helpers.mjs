@@ -19,15 +19,17 @@ const cleanups = [];
 export function atExit(fn) {
   cleanups.push(fn);
 }
-process.on('exit', () => {
-  for (const fn of cleanups.reverse()) {
+/** Kills and closes everything the helpers started; test files call it in after(). */
+export function stopAll() {
+  for (const fn of cleanups.splice(0).reverse()) {
     try {
       fn();
     } catch {
       // best effort
     }
   }
-});
+}
+process.on('exit', stopAll);
 
 /** A temporary directory, removed at exit. */
 export function tempDir(prefix) {
@@ -130,7 +132,7 @@ export async function upstream() {
     for (const a of u.held.splice(0)) a();
   };
   u.close = () => new Promise((r) => (server.closeAllConnections(), server.close(r)));
-  atExit(() => server.close());
+  atExit(() => (server.closeAllConnections(), server.close()));
   return u;
 }
 
