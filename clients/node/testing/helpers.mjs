@@ -113,7 +113,7 @@ export async function upstream() {
     req.setEncoding('utf8');
     req.on('data', (d) => (body += d));
     req.on('end', () => {
-      u.requests.push({ method: req.method, url: req.url, headers: req.headers, body });
+      u.requests.push({ method: req.method, url: req.url, headers: req.headers, body, status: u.status });
       u.inFlight++;
       u.maxInFlight = Math.max(u.maxInFlight, u.inFlight);
       const answer = () => {
