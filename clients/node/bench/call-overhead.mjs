@@ -40,8 +40,9 @@ const routed = await measure('fetch to the upstream URL, routed by install()', N
 const httpRouted = await measure('http.get to the upstream URL, routed by install()', N, () => get(`${up.url}/x`));
 // The work routing adds to a call, without the network: parse the URL, find
 // its circuit, check its state, build the sidecar URL (the next fetch is a
-// no-op here).
-const routeOnly = routedFetch(new Routes(sc), async () => new Response(null));
+// no-op that returns one prebuilt Response).
+const answer = new Response(null);
+const routeOnly = routedFetch(new Routes(sc), async () => answer);
 const decision = await measure('routing decision alone (URL → circuit → sidecar URL), no I/O', N * 100, () => routeOnly(`${up.url}/x?y=1`));
 const cb = new CircuitBreakerRegistry().get('api');
 await measure('cb.call(fn), circuit CLOSED, fn = routed fetch', N, () => cb.call(async () => (await fetch(`${up.url}/x`)).arrayBuffer()));
