@@ -104,6 +104,10 @@ export class Sidecar {
   readonly proxy: URL;
   readonly connectTimeoutMs: number;
   private circuits = new Map<string, Entry>();
+  // Circuits with a transition on the current stream: the only ones whose
+  // state a snapshot read after it may be older than (a restarted sidecar's
+  // snapshot is newer than anything its predecessor said).
+  private streamed = new Set<string>();
   private listeners = new Set<(t: Transition) => void>();
   private changeListeners = new Set<() => void>();
   private stream: http.ClientRequest | undefined;
@@ -250,7 +254,7 @@ export class Sidecar {
         stamp,
         retryAt: now + c.retry_after_seconds * 1000,
       };
-      next.set(c.name, prev !== undefined && prev.stamp > stamp ? { ...e, sidecarState: prev.sidecarState, state: prev.state, stamp: prev.stamp, retryAt: prev.retryAt } : e);
+      next.set(c.name, prev !== undefined && this.streamed.has(c.name) && prev.stamp > stamp ? { ...e, sidecarState: prev.sidecarState, state: prev.state, stamp: prev.stamp, retryAt: prev.retryAt } : e);
     }
     const states = new Map([...this.circuits].map(([k, v]) => [k, v.state]));
     this.circuits = next;
@@ -285,6 +289,7 @@ export class Sidecar {
     }
     const stamp = stampOf(t.at);
     if (stamp < c.stamp) return; // older than the snapshot read after it
+    this.streamed.add(t.circuit);
     const from = c.state;
     const to = seedState(t.to);
     const retryAt = t.to === 'open' || t.to === 'forced_open' ? Date.now() + c.openTimeoutMs : 0;
@@ -294,6 +299,7 @@ export class Sidecar {
 
   /** Opens GET /api/events; resolves once the sidecar answered 200. */
   private openStream(): Promise<void> {
+    this.streamed.clear();
     return new Promise((resolve, reject) => {
       const req = request(new URL('/api/events', this.admin), { headers: { accept: 'text/event-stream' } }, (res) => {
         if (res.statusCode !== 200) {

@@ -118,3 +118,40 @@ test('waitUntilAllowed: resolves when the circuit closes, rejects with the reaso
   assert.equal(sc.state('cloudflare'), 'CLOSED');
   await sidecar.control('cloudflare', 'reset');
 });
+
+test('a bad address in the environment is an error naming the variable', async () => {
+  const { Sidecar } = await import('../dist/esm/index.js');
+  process.env.BREAKERBOX_PROXY = 'not a url';
+  try {
+    assert.throws(() => new Sidecar(), /BREAKERBOX_PROXY "not a url" is not a URL/);
+  } finally {
+    delete process.env.BREAKERBOX_PROXY;
+  }
+});
+
+test('the sidecar restarts: nothing fails fast while the stream is down, and the client resyncs after', async () => {
+  const { Sidecar } = await import('../dist/esm/index.js');
+  const config = `services:\n  - name: cloudflare\n    upstream: ${cloudflare.url}\n`;
+  const first = await startSidecar(config);
+  const client = new Sidecar({ admin: first.admin, proxy: first.proxy });
+  await client.start();
+  try {
+    const cb = new CircuitBreakerRegistry({ sidecar: client }).get('cloudflare');
+    await first.control('cloudflare', 'open');
+    await waitFor('OPEN', () => cb.getState() === 'OPEN');
+    const seen = [];
+    client.onTransition((t) => seen.push(`${t.from}->${t.to} ${t.reason}`));
+
+    first.kill();
+    await waitFor('the client to notice the stream is gone', () => !client.live);
+    assert.equal(await cb.call(async () => 'ran'), 'ran', 'while the stream is down the sidecar decides, not a stale mirror');
+
+    // Same ports: a restarted sidecar, every circuit CLOSED again.
+    await startSidecar(config, { listen: new URL(first.proxy).host, admin: new URL(first.admin).host });
+    await waitFor('the client to reconnect', () => client.live);
+    assert.equal(cb.getState(), 'CLOSED');
+    assert.deepEqual(seen, ['OPEN->CLOSED resync']);
+  } finally {
+    client.close();
+  }
+});

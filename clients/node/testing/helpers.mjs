@@ -62,12 +62,13 @@ export function sidecarBinary() {
 
 /**
  * Starts the sidecar on config (YAML, without listen/admin: both get a free
- * port, read back from its banner). Returns its proxy and admin URLs.
+ * port, read back from its banner, unless given). Returns its proxy and
+ * admin URLs.
  */
-export async function startSidecar(config) {
+export async function startSidecar(config, { listen = '127.0.0.1:0', admin = '127.0.0.1:0' } = {}) {
   const dir = tempDir('breakerbox-cfg-');
   const file = join(dir, 'breakerbox.yaml');
-  writeFileSync(file, `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nadmin_token: ${adminToken}\n${config}`);
+  writeFileSync(file, `listen: ${listen}\nadmin: ${admin}\nadmin_token: ${adminToken}\n${config}`);
   const child = spawn(sidecarBinary(), ['serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
@@ -271,6 +272,34 @@ export async function startRabbitMQ() {
       pm.kill();
       last = err;
       if (!/already in use|eaddrinuse|dist_port_already_used/i.test(String(err.message))) break;
+    }
+  }
+  throw last;
+}
+
+/** Whether redis-server is here (undefined: skip; in CI a missing one fails). */
+export function haveRedis() {
+  return Boolean(need('redis-server', '/usr/bin/redis-server', '/usr/sbin/redis-server'));
+}
+
+/** Starts a redis-server of the test's own on a free loopback port; returns its redis:// URL. */
+export async function startRedis() {
+  const bin = need('redis-server', '/usr/bin/redis-server', '/usr/sbin/redis-server');
+  let last;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const dir = tempDir('breakerbox-redis-');
+    const port = await freePort();
+    const r = spawnGroup(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'yes'], { cwd: dir });
+    try {
+      await waitFor('redis-server', () => {
+        if (r.exited()) throw new Error(`redis-server exited:\n${r.output()}`);
+        return r.output().includes('Ready to accept connections');
+      }, 30_000);
+      return { url: `redis://127.0.0.1:${port}/0`, kill: r.kill };
+    } catch (err) {
+      r.kill();
+      last = err;
+      if (!/in use/i.test(String(err.message))) break;
     }
   }
   throw last;
