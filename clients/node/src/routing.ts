@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { syncBuiltinESMExports } from 'node:module';
+import { Duplex } from 'node:stream';
 import { CircuitBreakerOpenError, seedState } from './errors.js';
 import type { Sidecar } from './sidecar.js';
 
@@ -174,13 +175,23 @@ function routedRequest(routes: Routes, next: RequestFn, sidecarRequest: RequestF
     opts.hostname = target.hostname;
     opts.port = target.port;
     opts.path = target.pathname + target.search;
+    if (url?.username && opts.auth === undefined) opts.auth = decodeURIComponent(`${url.username}:${url.password}`);
 
-    const req = sidecarRequest(opts as http.RequestOptions);
-    if (cb) req.once('response', cb);
+    let open: Error | undefined;
     try {
       routes.sidecar.check(m.circuit);
     } catch (err) {
-      process.nextTick(() => req.destroy(err as Error));
+      open = err as Error;
+    }
+    if (open !== undefined) {
+      // Open: a request on a socket that goes nowhere, failed at once; no
+      // connection is made.
+      opts.createConnection = () => new Duplex({ read() {}, write: (_c, _e, done) => done() });
+    }
+    const req = sidecarRequest(opts as http.RequestOptions);
+    if (cb) req.once('response', cb);
+    if (open !== undefined) {
+      process.nextTick(() => req.destroy(open));
       return req;
     }
     // The sidecar's open answer becomes an 'error' event, as a refused
