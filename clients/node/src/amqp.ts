@@ -89,23 +89,39 @@ export async function consumeWithBreaker<M extends Message>(channel: Channel<M>,
       }, delay),
     );
   };
+  // On a closed channel ack and nack throw; the broker requeues what was
+  // unacked then, so there is nothing left to do.
   const nack = (msg: M, requeue: boolean) => {
     try {
       channel.nack(msg, false, requeue);
     } catch {
-      // the channel closed: the broker requeues what was unacked
+      // the channel closed
     }
   };
+  const ack = (msg: M) => {
+    try {
+      channel.ack(msg);
+    } catch {
+      // the channel closed
+    }
+  };
+  const warn = (what: string, err: unknown) =>
+    process.emitWarning(`consumeWithBreaker(${opts.queue}): ${what}: ${(err as Error)?.message ?? err}`, 'BreakerboxWarning');
 
   const handle = async (msg: M | null) => {
     if (msg === null) return; // cancelled by the broker (queue deleted)
     try {
       await breaker.call(() => opts.onMessage(msg));
-      channel.ack(msg);
+      ack(msg);
     } catch (err) {
       if (err instanceof CircuitBreakerOpenError) return requeueLater(msg);
-      const verdict = opts.onError?.(err, msg) ?? 'reject';
-      if (verdict === 'ack') channel.ack(msg);
+      let verdict: Verdict = 'reject';
+      try {
+        verdict = opts.onError?.(err, msg) ?? 'reject';
+      } catch (thrown) {
+        warn('onError threw; rejecting the message', thrown);
+      }
+      if (verdict === 'ack') ack(msg);
       else if (verdict === 'requeue') requeueLater(msg);
       else nack(msg, false);
     }
@@ -114,7 +130,7 @@ export async function consumeWithBreaker<M extends Message>(channel: Channel<M>,
   // Mode changes run one after another, each to the latest wanted mode.
   let chain: Promise<void> = Promise.resolve();
   const reconcile = () => {
-    chain = chain.then(async () => {
+    chain = chain.catch(() => {}).then(async () => {
       const want: Mode = stopped ? 'paused' : modeOf(breaker.getState());
       if (want === current) return;
       if (tag !== undefined) {
@@ -122,16 +138,17 @@ export async function consumeWithBreaker<M extends Message>(channel: Channel<M>,
         tag = undefined;
         await channel.cancel(t);
       }
-      current = want;
+      current = 'paused';
       if (want === 'paused') return;
       await channel.prefetch(want === 'probing' ? 1 : prefetch);
       tag = (await channel.consume(opts.queue, (m) => void handle(m))).consumerTag;
+      current = want;
     });
     return chain;
   };
 
   const off = sidecar.onTransition((t) => {
-    if (t.circuit === breaker.name) reconcile().catch(() => {});
+    if (t.circuit === breaker.name) reconcile().catch((err) => warn(`following ${t.circuit} to ${t.to} failed (is the channel closed?)`, err));
   });
   try {
     await reconcile();
