@@ -220,20 +220,115 @@ function get(request: RequestFn): typeof http.get {
   } as typeof http.get;
 }
 
+/** A header of undici's raw list ([name, value, name, value, ...]). */
+function rawHeader(raw: unknown, name: string): string | undefined {
+  if (!Array.isArray(raw)) return undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (String(raw[i]).toLowerCase() === name) return String(raw[i + 1]);
+  }
+  return undefined;
+}
+
+type Handler = Record<string | symbol, unknown>;
+type Fn = (...a: unknown[]) => unknown;
+
+/**
+ * undici's handler for a routed request, turning the sidecar's open answer
+ * into an abort with CircuitBreakerOpenError: the request fails with it, as
+ * with a refused connection. undici's legacy handlers (onConnect,
+ * onHeaders: undici 6, Node's own, and undici 7's request()) and its newer
+ * ones (onRequestStart, onResponseStart) are both covered.
+ */
+function guard(handler: Handler, circuit: string): Handler {
+  const bound = (t: Handler, p: string | symbol) => {
+    const v = t[p];
+    return typeof v === 'function' ? (v as Fn).bind(t) : v;
+  };
+  if (typeof handler.onRequestStart === 'function') {
+    return new Proxy(handler, {
+      get(t, p) {
+        if (p !== 'onResponseStart') return bound(t, p);
+        return (c: { abort(e: Error): void }, status: number, headers: Record<string, string>, text: string) => {
+          if (isOpenAnswer(status, headers?.['breakerbox-state'])) return c.abort(openError(circuit, headers['retry-after'], ''));
+          return (t.onResponseStart as Fn | undefined)?.call(t, c, status, headers, text);
+        };
+      },
+    });
+  }
+  let abort: ((e: Error) => void) | undefined;
+  return new Proxy(handler, {
+    get(t, p) {
+      if (p === 'onConnect') {
+        return (a: (e: Error) => void, ctx: unknown) => {
+          abort = a;
+          return (t.onConnect as Fn | undefined)?.call(t, a, ctx);
+        };
+      }
+      if (p === 'onHeaders') {
+        return (status: number, raw: unknown, resume: unknown, text: string) => {
+          if (abort && isOpenAnswer(status, rawHeader(raw, 'breakerbox-state'))) {
+            abort(openError(circuit, rawHeader(raw, 'retry-after'), ''));
+            return false;
+          }
+          return (t.onHeaders as Fn).call(t, status, raw, resume, text);
+        };
+      }
+      return bound(t, p);
+    },
+  });
+}
+
+interface Dispatcher {
+  dispatch(opts: Record<string, unknown>, handler: Handler): boolean;
+}
+
+// undici's global dispatcher, shared by Node's fetch and every copy of the
+// npm undici package (its request(), stream(), fetch() and Agents created
+// without a dispatcher of their own go through it).
+const dispatcherKey = Symbol.for('undici.globalDispatcher.1');
+
+/**
+ * The global dispatcher, routing requests under an upstream through the
+ * sidecar: the original dispatcher with its dispatch wrapped (every other
+ * method is the original's, through the prototype).
+ */
+function routedDispatcher(routes: Routes, next: Dispatcher): Dispatcher {
+  const d = Object.create(next) as Dispatcher;
+  d.dispatch = (opts, handler) => {
+    let m: { circuit: string; target: string } | undefined;
+    if (opts.origin) {
+      try {
+        const u = new URL(String(opts.path ?? '/'), String(opts.origin));
+        if (routes.hasHost(u.hostname)) m = routes.match(u);
+      } catch {
+        // undici reports the bad origin or path itself
+      }
+    }
+    if (m === undefined) return next.dispatch(opts, handler);
+    const t = new URL(m.target);
+    return next.dispatch({ ...opts, origin: t.origin, path: t.pathname + t.search }, guard(handler, m.circuit));
+  };
+  return d;
+}
+
 interface Saved {
   fetch: Fetch;
   httpRequest: RequestFn;
   httpGet: typeof http.get;
   httpsRequest: RequestFn;
   httpsGet: typeof https.get;
+  dispatcher: Dispatcher | undefined;
 }
 
 let saved: Saved | undefined;
 
-/** Patches global fetch and http(s).request/get to route through the sidecar. */
+/** Patches global fetch, undici's global dispatcher and http(s).request/get to route through the sidecar. */
 export function patch(routes: Routes): void {
   unpatch();
-  saved = { fetch: globalThis.fetch, httpRequest: http.request, httpGet: http.get, httpsRequest: https.request, httpsGet: https.get };
+  void globalThis.Request; // loads Node's undici, which sets up the global dispatcher
+  const g = globalThis as unknown as Record<symbol, Dispatcher | undefined>;
+  saved = { fetch: globalThis.fetch, httpRequest: http.request, httpGet: http.get, httpsRequest: https.request, httpsGet: https.get, dispatcher: g[dispatcherKey] };
+  if (saved.dispatcher !== undefined) g[dispatcherKey] = routedDispatcher(routes, saved.dispatcher);
   globalThis.fetch = routedFetch(routes, saved.fetch);
   http.request = routedRequest(routes, saved.httpRequest, saved.httpRequest, 'http:');
   http.get = get(http.request);
@@ -250,6 +345,7 @@ export function unpatch(): void {
   http.get = saved.httpGet;
   https.request = saved.httpsRequest;
   https.get = saved.httpsGet;
+  if (saved.dispatcher !== undefined) (globalThis as unknown as Record<symbol, Dispatcher>)[dispatcherKey] = saved.dispatcher;
   saved = undefined;
   syncBuiltinESMExports();
 }

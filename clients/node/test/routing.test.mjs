@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { request as undiciRequest } from 'undici';
 import { promisify } from 'node:util';
 import { CircuitBreakerOpenError, CircuitBreakerRegistry, install, uninstall } from '../dist/esm/index.js';
 import { startSidecar, stopAll, upstream, waitFor } from '../testing/helpers.mjs';
@@ -75,6 +76,28 @@ test("an upstream's base path selects the circuit; other paths on that host go d
   await (await fetch(`${eu.url}/apix`)).text();
   assert.equal(last(eu).url, '/apix');
   assert.equal(last(eu).headers['x-forwarded-prefix'], undefined);
+});
+
+test("undici's request() (npm undici, through the global dispatcher) is routed; the open 503 becomes the error", async () => {
+  const { statusCode, body } = await undiciRequest(`${billing.url}/undici?q=1`, { method: 'POST', body: 'u' });
+  await body.text();
+  assert.equal(statusCode, 200);
+  assert.deepEqual([last(billing).method, last(billing).url, last(billing).body, last(billing).headers['x-forwarded-prefix']], ['POST', '/undici?q=1', 'u', '/billing']);
+  const { body: b2 } = await undiciRequest(`${other.url}/undici-direct`);
+  await b2.text();
+  assert.equal(last(other).headers['x-forwarded-prefix'], undefined);
+
+  await sidecar.control('billing', 'open');
+  const hits = billing.requests.length;
+  const err = await undiciRequest(`${billing.url}/undici-open`).then(
+    () => assert.fail('request resolved'),
+    (e) => e,
+  );
+  assert.ok(err instanceof CircuitBreakerOpenError, String(err));
+  assert.deepEqual([err.circuit, err.state], ['billing', 'OPEN']);
+  assert.equal(billing.requests.length, hits);
+  await sidecar.control('billing', 'reset');
+  await waitFor('the client to see billing closed', () => sc.state('billing') === 'CLOSED');
 });
 
 function collect(req) {
