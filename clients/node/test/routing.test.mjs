@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { request as undiciRequest } from 'undici';
+import { getGlobalDispatcher, request as undiciRequest } from 'undici';
 import { promisify } from 'node:util';
 import { CircuitBreakerOpenError, CircuitBreakerRegistry, install, uninstall } from '../dist/esm/index.js';
 import { startSidecar, stopAll, upstream, waitFor } from '../testing/helpers.mjs';
@@ -95,6 +95,24 @@ test("undici's request() (npm undici, through the global dispatcher) is routed; 
   );
   assert.ok(err instanceof CircuitBreakerOpenError, String(err));
   assert.deepEqual([err.circuit, err.state], ['billing', 'OPEN']);
+  // undici's newer handler API (onRequestStart, onResponseStart, ...), as interceptors use it.
+  const newStyle = await new Promise((resolve) => {
+    getGlobalDispatcher().dispatch(
+      { origin: billing.url, path: '/undici-new', method: 'GET' },
+      {
+        onRequestStart() {},
+        onResponseStart(_c, status) {
+          resolve(`response ${status}`);
+        },
+        onResponseData() {},
+        onResponseEnd() {},
+        onResponseError(_c, e) {
+          resolve(e);
+        },
+      },
+    );
+  });
+  assert.ok(newStyle instanceof CircuitBreakerOpenError, String(newStyle));
   assert.equal(billing.requests.length, hits);
   await sidecar.control('billing', 'reset');
   await waitFor('the client to see billing closed', () => sc.state('billing') === 'CLOSED');
