@@ -1,0 +1,3 @@
+module github.com/breakerbox/breakerbox/clients/node
+
+go 1.24
