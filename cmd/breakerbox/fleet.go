@@ -22,7 +22,7 @@ func openFleet(cfg *config.Config, log *slog.Logger) (*redisstate.Fleet, error) 
 	// go-redis logs every failed dial of its pool; the fleet already says,
 	// once, that Redis is unreachable. Keep the client's lines for debugging.
 	redis.SetLogger(redisLogger{log})
-	f, err := redisstate.New(redisstate.Options{Redis: cfg.Redis.Options(), Quorum: cfg.Quorum, Logger: slog.New(circuitKey{log.Handler()})})
+	f, err := redisstate.New(redisstate.Options{Redis: cfg.Redis.Options(), Timeout: cfg.Redis.Timeout.Duration, Quorum: cfg.Quorum, Logger: slog.New(circuitKey{log.Handler()})})
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}

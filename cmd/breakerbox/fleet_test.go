@@ -63,9 +63,11 @@ func TestThreeBinariesShareOneBreakerPerRegion(t *testing.T) {
 	for i := range 3 {
 		r := replica{freeAddr(t), freeAddr(t)}
 		cfgPath := filepath.Join(t.TempDir(), fmt.Sprintf("replica-%d.yaml", i))
+		// A generous Redis timeout: on a loaded machine a 100 ms round trip
+		// would put a replica in degraded mode, where it probes on its own.
 		cfg := fmt.Sprintf(`listen: %s
 admin: %s
-state: %s
+state: {url: %q, timeout: 5s}
 services:
   - name: genesys
     per_region: {eu-west-1: %q}

@@ -34,6 +34,11 @@ type Redis struct {
 	// only 0).
 	DB  int
 	TLS *RedisTLS // TLS options; with a URL, its scheme must be rediss://
+	// Timeout bounds each Redis round trip a request may wait for (a
+	// HALF_OPEN probe's lease) and, ×10, the fleet's background work; a
+	// slower answer puts the replica in degraded mode, deciding locally.
+	// 0 means redisstate's default (100 ms).
+	Timeout Duration
 
 	// password is the password in use: from EnvRedisPassword, PasswordFile
 	// or the URL, in that order. Never printed.
@@ -91,7 +96,8 @@ func (d *decoder) decodeState(n *yaml.Node, field string, c *Config) {
 		"password": func(n *yaml.Node, f string) {
 			d.errorf(n.Line, f, "keep the password out of the config: put it in a file named by password_file, or in the environment variable %s", EnvRedisPassword)
 		},
-		"db": func(n *yaml.Node, f string) { d.int(n, f, &r.DB, 0, 1000) },
+		"db":      func(n *yaml.Node, f string) { d.int(n, f, &r.DB, 0, 1000) },
+		"timeout": func(n *yaml.Node, f string) { d.dur(n, f, &r.Timeout) },
 		"tls": func(n *yaml.Node, f string) {
 			r.TLS = &RedisTLS{}
 			d.mapping(n, f, map[string]func(*yaml.Node, string){
@@ -310,5 +316,5 @@ func (r *Redis) Equal(o *Redis) bool {
 			r.Sentinel.PasswordFile == o.Sentinel.PasswordFile && r.Sentinel.password == o.Sentinel.password)
 	sameCluster := (r.Cluster == nil) == (o.Cluster == nil) && (r.Cluster == nil || slices.Equal(r.Cluster.Addrs, o.Cluster.Addrs))
 	return r.URL == o.URL && r.Username == o.Username && r.PasswordFile == o.PasswordFile && r.password == o.password &&
-		r.DB == o.DB && sameTLS && sameSentinel && sameCluster
+		r.DB == o.DB && r.Timeout == o.Timeout && sameTLS && sameSentinel && sameCluster
 }

@@ -56,6 +56,8 @@ func TestBadRedisStateNamesTheFieldAndTheFix(t *testing.T) {
 		{"tls cert and key mismatch", "{url: 'rediss://h:1/0', tls: {cert_file: " + files.ClientCert + ", key_file: " + files.ServerKey + "}}", "state.tls.cert_file: tls: private key does not match public key"},
 		{"tls ca not PEM", "{url: 'rediss://h:1/0', tls: {ca_file: " + notPEM + "}}", "state.tls.ca_file: \"" + notPEM + "\" holds no PEM certificate"},
 		{"tls unknown key", "{url: 'rediss://h:1/0', tls: {ca: x}}", `unknown key "ca" in state.tls`},
+		{"timeout without unit", "{url: 'redis://h:1/0', timeout: 100}", "state.timeout: \"100\" is not a duration: write it with a unit"},
+		{"timeout too small", "{url: 'redis://h:1/0', timeout: 1ms}", "state.timeout: 1ms is out of range"},
 		{"quorum with memory", "memory\nquorum: 2", "quorum: 2: needs a shared state"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
