@@ -63,6 +63,8 @@ type Server struct {
 	transports   map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
 	localFaults  burstLog
 	hop          hopNames
+	health       Health     // set by the process serving the listeners (health.go)
+	fleet        fleetStats // opts.Sync when it reports its health, else nil
 }
 
 // New builds a Server for cfg.
@@ -72,6 +74,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.fleet, _ = opts.Sync.(fleetStats)
 	if s.base == nil {
 		s.base = newTransport()
 	}
