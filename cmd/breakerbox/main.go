@@ -65,6 +65,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 { // no command: serve, unless breakerbox's own flags
+		switch args[0] {
+		case "-h", "-help", "--help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		case "-version", "--version":
+			cmd, args = "version", args[1:]
+		}
 	}
 	err := command(ctx, cmd, args, stdout, stderr)
 	if errors.Is(err, errHelp) { // the help asked for is printed
@@ -76,15 +84,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func command(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
-		if len(args) > 0 {
-			switch args[0] { // breakerbox -h, not serve's
-			case "-h", "-help", "--help":
-				fmt.Fprint(stdout, usage)
-				return nil
-			case "-version", "--version":
-				return versionCmd(args[1:], stdout)
-			}
-		}
 		return serveCmd(ctx, args, stdout, stderr)
 	case "check-config":
 		return checkConfigCmd(args, stdout)
