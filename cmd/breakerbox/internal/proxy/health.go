@@ -68,8 +68,8 @@ type FleetJSON struct {
 // and keeps its old config, and taking it out of service would stop the
 // application's calls altogether.
 func (s *Server) Readiness() Readiness {
-	cfg := s.table.Load().cfg
-	r := Readiness{Status: "ready", Circuits: len(s.table.Load().circuits), State: config.RedactURL(cfg.State)}
+	t := s.table.Load()
+	r := Readiness{Status: "ready", Circuits: len(t.circuits), State: config.RedactURL(t.cfg.State)}
 	if e := s.health.reloadErr.Load(); e != nil {
 		r.LastReloadError = *e
 	}
