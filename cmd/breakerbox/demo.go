@@ -20,7 +20,7 @@ import (
 // healthy, one down for a while, one region of a per-region service down),
 // traffic through the proxy, and the dashboard to watch. It stops by itself.
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", stderr)
+	fs := newFlags("demo", stdout)
 	listen := fs.String("listen", "127.0.0.1:7070", "proxy address (a free port is used if taken)")
 	admin := fs.String("admin", "127.0.0.1:7071", "dashboard address (a free port is used if taken)")
 	duration := fs.Duration("duration", 75*time.Second, "how long the tour runs")

@@ -1,258 +1,150 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
-	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
-	"github.com/breakerbox/breakerbox/internal/redistest"
-	"github.com/breakerbox/breakerbox/internal/syncbuf"
 )
 
-// The alerting and recording rules and the Grafana dashboard shipped in
-// deploy/, relative to this package.
-var (
-	rulesDir  = filepath.Join("..", "..", "deploy", "prometheus")
-	dashboard = filepath.Join("..", "..", "deploy", "grafana", "breakerbox.json")
-)
-
-// lookTool finds a tool of the prometheus package: a failure in CI, a skip
-// elsewhere.
-func lookTool(t *testing.T, name string) string {
+// dockerfile is the repository's Dockerfile as instructions: continuation
+// lines joined, comments dropped.
+func dockerfile(t *testing.T) [][2]string {
 	t.Helper()
-	p, err := exec.LookPath(name)
+	data, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not on PATH in CI: install it (apt-get install prometheus)", name)
-		}
-		t.Skipf("%s not on PATH; install it (apt-get install prometheus) to run this test", name)
+		t.Fatal(err)
 	}
-	return p
+	var out [][2]string
+	var cur string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		cur += strings.TrimSpace(strings.TrimSuffix(line, "\\")) + " "
+		if strings.HasSuffix(line, "\\") {
+			continue
+		}
+		if f := strings.Fields(cur); len(f) > 0 {
+			out = append(out, [2]string{strings.ToUpper(f[0]), strings.Join(f[1:], " ")})
+		}
+		cur = ""
+	}
+	return out
 }
 
-// TestPrometheusRules checks the rules and runs their unit tests
-// (deploy/prometheus/breakerbox.rules.test.yml) with promtool.
-func TestPrometheusRules(t *testing.T) {
-	promtool := lookTool(t, "promtool")
-	for _, args := range [][]string{
-		{"check", "rules", "breakerbox.rules.yml"},
-		{"test", "rules", "breakerbox.rules.test.yml"},
+// TestDockerfileBuildsWithTheCIScript checks the Dockerfile's structure (no
+// Docker daemon runs in CI): a Go build stage of the module's Go version that
+// runs .ci/build.sh, the script CI runs, and a final stage on a pinned
+// distroless/static base (CA certificates, no shell) that runs the binary as
+// a non-root user.
+func TestDockerfileBuildsWithTheCIScript(t *testing.T) {
+	gomod, _ := os.ReadFile("go.mod")
+	goLine := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
+	if goLine == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	var stages [][][2]string
+	for _, in := range dockerfile(t) {
+		if in[0] == "FROM" {
+			stages = append(stages, nil)
+		}
+		if len(stages) == 0 {
+			if in[0] != "ARG" {
+				t.Fatalf("%s before the first FROM", in[0])
+			}
+			continue
+		}
+		stages[len(stages)-1] = append(stages[len(stages)-1], in)
+	}
+	if len(stages) != 2 {
+		t.Fatalf("%d stages, want a build stage and the image", len(stages))
+	}
+	build, image := stages[0], stages[1]
+	if want := "golang:" + string(goLine[1]) + "-"; !strings.HasPrefix(build[0][1], want) || !strings.HasSuffix(build[0][1], " AS build") {
+		t.Errorf("build stage FROM %s: want %s… AS build (cmd/breakerbox/go.mod says go %s)", build[0][1], want, goLine[1])
+	}
+	ranScript := false
+	for _, in := range build {
+		ranScript = ranScript || in[0] == "RUN" && strings.Contains(in[1], "bash .ci/build.sh /out/breakerbox")
+	}
+	if !ranScript {
+		t.Error("the build stage does not RUN bash .ci/build.sh /out/breakerbox, the command CI runs")
+	}
+	ciRun, _ := os.ReadFile("../../.ci/run")
+	if !strings.Contains(string(ciRun), "bash .ci/build.sh") {
+		t.Error(".ci/run does not run .ci/build.sh")
+	}
+
+	if base := image[0][1]; !regexp.MustCompile(`^gcr\.io/distroless/static-debian\d+:nonroot$`).MatchString(base) {
+		t.Errorf("image FROM %s: want distroless/static (CA certificates, a nonroot user) at a pinned Debian release", base)
+	}
+	got := map[string]string{}
+	for _, in := range image {
+		got[in[0]] += in[1] + ";"
+	}
+	for key, want := range map[string]string{
+		"COPY":       "--from=build /out/breakerbox /usr/local/bin/breakerbox;",
+		"USER":       "nonroot:nonroot;",
+		"ENTRYPOINT": `["/usr/local/bin/breakerbox"];`,
+		"CMD":        `["serve"];`,
+		"ENV":        "BREAKERBOX_LISTEN=0.0.0.0:7070 BREAKERBOX_ADMIN=0.0.0.0:7071;",
+		"EXPOSE":     "7070 7071;",
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		cmd := exec.CommandContext(ctx, promtool, args...)
-		cmd.Dir = rulesDir
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		if got[key] != want {
+			t.Errorf("image %s %q, want %q", key, got[key], want)
 		}
 	}
 }
 
-// grafanaDashboard is the part of the dashboard JSON the test reads.
-type grafanaDashboard struct {
-	Panels []struct {
-		Title   string `json:"title"`
-		Targets []struct {
-			Expr string `json:"expr"`
-		} `json:"targets"`
-	} `json:"panels"`
+// TestKubernetesConfigMapIsAValidConfig: the breakerbox.yaml the Kubernetes
+// example mounts passes breakerbox's own validation, warning-free.
+func TestKubernetesConfigMapIsAValidConfig(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/kubernetes/breakerbox-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Kind string            `yaml:"kind"`
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(data, &cm); err != nil || cm.Kind != "ConfigMap" {
+		t.Fatalf("not a ConfigMap: %v", err)
+	}
+	// As in the pod: listen and admin from the environment, the token from the Secret.
+	t.Setenv("BREAKERBOX_LISTEN", "127.0.0.1:7070")
+	t.Setenv("BREAKERBOX_ADMIN", "0.0.0.0:7071")
+	t.Setenv("BREAKERBOX_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef")
+	cfg, err := config.Parse("breakerbox-config.yaml: data.breakerbox.yaml", []byte(cm.Data["breakerbox.yaml"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) > 0 || !strings.HasPrefix(cfg.State, "redis://breakerbox-redis:") {
+		t.Fatalf("warnings %q, state %s", cfg.Warnings, cfg.State)
+	}
 }
 
-// TestGrafanaDashboardQueries runs a sidecar in a fleet on a real Redis with
-// traffic (a healthy service, a failing one whose circuit opens, a region),
-// has a real Prometheus scrape it every second with the shipped rules
-// loaded, and runs every panel's query and every recording rule through
-// Prometheus's API: each must succeed and return data.
-func TestGrafanaDashboardQueries(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server and prometheus")
-	}
-	promBin := lookTool(t, "prometheus")
-	var d grafanaDashboard
-	raw, err := os.ReadFile(dashboard)
+// TestSystemdUnitRunsTheBinaryHardened checks the unit's essentials;
+// .ci/run also runs systemd-analyze verify on it where systemd is installed.
+func TestSystemdUnitRunsTheBinaryHardened(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/systemd/breakerbox.service")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		t.Fatalf("%s: %v", dashboard, err)
-	}
-	if len(d.Panels) == 0 {
-		t.Fatalf("%s: no panels", dashboard)
-	}
-
-	// The sidecar, sharing its circuits through Redis.
-	rdb := redistest.Start(t)
-	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer ok.Close()
-	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
-	defer bad.Close()
-	cfg, err := config.Parse("dashboard.yaml", []byte(fmt.Sprintf(`state: %s
-services:
-  - {name: ok, upstream: %q}
-  - {name: bad, upstream: %q, failure_threshold: 2, open_timeout: 10m}
-  - {name: genesys, per_region: {eu-west-1: %q}}
-`, rdb.URL(), ok.URL, bad.URL, ok.URL)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	fleet, err := openFleet(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fleet.Close()
-	srv, err := proxy.New(cfg, proxy.Options{Logger: log, Sync: fleet, Collectors: []prometheus.Collector{newFleetCollector(fleet)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxyHTTP := httptest.NewServer(srv)
-	defer proxyHTTP.Close()
-	admin := httptest.NewServer(srv.Admin())
-	defer admin.Close()
-
-	// Traffic to the failing service starts once Prometheus has scraped its
-	// circuit closed: it sees the transition happen.
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	traffic := make(chan struct{})
-	failing := make(chan struct{})
-	go func(failing <-chan struct{}) {
-		defer close(traffic)
-		paths := []string{"/ok/x", "/genesys/eu-west-1/x"}
-		for ctx.Err() == nil {
-			select {
-			case <-failing:
-				paths, failing = append(paths, "/bad/x"), nil
-			default:
-			}
-			for _, p := range paths {
-				if resp, err := http.Get(proxyHTTP.URL + p); err == nil {
-					resp.Body.Close()
-				}
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(20 * time.Millisecond): // a steady trickle, so that rates are not 0
-			}
-		}
-	}(failing)
-	defer func() { stop(); <-traffic }()
-
-	// Prometheus, scraping the admin listener every second.
-	rules, err := filepath.Abs(filepath.Join(rulesDir, "breakerbox.rules.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	target := strings.TrimPrefix(admin.URL, "http://")
-	promCfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [%q]
-scrape_configs:
-  - job_name: breakerbox
-    static_configs: [{targets: [%q]}]
-`, rules, target)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(promCfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	promAddr := freeAddr(t)
-	cmd := exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
-	promLog := new(syncbuf.Buffer)
-	cmd.Stdout, cmd.Stderr = promLog, promLog
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("prometheus:\n%s", promLog)
-		}
-	}()
-
-	query := func(expr string) (n int, err error) {
-		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(expr))
-		if err != nil {
-			return 0, err
-		}
-		defer resp.Body.Close()
-		var r struct {
-			Status string `json:"status"`
-			Error  string `json:"error"`
-			Data   struct {
-				Result []json.RawMessage `json:"result"`
-			} `json:"data"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-			return 0, err
-		}
-		if r.Status != "success" {
-			return 0, fmt.Errorf("%s: %s", r.Status, r.Error)
-		}
-		return len(r.Data.Result), nil
-	}
-	// Wait until Prometheus has ten scrapes of the sidecar with traffic,
-	// and has evaluated the rules on them. Deadlock guard only.
-	deadline := time.Now().Add(2 * time.Minute)
-	waitData := func(expr string) {
-		for {
-			if n, err := query(expr); err == nil && n > 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("prometheus never had %s", expr)
-			}
-			time.Sleep(200 * time.Millisecond) // polling a server we started
-		}
-	}
-	waitData(`count_over_time(breakerbox_circuit_state{circuit="bad",state="closed"}[1m]) >= 2`)
-	close(failing)
-	waitData(`count_over_time(breakerbox_proxy_requests_total{circuit="ok"}[1m]) >= 10`)
-	waitData(`count_over_time(breakerbox_rejected_total{circuit="bad",reason="open"}[1m]) >= 10`)
-
-	// Grafana's variables as on a dashboard showing every circuit; a rate
-	// interval of ten scrapes.
-	expand := strings.NewReplacer("$__rate_interval", "10s", "$circuit", ".+")
-	for _, p := range d.Panels {
-		if len(p.Targets) == 0 {
-			t.Errorf("panel %q has no query", p.Title)
-		}
-		for _, tg := range p.Targets {
-			expr := expand.Replace(tg.Expr)
-			n, err := query(expr)
-			switch {
-			case err != nil:
-				t.Errorf("panel %q: %s: %v", p.Title, expr, err)
-			case n == 0:
-				t.Errorf("panel %q: %s: no data", p.Title, expr)
-			}
-		}
-	}
-	for _, rule := range []string{
-		"circuit:breakerbox_proxy_requests:rate1m", "circuit:breakerbox_calls_failed:ratio_rate1m",
-		"circuit:breakerbox_rejected:rate1m", "circuit:breakerbox_proxy_request_duration_seconds:p50_1m",
-		"circuit:breakerbox_proxy_request_duration_seconds:p99_1m", "circuit:breakerbox_trip:ratio",
-		"breakerbox:circuits_not_closed:count",
+	unit := string(data)
+	for _, want := range []string{
+		"\nExecStart=/usr/local/bin/breakerbox serve --config /etc/breakerbox/breakerbox.yaml",
+		"\nExecReload=/bin/kill -HUP $MAINPID", // SIGHUP reloads the config
+		"\nDynamicUser=yes", "\nNoNewPrivileges=yes", "\nProtectSystem=strict", "\nCapabilityBoundingSet=\n",
+		"\nSystemCallErrorNumber=EPERM", // Go's runtime must never be killed by the filter
+		"\nWantedBy=multi-user.target",
 	} {
-		waitData(rule)
-	}
-	if n, err := query(`breakerbox:circuits_not_closed:count == 1`); err != nil || n != 1 {
-		t.Errorf("circuits not closed: %d series equal to 1 (%v), want the bad circuit alone", n, err)
+		if !strings.Contains(unit, want) {
+			t.Errorf("the unit lacks %q", strings.TrimSpace(want))
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,7 +15,7 @@ type logOptions struct {
 	format, level string
 }
 
-func addLogFlags(fs *flag.FlagSet) *logOptions {
+func addLogFlags(fs *flags) *logOptions {
 	o := &logOptions{}
 	fs.StringVar(&o.format, "log-format", envOr("BREAKERBOX_LOG_FORMAT", "text"), "log format: text or json (env BREAKERBOX_LOG_FORMAT)")
 	fs.StringVar(&o.level, "log-level", envOr("BREAKERBOX_LOG_LEVEL", "info"), "lowest level logged: debug, info, warn or error (env BREAKERBOX_LOG_LEVEL)")

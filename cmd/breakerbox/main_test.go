@@ -205,9 +205,9 @@ func TestStatusPrintsCircuitsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[0], "CIRCUIT") ||
-		!strings.HasPrefix(lines[1], "ok ") || !strings.Contains(lines[1], "closed") ||
-		!strings.HasPrefix(lines[2], "svc ") || !strings.Contains(lines[2], " open ") || !strings.Contains(lines[2], "closed→open (failure_threshold)") {
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "CIRCUIT") || // problems first
+		!strings.HasPrefix(lines[1], "svc ") || !strings.Contains(lines[1], " open ") || !strings.Contains(lines[1], "closed→open (failure_threshold)") ||
+		!strings.HasPrefix(lines[2], "ok ") || !strings.Contains(lines[2], "closed") || !strings.Contains(lines[2], " 0/5 failed ") {
 		t.Fatalf("status output:\n%s", out.String())
 	}
 	err := run(context.Background(), []string{"status", "--admin", freeAddr(t)}, io.Discard, io.Discard)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,29 +12,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/redisstate"
 )
 
-func newFlags(name string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
-	}
-	return nil
-}
-
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", stderr)
+	fs := newFlags("serve", stdout)
 	path := fs.String("config", "", "config file (YAML); the embedded default when empty")
 	grace := fs.Duration("grace", 10*time.Second, "how long in-flight requests may take to finish on shutdown")
 	logOpts := addLogFlags(fs)
@@ -63,7 +48,7 @@ func loadConfig(path string) (*config.Config, error) {
 // serve runs the proxy and admin listeners until ctx is done, then drains.
 // SIGHUP reloads the config file.
 func serve(ctx context.Context, cfg *config.Config, path string, grace time.Duration, log *slog.Logger) error {
-	opts := proxy.Options{Logger: log}
+	opts := proxy.Options{Logger: log, Collectors: []prometheus.Collector{newBuildInfoCollector()}}
 	fleet, err := openFleet(cfg, log)
 	if err != nil {
 		return err
@@ -123,6 +108,8 @@ func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, mai
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
 	go func() { errc <- adminSrv.Serve(al) }()
+	srv.Health().SetReady(true)        // both listeners are bound and served: /readyz says so
+	defer srv.Health().SetReady(false) // on shutdown or a failed listener
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -178,6 +165,7 @@ func reload(srv *proxy.Server, path string, log *slog.Logger) *config.Config {
 	if err == nil {
 		err = srv.Reload(cfg)
 	}
+	srv.Health().Reloaded(err)
 	if err != nil {
 		log.Error("SIGHUP: config rejected, keeping the old one", slog.String("error", err.Error()))
 		return nil
@@ -208,6 +196,10 @@ func restartOnly(old, cfg *config.Config) error {
 }
 
 func checkConfigCmd(args []string, stdout io.Writer) error {
+	args, err := parseArgs(newFlags("check-config", stdout), args)
+	if err != nil {
+		return err
+	}
 	if len(args) != 1 {
 		return usageError{"check-config: want exactly one FILE"}
 	}

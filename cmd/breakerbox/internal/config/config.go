@@ -43,9 +43,12 @@ const MinTokenLength = 16
 
 // Config is a whole breakerbox configuration.
 type Config struct {
-	// Listen is the proxy's address. Default 127.0.0.1:7070.
+	// Listen is the proxy's address. Default 127.0.0.1:7070. The
+	// environment variable BREAKERBOX_LISTEN, if set, takes precedence.
 	Listen string `yaml:"listen"`
-	// Admin is the dashboard, API and metrics address. Default 127.0.0.1:7071.
+	// Admin is the dashboard, API, metrics and health address. Default
+	// 127.0.0.1:7071. The environment variable BREAKERBOX_ADMIN, if set,
+	// takes precedence.
 	Admin string `yaml:"admin"`
 	// AdminToken enables the manual-control API (open, close, reset) for
 	// requests with "Authorization: Bearer <token>"; at least MinTokenLength

@@ -21,15 +21,24 @@ var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 // validate checks what the decoder could not (values against each other),
 // fills in defaults, and notes warnings.
 func (d *decoder) validate(c *Config) {
+	// The environment beats the file, as for the token: a container image
+	// sets them so that the embedded default listens beyond its loopback.
+	listenField, adminField := "listen", "admin"
+	if v := os.Getenv("BREAKERBOX_LISTEN"); v != "" {
+		c.Listen, listenField = v, "BREAKERBOX_LISTEN (environment)"
+	}
+	if v := os.Getenv("BREAKERBOX_ADMIN"); v != "" {
+		c.Admin, adminField = v, "BREAKERBOX_ADMIN (environment)"
+	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:7070"
 	}
 	if c.Admin == "" {
 		c.Admin = "127.0.0.1:7071"
 	}
-	listenOK, adminOK := d.hostPort("listen", c.Listen), d.hostPort("admin", c.Admin)
+	listenOK, adminOK := d.hostPort(listenField, c.Listen), d.hostPort(adminField, c.Admin)
 	if listenOK && adminOK && sameEndpoint(c.Listen, c.Admin) {
-		d.fieldf("admin", "%q is also the proxy's listen address %q: give the admin listener its own port", c.Admin, c.Listen)
+		d.fieldf(adminField, "%q is also the proxy's listen address %q: give the admin listener its own port", c.Admin, c.Listen)
 	}
 	d.checkState(c)
 	if c.Quorum > 1 && c.State == "memory" {

@@ -105,9 +105,11 @@ func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
 }
 
 // Admin is the admin listener's handler: the dashboard at /, the JSON API
-// under /api/, and Prometheus metrics at /metrics.
+// under /api/, Prometheus metrics at /metrics, and /healthz and /readyz.
 func (s *Server) Admin() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz) // health.go; no token: kubelet probes them
+	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /api/circuits", func(w http.ResponseWriter, r *http.Request) {
 		writeCompactJSON(w, http.StatusOK, s.Circuits())
 	})

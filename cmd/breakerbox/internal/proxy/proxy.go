@@ -66,6 +66,8 @@ type Server struct {
 	localFaults    burstLog
 	upstreamFaults *upstreamLog
 	hop            hopNames
+	health         Health     // set by the process serving the listeners (health.go)
+	fleet          fleetStats // opts.Sync when it reports its health, else nil
 }
 
 // New builds a Server for cfg.
@@ -75,6 +77,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.fleet, _ = opts.Sync.(fleetStats)
 	if s.base == nil {
 		s.base = newTransport()
 	}
