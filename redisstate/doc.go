@@ -53,7 +53,7 @@
 // Create one Fleet per process and set it as the Sync of the breakers to
 // share; every breaker of that name on every replica is then one breaker:
 //
-//	fleet, err := redisstate.New(redisstate.Options{URL: "redis://10.0.0.5:6379/0"})
+//	fleet, err := redisstate.New(context.Background(), redisstate.Options{URL: "redis://10.0.0.5:6379/0"})
 //	if err != nil { ... }            // a malformed URL; an unreachable Redis is not an error
 //	defer fleet.Close()
 //	reg, err := breaker.NewRegistry(breaker.RegistryConfig{

@@ -15,14 +15,14 @@ import (
 
 // openFleet connects the shared state of a redis:// config. An unreachable
 // Redis is not an error here: the fleet starts degraded and says so loudly.
-func openFleet(cfg *config.Config, log *slog.Logger) (*redisstate.Fleet, error) {
+func openFleet(ctx context.Context, cfg *config.Config, log *slog.Logger) (*redisstate.Fleet, error) {
 	if cfg.State == "memory" {
 		return nil, nil
 	}
 	// go-redis logs every failed dial of its pool; the fleet already says,
 	// once, that Redis is unreachable. Keep the client's lines for debugging.
 	redis.SetLogger(redisLogger{log})
-	f, err := redisstate.New(redisstate.Options{URL: cfg.State, Quorum: cfg.Quorum, Logger: log})
+	f, err := redisstate.New(ctx, redisstate.Options{URL: cfg.State, Quorum: cfg.Quorum, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -38,13 +38,13 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // checkFleet makes an unreachable Redis an error, for check-config.
 func checkFleet(cfg *config.Config) error {
-	f, err := openFleet(cfg, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	f, err := openFleet(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil || f == nil {
 		return err
 	}
 	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	if err := f.Ping(ctx); err != nil {
 		return fmt.Errorf("state: %s: %w", cfg.StateRedacted(), err)
 	}

@@ -60,7 +60,7 @@ func loadConfig(path string) (*config.Config, error) {
 // SIGHUP reloads the config file.
 func serve(ctx context.Context, cfg *config.Config, path string, grace time.Duration, log *slog.Logger, stdout io.Writer) error {
 	opts := proxy.Options{Logger: log}
-	fleet, err := openFleet(cfg, log)
+	fleet, err := openFleet(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
