@@ -16,6 +16,7 @@ import (
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/redisstate"
+	"github.com/breakerbox/breakerbox/redisstate/redisstateprom"
 )
 
 func newFlags(name string, out io.Writer) *flag.FlagSet {
@@ -67,7 +68,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 	if fleet != nil {
 		defer fleet.Close()
 		opts.Sync = fleet
-		opts.Collectors = append(opts.Collectors, newFleetCollector(fleet))
+		opts.Collectors = append(opts.Collectors, redisstateprom.NewCollector(fleet))
 	}
 	srv, err := proxy.New(cfg, opts)
 	if err != nil {
