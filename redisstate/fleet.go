@@ -28,7 +28,7 @@ type Options struct {
 	// Client, if set, is used instead of URL and not closed by Close. Give it
 	// ContextTimeoutEnabled and MaxRetries 0 so a slow Redis fails fast.
 	Client redis.UniversalClient
-	// Prefix starts every key and the channel name. "" means "breakerbox:".
+	// Prefix starts every key and channel name. "" means "breakerbox:".
 	// Replicas sharing breakers must use the same prefix.
 	Prefix string
 	// Replica names this process in the fleet. "" means hostname-pid-random.
