@@ -141,11 +141,14 @@ func decodeV1(payload string) (key string, r reply, err error) {
 	return *m.Key, r, nil
 }
 
-// count parses a non-negative integer field.
+// count parses an epoch or a sequence: an integer from 0 to 2^53, the
+// largest that Lua's numbers (doubles) hold exactly, so the largest a script
+// can write. A larger one would stop the replica from applying any state
+// after it, since epochs only grow.
 func count(field, s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s %.30q, want an integer ≥ 0", field, s)
+	if err != nil || n < 0 || n > 1<<53 {
+		return 0, fmt.Errorf("%s %.30q, want an integer from 0 to 2^53", field, s)
 	}
 	return n, nil
 }
