@@ -315,7 +315,10 @@ func scriptFailed(err error) bool {
 	if !errors.As(err, &re) || isNoScript(err) {
 		return false
 	}
-	return strings.Contains(err.Error(), "user_script") || strings.HasPrefix(err.Error(), "WRONGTYPE")
+	// A Lua error, or a command of the script refused for its key's type;
+	// not OOM, READONLY, BUSY, LOADING…, which a script's errors carry too.
+	msg := err.Error()
+	return strings.HasPrefix(msg, "WRONGTYPE") || strings.HasPrefix(msg, "ERR") && strings.Contains(msg, "user_script")
 }
 
 // onlyScriptsFailed reports whether every call of a pipeline that failed

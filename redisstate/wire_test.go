@@ -3,6 +3,7 @@ package redisstate
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -163,3 +164,27 @@ func FuzzDecodeReply(f *testing.F) {
 		}
 	})
 }
+
+func TestScriptFailedTellsBadDataFromAFault(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"ERR user_script:12: attempt to compare nil with number script: 1f2e, on @user_script:12.":           true,
+		"WRONGTYPE Operation against a key holding the wrong kind of value script: 1f2e, on @user_script:9.": true,
+		"OOM command not allowed when used memory > 'maxmemory'. script: 1f2e, on @user_script:40.":          false,
+		"READONLY You can't write against a read only replica. script: 1f2e, on @user_script:40.":            false,
+		"NOSCRIPT No matching script. Please use EVAL.":                                                      false,
+		"LOADING Redis is loading the dataset in memory":                                                     false,
+	} {
+		if got := scriptFailed(proto(msg)); got != want {
+			t.Errorf("scriptFailed(%q) = %v, want %v", msg, got, want)
+		}
+	}
+	if scriptFailed(io.EOF) {
+		t.Error("a lost connection is a fault")
+	}
+}
+
+// proto is an error reply from Redis, as go-redis returns it.
+type proto string
+
+func (e proto) Error() string { return string(e) }
+func (proto) RedisError()     {}
