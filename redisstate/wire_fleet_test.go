@@ -19,7 +19,7 @@ import (
 func TestMalformedMessagesAndRepliesAreIgnoredCountedAndLoggedRarely(t *testing.T) {
 	srv := redistest.Start(t)
 	start := time.Now()
-	f := newFleet(t, srv, 2, t10(time.Minute), redisstate.Options{Timeout: time.Second})
+	f := newFleet(t, srv, 2, t10(time.Minute), redisstate.Options{Timeout: 2 * time.Second})
 	defer func() {
 		if t.Failed() {
 			dumpLogs(t, f)

@@ -38,9 +38,10 @@ func main() {
 	key := flag.String("breaker", "", "breaker name")
 	threshold := flag.Int("threshold", 4, "FailureThreshold")
 	open := flag.Duration("open", time.Second, "OpenTimeout")
+	timeout := flag.Duration("timeout", 0, "Options.Timeout")
 	flag.Parse()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f, err := redisstate.New(redisstate.Options{URL: *url, Replica: *name, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	f, err := redisstate.New(redisstate.Options{URL: *url, Replica: *name, Timeout: *timeout, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		log.Fatal(err)
 	}
