@@ -56,7 +56,7 @@ local K, R, L = KEYS[1], KEYS[2], KEYS[3]
 local T = redis.call('TIME')
 local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local ttl = tonumber(ARGV[1])
-local channel = ARGV[2]
+local channel = ARGV[2] -- v0's; v1's is channel .. ':v1'
 
 local function num(v)
   return tonumber(v or '0') or 0
