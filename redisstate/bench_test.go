@@ -19,7 +19,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newFleetB(b *testing.B, srv *redistest.Server, name string, opts redisstate.Options) *redisstate.Fleet {
 	opts.URL, opts.Replica, opts.Logger = srv.URL(), name, quiet
-	f, err := redisstate.New(opts)
+	f, err := redisstate.New(context.Background(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -59,14 +59,15 @@
 // Create one Fleet per process and set it as the Sync of the breakers to
 // share; every breaker of that name on every replica is then one breaker:
 //
-//	fleet, err := redisstate.New(redisstate.Options{URL: "redis://10.0.0.5:6379/0"})
+//	fleet, err := redisstate.New(ctx, redisstate.Options{URL: "redis://10.0.0.5:6379/0"})
 //	if err != nil { ... }            // a malformed URL; an unreachable Redis is not an error
 //	defer fleet.Close()
 //	reg, err := breaker.NewRegistry(breaker.RegistryConfig{
 //		Default: breaker.Config{Sync: fleet},
 //	})
 //
-// The sidecar does the same for "state: redis://…" in its config.
+// The sidecar does the same for "state: redis://…" in its config. Module
+// redisstate/redisstateprom exports the fleet's Stats as Prometheus metrics.
 //
 // For Redis Sentinel, a Redis Cluster, TLS or an ACL user, set Options.Redis
 // (go-redis's UniversalOptions) instead of URL: MasterName and the sentinels'
@@ -88,8 +89,53 @@
 //
 // For a breaker named N the fleet uses the keys <prefix>{N}, <prefix>{N}:r
 // and <prefix>{N}:l (hash-tagged, so a Redis Cluster keeps them in one slot
-// and each script runs on one node) and the channel <prefix>events (PUBLISH
-// reaches every node of a cluster). A breaker with an empty name has no hash
-// tag: its keys may land in different slots of a cluster. The keys expire a day after their last
-// write (Options.KeyTTL).
+// and each script runs on one node) and the channels <prefix>events and
+// <prefix>events:v1 (PUBLISH reaches every node of a cluster). A breaker with
+// an empty name has no hash tag: its keys may land in different slots of a
+// cluster. The keys expire a day after their last write (Options.KeyTTL).
+//
+// # Wire format
+//
+// Replicas of different versions share a fleet during a rolling deploy, so
+// what they exchange through Redis is versioned. Three things travel:
+//
+//   - Messages, published by the scripts at each transition and each start of
+//     a failure streak. Version 1 is a JSON object on <prefix>events:v1:
+//     {"v":1, "key":"<prefix>{<name>}", "ep":"<epoch>", "st":"<state>",
+//     "ms":<remaining open ms>, "streak":<bool>, "sq":"<streak sequence>",
+//     "rs":"<reason>"}; epochs and sequences are decimal strings, as Lua's
+//     numbers are doubles. Version 0, from replicas that predate versions, is
+//     "<epoch> <state> <remaining ms> <streak 0|1> <streak seq> <reason> <key>"
+//     on <prefix>events.
+//   - Script replies: an array whose first element is the version (1), then
+//     granted, retry ms, state, epoch, remaining ms, streak, streak sequence,
+//     reason, restored. A replica only reads its own scripts' replies.
+//   - The hash each breaker's state lives in (see scripts.go): the scripts of
+//     both versions read and write it, so its fields and their meanings are
+//     part of the format.
+//
+// Every message and reply is decoded into typed values and checked: field
+// by field, type and range, the state a known one, the key under the fleet's
+// prefix. One that fails is ignored, never applied: it is counted in
+// Stats.Malformed (breakerbox_fleet_malformed_total) and logged with what
+// was wrong, at most once per 10 s. A reason a replica does not know only
+// informs and reads as none. A script that fails on what Redis holds (a key
+// of the wrong type) is counted the same way and is not a fault: one broken
+// key degrades no other breaker. A number field of the hash that is not a
+// number reads as 0, and a hash at epoch 0 is a lost one, restored by the
+// replicas that hold its state.
+//
+// The compatibility rule: a replica of version N publishes each message in
+// versions N and N−1, each on its own channel, and reads both. So any two
+// adjacent versions share a fleet, both ways: the old replicas read the N−1
+// copy, the new ones either (a state arriving twice applies once: epochs and
+// sequences order everything). Within a version, a field may be added that
+// older readers ignore; a field cannot change meaning, nor a state be added,
+// without a new version. To roll out v2: a release that publishes v2 on
+// <prefix>events:v2 and v1 as today, reads both, and leaves the hash as v1
+// reads it; deploy it to every replica; the release after may stop
+// publishing v1. A rolling deploy may not skip a version (from v0 straight to
+// v2): stop the fleet, or deploy the version between first.
+// TestAnOldAndANewReplicaShareOneFleet runs a replica of the last v0 commit
+// and a new one on one Redis.
 package redisstate

@@ -1,6 +1,8 @@
 package redisstate_test
 
 import (
+	"context"
+
 	"crypto/tls"
 	"crypto/x509"
 	"log"
@@ -17,7 +19,7 @@ import (
 // runs this against a primary, a replica and three sentinels, and kills the
 // primary mid-traffic.
 func ExampleOptions_sentinel() {
-	fleet, err := redisstate.New(redisstate.Options{Redis: &redis.UniversalOptions{
+	fleet, err := redisstate.New(context.Background(), redisstate.Options{Redis: &redis.UniversalOptions{
 		MasterName: "breakerbox",
 		Addrs:      []string{"10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"},
 		Username:   "breakerbox", // an ACL user
@@ -40,7 +42,7 @@ func ExampleOptions_sentinel() {
 // against three primaries with a replica each, and kills the breaker's
 // primary mid-traffic.
 func ExampleOptions_cluster() {
-	fleet, err := redisstate.New(redisstate.Options{Redis: &redis.UniversalOptions{
+	fleet, err := redisstate.New(context.Background(), redisstate.Options{Redis: &redis.UniversalOptions{
 		Addrs: []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
 		// IsClusterMode: true, with a single configuration endpoint
 	}})
@@ -64,7 +66,7 @@ func ExampleOptions_tls() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fleet, err := redisstate.New(redisstate.Options{Redis: &redis.UniversalOptions{
+	fleet, err := redisstate.New(context.Background(), redisstate.Options{Redis: &redis.UniversalOptions{
 		Addrs:     []string{"redis.internal:6380"},
 		TLSConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "redis.internal", MinVersion: tls.VersionTLS12},
 	}})

@@ -23,7 +23,7 @@ func Example() {
 	region := "genesys/eu-west-1"
 	var replicas []*breaker.Breaker
 	for _, name := range []string{"replica-1", "replica-2"} {
-		fleet, err := redisstate.New(redisstate.Options{URL: url, Replica: name, Logger: quiet})
+		fleet, err := redisstate.New(context.Background(), redisstate.Options{URL: url, Replica: name, Logger: quiet})
 		if err != nil {
 			log.Fatal(err)
 		}

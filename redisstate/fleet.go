@@ -36,7 +36,7 @@ type Options struct {
 	// Client, if set, is used instead of URL and not closed by Close. Give it
 	// ContextTimeoutEnabled and MaxRetries -1 so a slow Redis fails fast.
 	Client redis.UniversalClient
-	// Prefix starts every key and the channel name. "" means "breakerbox:".
+	// Prefix starts every key and channel name. "" means "breakerbox:".
 	// Replicas sharing breakers must use the same prefix.
 	Prefix string
 	// Replica names this process in the fleet. "" means hostname-pid-random.
@@ -87,8 +87,10 @@ type Fleet struct {
 	wg            sync.WaitGroup
 
 	stats struct {
-		reported, dropped, batches, applied, resyncs, degradations, faults, losses atomic.Uint64
+		reported, dropped, batches, applied, resyncs, degradations, faults, losses, malformed atomic.Uint64
 	}
+	malformedAt       atomic.Int64  // unix nanos of the last malformed log line
+	malformedUnlogged atomic.Uint64 // malformed not logged since
 }
 
 // member is one shared breaker.
@@ -126,18 +128,22 @@ type member struct {
 // op is one queued outcome or state change.
 type op struct {
 	m     *member
-	event string // report event; "" for a sync
-	known int64  // epoch the replica knew when the outcome happened
+	ev    event // an outcome to report; evNone for a sync
+	known int64 // epoch the replica knew when the outcome happened
 	// sync
-	mode, state, reason string
-	openMs              int64
-	pending             *op // an operator's action: m.manual's value when queued
+	mode    syncMode
+	state   breaker.State
+	reason  string // the transition's reason, or "rejoin"
+	openMs  int64
+	pending *op // an operator's action: m.manual's value when queued
 }
 
 // New connects a Fleet. A malformed URL or invalid option is an error.
 // An unreachable Redis is not: the fleet starts degraded (every breaker
 // decides locally) and joins when Redis answers; use Ping to require it.
-func New(opts Options) (*Fleet, error) {
+// New waits for Redis's first answer no longer than ctx allows (and
+// 10 × Options.Timeout); ctx does not bound the fleet's life: Close does.
+func New(ctx context.Context, opts Options) (*Fleet, error) {
 	if err := opts.resolve(); err != nil {
 		return nil, err
 	}
@@ -155,8 +161,8 @@ func New(opts Options) (*Fleet, error) {
 	// Until the first subscription confirms the link, decide locally.
 	f.degraded.Store(true)
 	f.degradedSince.Store(time.Now().UnixNano())
-	ctx, cancel := context.WithTimeout(f.ctx, 10*opts.Timeout)
-	if err := f.Ping(ctx); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, 10*opts.Timeout)
+	if err := f.Ping(pctx); err != nil {
 		f.stats.degradations.Add(1)
 		f.log.Error("fleet state DEGRADED at start: breakers decide locally until Redis answers", "err", err)
 	}
@@ -259,6 +265,11 @@ type Stats struct {
 	Faults      uint64 // Redis errors seen
 	// Degradations counts the times the replica lost Redis.
 	Degradations uint64
+	// Malformed counts the messages and script replies read from Redis that
+	// were ignored because they could not be decoded: a newer replica's wire
+	// version, a broken or hostile Redis or publisher. The log says what was
+	// wrong, at most once per 10 s.
+	Malformed uint64
 	// StateLosses counts the times this replica found that Redis had lost a
 	// breaker's state the fleet held OPEN, HALF_OPEN, FORCED_OPEN or DISABLED
 	// (keys evicted or deleted, Redis restarted empty) and restored it. One
@@ -271,7 +282,7 @@ func (f *Fleet) Stats() Stats {
 	s := Stats{Replica: f.opts.Replica, Degraded: f.degraded.Load(),
 		Reported: f.stats.reported.Load(), Dropped: f.stats.dropped.Load(), Batches: f.stats.batches.Load(),
 		Applied: f.stats.applied.Load(), Resyncs: f.stats.resyncs.Load(), Faults: f.stats.faults.Load(),
-		Degradations: f.stats.degradations.Load(), StateLosses: f.stats.losses.Load()}
+		Degradations: f.stats.degradations.Load(), StateLosses: f.stats.losses.Load(), Malformed: f.stats.malformed.Load()}
 	if s.Degraded {
 		s.DegradedFor = time.Since(time.Unix(0, f.degradedSince.Load()))
 	}

@@ -47,7 +47,7 @@ func newReplica(t *testing.T, srv *redistest.Server, name string, cfg breaker.Co
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(r.logs, nil))
 	}
-	f, err := redisstate.New(opts)
+	f, err := redisstate.New(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("redisstate.New: %v", err)
 	}
@@ -495,7 +495,7 @@ func TestBadOptionsNameTheField(t *testing.T) {
 		{redisstate.Options{URL: "redis://127.0.0.1:1", Quorum: -1}, "Options.Quorum = -1"},
 		{redisstate.Options{URL: "redis://127.0.0.1:1", Replica: "a b"}, "Options.Replica"},
 	} {
-		_, err := redisstate.New(tc.opts)
+		_, err := redisstate.New(context.Background(), tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want an error containing %q", tc.opts, err, tc.want)
 		}
@@ -504,7 +504,7 @@ func TestBadOptionsNameTheField(t *testing.T) {
 
 func TestUnreachableRedisStartsDegradedNotBroken(t *testing.T) {
 	logs := &syncbuf.Buffer{}
-	f, err := redisstate.New(redisstate.Options{URL: "redis://127.0.0.1:1/0", Timeout: 20 * time.Millisecond,
+	f, err := redisstate.New(context.Background(), redisstate.Options{URL: "redis://127.0.0.1:1/0", Timeout: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("New with an unreachable Redis: %v, want a degraded fleet", err)

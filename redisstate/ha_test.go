@@ -310,7 +310,7 @@ func TestACLUser(t *testing.T) {
 	// that decides locally and says why.
 	bad := *u
 	bad.Password = "wrong"
-	fl, err := redisstate.New(redisstate.Options{Redis: &bad, Logger: quiet})
+	fl, err := redisstate.New(context.Background(), redisstate.Options{Redis: &bad, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestBadRedisOptionsNameTheField(t *testing.T) {
 		{redisstate.Options{URL: "redis://127.0.0.1:1", Redis: &redis.UniversalOptions{Addrs: []string{"a:1"}}}, "both Options.URL and Options.Redis"},
 		{redisstate.Options{URL: "redis://127.0.0.1:1", Prefix: "bb{x}:"}, "Options.Prefix"},
 	} {
-		_, err := redisstate.New(tc.opts)
+		_, err := redisstate.New(context.Background(), tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want an error containing %q", tc.opts, err, tc.want)
 		}

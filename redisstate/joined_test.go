@@ -21,7 +21,7 @@ func TestJoinedWaitsForTheFleetsState(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool { return a.b().State() == breaker.Open }, "a opens")
 
 	for i := range 5 { // a few new replicas: the join races their first call every time
-		f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "new-" + string(rune('0'+i)), Logger: quiet})
+		f, err := redisstate.New(context.Background(), redisstate.Options{URL: srv.URL(), Replica: "new-" + string(rune('0'+i)), Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -55,9 +54,10 @@ func (f *Fleet) flush(batch []op) {
 	defer cancel()
 	pipe := f.client.Pipeline()
 	calls := make([]call, 0, len(batch))
+	events := make([]event, 0, len(batch))
 	for i := 0; i < len(batch); {
 		o := batch[i]
-		if o.event == "" {
+		if o.ev.kind == evNone {
 			calls = append(calls, call{o, f.syncCall(ctx, pipe, o)})
 			i++
 			continue
@@ -66,21 +66,11 @@ func (f *Fleet) flush(batch []op) {
 		c := o.m.cfg.Load()
 		args := []any{f.opts.KeyTTL.Milliseconds(), f.channel, f.opts.Replica, o.known,
 			c.FailureThreshold, c.OpenTimeout.Milliseconds(), c.HalfOpenSuccesses, f.opts.Quorum, o.m.heldAt(o.known)}
-		j, run := i, 0
-		for ; j < len(batch) && batch[j].m == o.m && batch[j].event != "" && batch[j].known == o.known; j++ {
-			if batch[j].event == "f" { // a run of failures is one argument
-				run++
-				continue
-			}
-			if run > 0 {
-				args, run = append(args, "f"+strconv.Itoa(run)), 0
-			}
-			args = append(args, batch[j].event)
+		j := i
+		for events = events[:0]; j < len(batch) && batch[j].m == o.m && batch[j].ev.kind != evNone && batch[j].known == o.known; j++ {
+			events = append(events, batch[j].ev)
 		}
-		if run > 0 {
-			args = append(args, "f"+strconv.Itoa(run))
-		}
-		calls = append(calls, call{o, reportScript.EvalSha(ctx, pipe, o.m.keys, args...)})
+		calls = append(calls, call{o, reportScript.EvalSha(ctx, pipe, o.m.keys, appendEvents(args, events)...)})
 		f.stats.batches.Add(1)
 		i = j
 	}
@@ -99,14 +89,14 @@ func (f *Fleet) flush(batch []op) {
 			_, err = pipe.Exec(ctx)
 		}
 	}
-	if err != nil {
+	if err != nil && !onlyScriptsFailed(calls) {
 		f.unqueueManual(batch)
 		f.fault(err)
 		return
 	}
 	for _, c := range calls {
 		src := fromReply
-		if c.op.event == "" {
+		if c.op.ev.kind == evNone {
 			src = fromSync
 		}
 		f.settle(c, src)
@@ -115,7 +105,11 @@ func (f *Fleet) flush(batch []op) {
 
 // syncCall queues the sync script for o on pipe.
 func (f *Fleet) syncCall(ctx context.Context, pipe redis.Pipeliner, o op) *redis.Cmd {
-	return syncScript.EvalSha(ctx, pipe, o.m.keys, f.opts.KeyTTL.Milliseconds(), f.channel, o.mode, o.state, o.openMs, o.reason,
+	to := ""
+	if o.mode != modeRead {
+		to = o.state.String()
+	}
+	return syncScript.EvalSha(ctx, pipe, o.m.keys, f.opts.KeyTTL.Milliseconds(), f.channel, o.mode.String(), to, o.openMs, o.reason,
 		o.known, o.m.heldAt(o.known), o.m.applied())
 }
 
@@ -124,9 +118,12 @@ func (f *Fleet) syncCall(ctx context.Context, pipe redis.Pipeliner, o op) *redis
 // sent now, and this reply is old news.
 func (f *Fleet) settle(c call, src source) {
 	m := c.op.m
-	rep, err := parseReply(c.cmd.Val())
-	if c.cmd.Err() != nil {
-		err = c.cmd.Err()
+	var rep reply
+	err := c.cmd.Err()
+	if err != nil {
+		f.malformed("script error", err) // a fault is handled for the whole batch
+	} else if rep, err = decodeReply(c.cmd.Val()); err != nil {
+		f.malformed("script reply", err)
 	}
 	if c.op.pending == nil {
 		if err == nil {
@@ -201,13 +198,13 @@ func (f *Fleet) subscribeLoop() {
 		backoff, pinged = f.opts.Timeout, false
 		switch msg := msg.(type) {
 		case *redis.Subscription:
-			if msg.Kind == "subscribe" {
+			if msg.Kind == "subscribe" && msg.Count == len(channels(f.channel)) {
 				f.rejoin() // missed messages while unsubscribed; or the first join
 			}
 		case *redis.Message:
-			name, rep, err := f.parseMessage(msg.Payload)
+			name, rep, err := decodeMessage(f.opts.Prefix, msg.Payload)
 			if err != nil {
-				f.log.Warn("ignoring fleet message", "err", err)
+				f.malformed("fleet message on "+msg.Channel, err)
 				continue
 			}
 			if v, ok := f.members.Load(name); ok {
@@ -225,7 +222,7 @@ func (f *Fleet) subscribe() *redis.PubSub {
 		f.pubsub.Close()
 	}
 	f.pubsub = f.client.Subscribe(f.ctx)
-	if err := f.pubsub.Subscribe(f.ctx, f.channel); err != nil {
+	if err := f.pubsub.Subscribe(f.ctx, channels(f.channel)...); err != nil {
 		f.fault(err)
 	}
 	return f.pubsub
@@ -289,7 +286,7 @@ func (f *Fleet) checkHeld(m *member) {
 	if held == 0 || st == breaker.Closed {
 		return
 	}
-	o := op{m: m, mode: "restore", state: st.String(), known: known}
+	o := op{m: m, mode: modeRestore, state: st, known: known}
 	if st == breaker.Open {
 		o.openMs = max(b.Snapshot().RetryAfter.Milliseconds(), 1)
 	}
@@ -320,7 +317,7 @@ func (f *Fleet) rejoin() {
 		if b == nil {
 			return true
 		}
-		o := op{m: m, mode: "read", known: m.applied()}
+		o := op{m: m, mode: modeRead, known: m.applied()}
 		snap := b.Snapshot()
 		fromFleet := snap.LastTransition.Reason == breaker.ReasonFleet || m.heldAt(o.known) == 1
 		switch p := m.manual.Load(); {
@@ -328,15 +325,15 @@ func (f *Fleet) rejoin() {
 			o = *p
 			m.manualQueued.Store(true)
 		case snap.State == breaker.Open && (fromFleet || m.openedWhileDegraded.Load() && f.opts.Quorum <= 1):
-			o.mode, o.state, o.reason, o.openMs = "join", "open", "rejoin", max(snap.RetryAfter.Milliseconds(), 1)
+			o.mode, o.state, o.reason, o.openMs = modeJoin, breaker.Open, "rejoin", max(snap.RetryAfter.Milliseconds(), 1)
 		case (snap.State == breaker.ForcedOpen || snap.State == breaker.Disabled) && fromFleet:
-			o.mode, o.state, o.reason = "join", snap.State.String(), "rejoin"
+			o.mode, o.state, o.reason = modeJoin, snap.State, "rejoin"
 		}
 		calls = append(calls, call{o, f.syncCall(ctx, pipe, o)})
 		return true
 	})
 	if len(calls) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
+		if _, err := pipe.Exec(ctx); err != nil && !onlyScriptsFailed(calls) {
 			for _, c := range calls {
 				if c.op.pending != nil {
 					c.op.m.manualQueued.Store(false)

@@ -23,7 +23,7 @@ func TestAListenerMayCallTheBreakerWhenTheFleetMovesIt(t *testing.T) {
 
 	// replica-2 joins now; its breaker learns HALF_OPEN from the fleet and
 	// its listener makes a call right away (a probe, which asks for a lease).
-	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
+	f, err := redisstate.New(context.Background(), redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestARecreatedBreakerTakesTheFleetsOpenState(t *testing.T) {
 func TestARecreatedBreakerTakesTheFleetsOpenStateWhileTheOldOnesListenerRuns(t *testing.T) {
 	srv := redistest.Start(t)
 	a := newReplica(t, srv, "replica-1", t10(time.Minute), redisstate.Options{})
-	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
+	f, err := redisstate.New(context.Background(), redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestASilentSubscriptionIsNoticedAndReplaced(t *testing.T) {
 	srv := redistest.Start(t)
 	hole := newBlackhole(t, srv.Addr())
 	a := newReplica(t, srv, "replica-1", t10(time.Minute), redisstate.Options{})
-	fb, err := redisstate.New(redisstate.Options{URL: "redis://" + hole.l.Addr().String() + "/0", Replica: "replica-2",
+	fb, err := redisstate.New(context.Background(), redisstate.Options{URL: "redis://" + hole.l.Addr().String() + "/0", Replica: "replica-2",
 		HealthInterval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +255,7 @@ func (h *blackhole) setCut(on bool) {
 func TestAListenerMayActOnTheBreakerDuringAFleetTransition(t *testing.T) {
 	srv := redistest.Start(t)
 	a := newReplica(t, srv, "replica-1", t10(time.Minute), redisstate.Options{})
-	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
+	f, err := redisstate.New(context.Background(), redisstate.Options{URL: srv.URL(), Replica: "replica-2", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestAStaleManualActionDoesNotUndoANewerFleetOpen(t *testing.T) {
 	opts := redisstate.Options{Timeout: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, HealthInterval: 50 * time.Millisecond}
 	a := newReplica(t, srv, "replica-2", t10(time.Minute), opts)
 	opts.URL, opts.Replica, opts.Logger = "redis://"+hole.l.Addr().String()+"/0", "replica-1", quiet
-	fc, err := redisstate.New(opts)
+	fc, err := redisstate.New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestFleetNewsOlderThanAManualActionDoesNotMoveTheBreaker(t *testing.T) {
 // given FailureThreshold) whose delivery of a Reset waits for wait, before
 // the breaker hands the action to the fleet; events returns its transitions.
 func resetHeldUntil(t *testing.T, srv *redistest.Server, threshold int, wait func()) (b *breaker.Breaker, events func() []breaker.Transition) {
-	f, err := redisstate.New(redisstate.Options{URL: srv.URL(), Replica: "replica-1", Logger: quiet})
+	f, err := redisstate.New(context.Background(), redisstate.Options{URL: srv.URL(), Replica: "replica-1", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func (h holdHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func TestNoPasswordInURLErrors(t *testing.T) {
-	_, err := redisstate.New(redisstate.Options{URL: "redis://user:s3cret@host:badport/0"})
+	_, err := redisstate.New(context.Background(), redisstate.Options{URL: "redis://user:s3cret@host:badport/0"})
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("error %v: want an error without the password", err)
 	}

@@ -21,14 +21,25 @@ import "github.com/redis/go-redis/v9"
 // news of streaks within an epoch. A missing hash is a CLOSED fleet with no
 // streak (epoch 0); the keys expire after a day without writes.
 //
-// Each transition, and each start of a streak, is published on the fleet's
-// channel as
+// Each transition, and each start of a streak, is published twice (see
+// doc.go, "Wire format"): as v1 on <prefix>events:v1,
+//
+//	{"v":1,"key":"<hash key>","ep":"<epoch>","st":"<state>","ms":<remaining ms>,
+//	 "streak":<true|false>,"sq":"<streak seq>","rs":"<reason>"}
+//
+// and as v0, for replicas of the previous version, on <prefix>events:
 //
 //	<epoch> <state> <remaining ms> <streak 0|1> <streak seq> <reason> <hash key>
 //
-// and every script returns the same fields as a reply:
-// {granted, retry ms, state, epoch, remaining ms, streak, streak seq,
-// reason of the last transition, restored 0|1}.
+// Every script replies with {version 1, granted 0|1, retry ms, state, epoch,
+// remaining ms, streak 0|1, streak seq, reason of the last transition,
+// restored 0|1}; epochs and sequences travel as decimal strings (Lua's
+// numbers are doubles).
+//
+// Replicas of the previous version run their own scripts on the same hash:
+// its fields, and their meaning, are part of the wire format. A field Redis
+// holds that is not a number where one is due reads as 0 (a hash with epoch 0
+// is a lost one, and is restored).
 //
 // Redis can lose a breaker's state without any connection fault: its keys
 // evicted (maxmemory) or deleted, Redis restarted empty or failed over to a
@@ -45,12 +56,14 @@ local K, R, L = KEYS[1], KEYS[2], KEYS[3]
 local T = redis.call('TIME')
 local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local ttl = tonumber(ARGV[1])
-local channel = ARGV[2]
+local channel = ARGV[2] -- v0's; v1's is channel .. ':v1'
 
+local function num(v)
+  return tonumber(v or '0') or 0
+end
 local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs', 'lu', 'ef')
-local s = {st = f[1] or 'closed', ep = tonumber(f[2] or '0'), fl = tonumber(f[3] or '0'),
-           ou = tonumber(f[4] or '0'), sc = tonumber(f[5] or '0'), sq = tonumber(f[6] or '0'), rs = f[7] or '',
-           lu = tonumber(f[8] or '0'), ef = tonumber(f[9] or '0')}
+local s = {st = f[1] or 'closed', ep = num(f[2]), fl = num(f[3]), ou = num(f[4]), sc = num(f[5]), sq = num(f[6]),
+           rs = f[7] or '', lu = num(f[8]), ef = num(f[9])}
 
 -- leasesLost says the probe leases were lost (the lease hash evicted alone)
 -- while one was live: the hash holds the last lease's expiry until the
@@ -75,7 +88,10 @@ local function streak()
 end
 
 local function publish(reason)
-  redis.call('PUBLISH', channel, string.format('%d %s %d %d %d %s %s', s.ep, s.st, remaining(), streak(), s.sq, reason, K))
+  local ms, streaking = remaining(), streak()
+  redis.call('PUBLISH', channel .. ':v1', cjson.encode({v = 1, key = K, ep = string.format('%d', s.ep), st = s.st, ms = ms,
+    streak = streaking == 1, sq = string.format('%d', s.sq), rs = reason}))
+  redis.call('PUBLISH', channel, string.format('%d %s %d %d %d %s %s', s.ep, s.st, ms, streaking, s.sq, reason, K))
 end
 
 local function bump()
@@ -135,7 +151,7 @@ local function restore(known, to, open_ms)
 end
 
 local function reply(granted, retry)
-  return {granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq), s.rs, restored}
+  return {1, granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq), s.rs, restored}
 end
 `
 

@@ -2,9 +2,7 @@ package redisstate
 
 import (
 	"context"
-	"fmt"
 	"strconv"
-	"strings"
 	"time"
 	"weak"
 
@@ -38,7 +36,7 @@ func (f *Fleet) Attach(b *breaker.Breaker) {
 		m.denyUntil.Store(0)
 		m.mu.Unlock()
 		if !f.degraded.Load() {
-			f.enqueue(op{m: m, mode: "read"})
+			f.enqueue(op{m: m, mode: modeRead})
 		}
 		return
 	}
@@ -66,25 +64,18 @@ func (f *Fleet) Report(b *breaker.Breaker, r breaker.Report) {
 		f.stats.dropped.Add(1)
 		return
 	}
-	var ev string
+	var ev event
 	switch {
 	case r.Probe != 0:
-		o := "i"
-		switch r.Outcome {
-		case breaker.Success:
-			o = "s"
-		case breaker.Failure:
-			o = "f"
-		}
-		ev = "p" + o + strconv.FormatUint(r.Probe, 10) + ":" + strconv.FormatInt(r.OpenFor.Milliseconds(), 10)
+		ev = event{kind: evProbe, outcome: r.Outcome, probe: r.Probe, openFor: r.OpenFor}
 	case r.Outcome == breaker.Failure:
-		ev = "f"
+		ev = event{kind: evFailure}
 	case r.Outcome == breaker.Success:
-		ev = "s"
+		ev = event{kind: evSuccess}
 	default:
 		return
 	}
-	f.enqueue(op{m: m, event: ev, known: m.knownEpoch.Load()})
+	f.enqueue(op{m: m, ev: ev, known: m.knownEpoch.Load()})
 }
 
 func (f *Fleet) enqueue(o op) bool {
@@ -119,12 +110,12 @@ func (f *Fleet) AcquireProbe(b *breaker.Breaker, probe uint64) (bool, time.Durat
 	res, err := acquireScript.Run(ctx, f.client, m.keys, f.opts.KeyTTL.Milliseconds(), f.channel,
 		f.opts.Replica, strconv.FormatUint(probe, 10), c.HalfOpenProbes, c.ProbeTimeout.Milliseconds(), known, held).Result()
 	if err != nil {
-		f.fault(err)
+		f.scriptError(err)
 		return true, 0 // a Redis fault is never a call failure
 	}
-	rep, err := parseReply(res)
+	rep, err := decodeReply(res)
 	if err != nil {
-		f.fault(err)
+		f.malformed("script reply", err)
 		return true, 0
 	}
 	f.apply(m, rep, fromReply, nil)
@@ -159,7 +150,7 @@ func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
 		if f.degraded.Load() {
 			known = m.applied()
 		}
-		p := &op{m: m, mode: "force", state: t.To.String(), reason: t.Reason.String(), known: known}
+		p := &op{m: m, mode: modeForce, state: t.To, reason: t.Reason.String(), known: known}
 		p.pending = p
 		m.manual.Store(p)
 		m.manualGen.Store(t.Generation) // after m.manual: apply always sees one of the two
@@ -180,7 +171,7 @@ func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
 		return
 	}
 	if t.Reason == breaker.ReasonFailureRate {
-		f.enqueue(op{m: m, mode: "join", state: "open", reason: t.Reason.String(), openMs: t.OpenFor.Milliseconds(), known: m.applied()})
+		f.enqueue(op{m: m, mode: modeJoin, state: breaker.Open, reason: t.Reason.String(), openMs: t.OpenFor.Milliseconds(), known: m.applied()})
 	}
 }
 
@@ -233,66 +224,6 @@ type reply struct {
 	// restored says this call found the fleet's state lost and restored it
 	// (see scripts.go).
 	restored bool
-}
-
-func parseReply(v any) (reply, error) {
-	a, ok := v.([]any)
-	if !ok || len(a) != 9 {
-		return reply{}, fmt.Errorf("redisstate: unexpected script reply %v", v)
-	}
-	var r reply
-	g, _ := a[0].(int64)
-	retry, _ := a[1].(int64)
-	st, _ := a[2].(string)
-	ep, _ := a[3].(string)
-	rem, _ := a[4].(int64)
-	streak, _ := a[5].(int64)
-	sq, _ := a[6].(string)
-	rs, _ := a[7].(string)
-	restored, _ := a[8].(int64)
-	var err error
-	if r.state, err = breaker.ParseState(st); err != nil {
-		return reply{}, err
-	}
-	if r.epoch, err = strconv.ParseInt(ep, 10, 64); err != nil {
-		return reply{}, fmt.Errorf("redisstate: bad epoch %q in reply", ep)
-	}
-	if r.sq, err = strconv.ParseInt(sq, 10, 64); err != nil {
-		return reply{}, fmt.Errorf("redisstate: bad streak sequence %q in reply", sq)
-	}
-	r.reason, _ = breaker.ParseReason(rs)
-	r.granted, r.retry, r.openFor, r.streak = g == 1, time.Duration(retry)*time.Millisecond, time.Duration(rem)*time.Millisecond, streak == 1
-	r.restored = restored == 1
-	return r, nil
-}
-
-// parseMessage decodes a published transition.
-func (f *Fleet) parseMessage(payload string) (name string, r reply, err error) {
-	p := strings.SplitN(payload, " ", 7)
-	if len(p) != 7 {
-		return "", r, fmt.Errorf("redisstate: malformed message %q", payload)
-	}
-	if r.epoch, err = strconv.ParseInt(p[0], 10, 64); err != nil {
-		return "", r, fmt.Errorf("redisstate: malformed epoch in %q", payload)
-	}
-	if r.state, err = breaker.ParseState(p[1]); err != nil {
-		return "", r, err
-	}
-	ms, err := strconv.ParseInt(p[2], 10, 64)
-	if err != nil {
-		return "", r, fmt.Errorf("redisstate: malformed remaining time in %q", payload)
-	}
-	r.openFor, r.streak = time.Duration(ms)*time.Millisecond, p[3] == "1"
-	r.reason, _ = breaker.ParseReason(p[5]) // "streak", "rejoin": no transition reason
-	if r.sq, err = strconv.ParseInt(p[4], 10, 64); err != nil {
-		return "", r, fmt.Errorf("redisstate: malformed streak sequence in %q", payload)
-	}
-	key := p[6]
-	pre := f.opts.Prefix + "{"
-	if !strings.HasPrefix(key, pre) || !strings.HasSuffix(key, "}") {
-		return "", r, fmt.Errorf("redisstate: message for foreign key %q", key)
-	}
-	return key[len(pre) : len(key)-1], r, nil
 }
 
 // source says where a fleet state comes from.
@@ -370,7 +301,7 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 		// the script renumber the fleet's state above this epoch (catchUp in
 		// scripts.go), and publish it for every replica that ignored it.
 		select {
-		case f.queue <- op{m: m, mode: "read", known: m.epoch.Load()}: // not an outcome: not counted
+		case f.queue <- op{m: m, mode: modeRead, known: m.epoch.Load()}: // not an outcome: not counted
 		default: // the queue is full: this replica's next call catches up
 		}
 	}

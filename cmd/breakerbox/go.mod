@@ -7,6 +7,7 @@ require (
 	github.com/breakerbox/breakerbox/breakerprom v0.0.0-00010101000000-000000000000
 	github.com/breakerbox/breakerbox/internal/redistest v0.0.0-00010101000000-000000000000
 	github.com/breakerbox/breakerbox/redisstate v0.0.0-00010101000000-000000000000
+	github.com/breakerbox/breakerbox/redisstate/redisstateprom v0.0.0-00010101000000-000000000000
 	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327
 	github.com/chromedp/chromedp v0.14.2
 	github.com/emersion/go-imap/v2 v2.0.0-beta.5
@@ -59,6 +60,7 @@ replace (
 	github.com/breakerbox/breakerbox/breakerprom => ../../breakerprom
 	github.com/breakerbox/breakerbox/internal/redistest => ../../internal/redistest
 	github.com/breakerbox/breakerbox/redisstate => ../../redisstate
+	github.com/breakerbox/breakerbox/redisstate/redisstateprom => ../../redisstate/redisstateprom
 )
 
 replace github.com/breakerbox/breakerbox/breakerotel => ../../breakerotel

@@ -21,6 +21,7 @@ import (
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/internal/redistest"
+	"github.com/breakerbox/breakerbox/redisstate/redisstateprom"
 	"github.com/breakerbox/breakerbox/internal/syncbuf"
 )
 
@@ -112,12 +113,12 @@ services:
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	fleet, err := openFleet(cfg, log)
+	fleet, err := openFleet(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fleet.Close()
-	srv, err := proxy.New(cfg, proxy.Options{Logger: log, Sync: fleet, Collectors: []prometheus.Collector{newFleetCollector(fleet)}})
+	srv, err := proxy.New(cfg, proxy.Options{Logger: log, Sync: fleet, Collectors: []prometheus.Collector{redisstateprom.NewCollector(fleet)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/redisstate"
+	"github.com/breakerbox/breakerbox/redisstate/redisstateprom"
 )
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -49,14 +50,14 @@ func loadConfig(path string) (*config.Config, error) {
 // SIGHUP reloads the config file.
 func serve(ctx context.Context, cfg *config.Config, path string, grace time.Duration, log *slog.Logger) error {
 	opts := proxy.Options{Logger: log, Collectors: []prometheus.Collector{newBuildInfoCollector()}}
-	fleet, err := openFleet(cfg, log)
+	fleet, err := openFleet(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	if fleet != nil {
 		defer fleet.Close()
 		opts.Sync = fleet
-		opts.Collectors = append(opts.Collectors, newFleetCollector(fleet))
+		opts.Collectors = append(opts.Collectors, redisstateprom.NewCollector(fleet))
 	}
 	srv, err := proxy.New(cfg, opts)
 	if err != nil {

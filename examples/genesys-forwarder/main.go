@@ -160,7 +160,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	var shared breaker.Sync // nil, not a nil *Fleet, without -state
 	var fleet *redisstate.Fleet
 	if cfg.State != "" {
-		f, err := redisstate.New(redisstate.Options{URL: cfg.State, Logger: logger})
+		f, err := redisstate.New(ctx, redisstate.Options{URL: cfg.State, Logger: logger})
 		if err != nil {
 			return fmt.Errorf("-state: %w", err)
 		}

@@ -1,0 +1,33 @@
+module github.com/breakerbox/breakerbox/redisstate/redisstateprom
+
+go 1.26.0
+
+require (
+	github.com/breakerbox/breakerbox/internal/redistest v0.0.0-00010101000000-000000000000
+	github.com/breakerbox/breakerbox/redisstate v0.0.0-00010101000000-000000000000
+	github.com/prometheus/client_golang v1.23.2
+)
+
+require (
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/breakerbox/breakerbox v0.0.0-00010101000000-000000000000 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/kr/text v0.2.0 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/prometheus/client_model v0.6.2 // indirect
+	github.com/prometheus/common v0.66.1 // indirect
+	github.com/prometheus/procfs v0.16.1 // indirect
+	github.com/redis/go-redis/v9 v9.23.0 // indirect
+	github.com/rogpeppe/go-internal v1.14.1 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	google.golang.org/protobuf v1.36.11 // indirect
+)
+
+replace (
+	github.com/breakerbox/breakerbox => ../..
+	github.com/breakerbox/breakerbox/internal/redistest => ../../internal/redistest
+	github.com/breakerbox/breakerbox/redisstate => ..
+)
