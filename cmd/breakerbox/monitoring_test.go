@@ -21,8 +21,8 @@ import (
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/internal/redistest"
-	"github.com/breakerbox/breakerbox/redisstate/redisstateprom"
 	"github.com/breakerbox/breakerbox/internal/syncbuf"
+	"github.com/breakerbox/breakerbox/redisstate/redisstateprom"
 )
 
 // The alerting and recording rules and the Grafana dashboard shipped in
