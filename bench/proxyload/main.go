@@ -9,6 +9,10 @@
 //	                 stdout (the many-circuits measurement)
 //	-mode touch      sends one GET to each of -services services through
 //	                 the proxy at -target, so that every per-route series exists
+//	-mode rate       GETs -target at a fixed -rate for -duration over -conns
+//	                 connections (open loop: each latency counts from when the
+//	                 request was due, so a stall is not hidden by sending less)
+//	                 and prints "p50_ms p99_ms requests errors"
 //	-mode ports      prints -n free loopback ports, one a line
 package main
 
@@ -22,8 +26,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 type bufferPool struct{}
@@ -44,6 +50,9 @@ func main() {
 	proxyAddr := flag.String("proxy", "127.0.0.1:7070", "config: the proxy's listen address")
 	adminAddr := flag.String("admin", "127.0.0.1:7071", "config: the admin listen address")
 	n := flag.Int("n", 1, "ports: how many")
+	rate := flag.Int("rate", 2000, "rate: requests per second")
+	duration := flag.Duration("duration", 10*time.Second, "rate: how long")
+	conns := flag.Int("conns", 32, "rate: connections")
 	flag.Parse()
 	switch *mode {
 	case "upstream":
@@ -79,6 +88,9 @@ func main() {
 		for i := range *services {
 			fmt.Printf("  - {name: svc%05d, upstream: %q}\n", i, *upstream)
 		}
+	case "rate":
+		p50, p99, sent, errs := fixedRate(*target, *rate, *duration, *conns)
+		fmt.Printf("%.2f %.2f %d %d\n", p50, p99, sent, errs)
 	case "touch":
 		var wg sync.WaitGroup
 		next := make(chan int)
@@ -116,4 +128,47 @@ func main() {
 		fmt.Fprintf(os.Stderr, "unknown -mode %q: want upstream, proxy, config, touch or ports\n", *mode)
 		os.Exit(2)
 	}
+}
+
+// fixedRate sends rate GETs per second to url for d over conns connections
+// and returns the latency percentiles in ms, measured from when each request
+// was due.
+func fixedRate(url string, rate int, d time.Duration, conns int) (p50, p99 float64, sent, errs int) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
+	n := int(d.Seconds() * float64(rate))
+	due := make(chan time.Time, n)
+	lat := make([]float64, 0, n)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for at := range due {
+				resp, err := client.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				ms := float64(time.Since(at)) / 1e6
+				mu.Lock()
+				if err != nil || resp.StatusCode != 200 {
+					errs++
+				}
+				lat = append(lat, ms)
+				mu.Unlock()
+			}
+		}()
+	}
+	start := time.Now()
+	for i := range n {
+		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+		time.Sleep(time.Until(at))
+		due <- at
+	}
+	close(due)
+	wg.Wait()
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	return pct(0.50), pct(0.99), len(lat), errs
 }
