@@ -13,6 +13,11 @@
 //	                 connections (open loop: each latency counts from when the
 //	                 request was due, so a stall is not hidden by sending less)
 //	                 and prints "p50_ms p99_ms requests errors"
+//	-mode startup    starts the command in the arguments (its output to
+//	                 -log), GETs -target every millisecond until it answers 200
+//	                 and prints "ms pid": the time from exec to that answer,
+//	                 without a shell's or curl's start-up in it; the command
+//	                 keeps running
 //	-mode ports      prints -n free loopback ports, one a line
 package main
 
@@ -26,6 +31,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -53,6 +59,7 @@ func main() {
 	rate := flag.Int("rate", 2000, "rate: requests per second")
 	duration := flag.Duration("duration", 10*time.Second, "rate: how long")
 	conns := flag.Int("conns", 32, "rate: connections")
+	logPath := flag.String("log", os.DevNull, "startup: where the command's stderr goes")
 	flag.Parse()
 	switch *mode {
 	case "upstream":
@@ -91,6 +98,32 @@ func main() {
 	case "rate":
 		p50, p99, sent, errs := fixedRate(*target, *rate, *duration, *conns)
 		fmt.Printf("%.2f %.2f %d %d\n", p50, p99, sent, errs)
+	case "startup":
+		logf, err := os.Create(*logPath)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cmd := exec.Command(flag.Arg(0), flag.Args()[1:]...)
+		cmd.Stderr = logf
+		client := &http.Client{Timeout: time.Second}
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			log.Fatal(err)
+		}
+		for {
+			if resp, err := client.Get(*target); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Since(start) > time.Minute {
+				log.Fatalf("%s did not answer %s within a minute (see %s)", flag.Arg(0), *target, *logPath)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		fmt.Println(time.Since(start).Milliseconds(), cmd.Process.Pid)
 	case "touch":
 		var wg sync.WaitGroup
 		next := make(chan int)

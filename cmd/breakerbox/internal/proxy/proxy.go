@@ -192,6 +192,10 @@ func (s *Server) transportFor(d time.Duration) http.RoundTripper {
 // Registry returns the registry of the server's breakers.
 func (s *Server) Registry() *breaker.Registry { return s.registry }
 
+// CircuitCount is how many circuits the configuration in force has,
+// without building their snapshots as Circuits does.
+func (s *Server) CircuitCount() int { return len(s.table.Load().circuits) }
+
 // Config returns the configuration in force.
 func (s *Server) Config() *config.Config { return s.table.Load().cfg }
 
