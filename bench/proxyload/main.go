@@ -168,7 +168,7 @@ func main() {
 // was due.
 func fixedRate(url string, rate int, d time.Duration, conns int) (p50, p99 float64, sent, errs int) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
-	n := int(d.Seconds() * float64(rate))
+	n := max(int(d.Seconds()*float64(rate)), 1)
 	due := make(chan time.Time, n)
 	lat := make([]float64, 0, n)
 	var mu sync.Mutex
