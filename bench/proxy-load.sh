@@ -9,8 +9,9 @@
 # all in front of one upstream (nginx answering 206 bytes of JSON; the Go
 # helper if nginx is missing). For each target and connection count: req/s,
 # CPU seconds per 100k requests (utime+stime deltas of the target's processes
-# from /proc/<pid>/stat), p99 (wrk's, at full load: wrk2 is not installed),
-# peak RSS (VmHWM). Then an open circuit: breakerbox's rejections/s against
+# from /proc/<pid>/stat), vCPU per 1,000 req/s (the same, scaled), p99 at
+# full load (wrk's) and at a fixed $RATE req/s (proxyload -mode rate: open
+# loop, from when each request was due), peak RSS (VmHWM). Then an open circuit: breakerbox's rejections/s against
 # nginx answering a static 503 and nginx proxying to the dead upstream. Then
 # many circuits: startup, RSS, /metrics and /api/circuits CPU with $MANY
 # services, before and after traffic to every one.
@@ -31,6 +32,7 @@ THREADS=${THREADS:-2}
 BASELINE=${BASELINE:-}
 MANY=${MANY:-10000}  # 0 skips the many-circuits part
 LOAD=${LOAD:-1}      # 0 skips the load parts (only many circuits)
+RATE=${RATE:-2000}   # the fixed rate of the p99 column; 0 skips it
 
 if ! command -v wrk >/dev/null; then # the load generator is needed; nginx and HAProxy rows are skipped if missing
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; } ||
@@ -212,6 +214,13 @@ for round in $(seq "$ROUNDS"); do
     for t in "${targets[@]}"; do load closed "$t" "${url[$t]}" "$c" "${pidof[$t]}"; done
   done
   for t in "${open_targets[@]}"; do load open "$t" "${open_url[$t]}" "$open_conns" "${pidof[$t]}"; done
+  if [ "$RATE" -gt 0 ]; then
+    for t in "${targets[@]}"; do
+      read -r _ p99 _ errs < <("$tmp/proxyload" -mode rate -target "${url[$t]}" -rate "$RATE" -duration "$DURATION" -conns "$open_conns")
+      [ "$errs" = 0 ] || echo "  ($t at $RATE req/s: $errs errors)" >&2
+      printf 'rate\t%s\t%s\t\t\t%s\n' "$t" "$open_conns" "$p99" >> "$results"
+    done
+  fi
 done
 
 median_range() { # column: "median (min–max)" of the values on stdin
@@ -225,12 +234,28 @@ if [ "$LOAD" = 1 ]; then
 echo
 echo "### Closed circuit (median of $ROUNDS, range in brackets)"
 echo
-echo "| target | conns | req/s | CPU s per 100k req | p99 ms (at full load) | peak RSS MB |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| target | conns | req/s | CPU s per 100k req | vCPU per 1,000 req/s | p99 ms (at full load) | peak RSS MB |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for c in $CONNS; do
   for t in "${targets[@]}"; do
-    printf '| %s | %s | %s | %s | %s | %s |\n' "$t" "$c" "$(col closed "$t" "$c" 4 | median_range)" \
-      "$(col closed "$t" "$c" 5 | median_range)" "$(col closed "$t" "$c" 6 | median_range)" "$(hwm "${pidof[$t]}")"
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$c" "$(col closed "$t" "$c" 4 | median_range)" \
+      "$(col closed "$t" "$c" 5 | median_range)" "$(awk -v v="$(med closed "$t" "$c" 5)" 'BEGIN {printf "%.3f", v / 100}')" \
+      "$(col closed "$t" "$c" 6 | median_range)" "$(hwm "${pidof[$t]}")"
+  done
+done
+if [ "$RATE" -gt 0 ]; then
+  echo
+  echo "p99 at a fixed $RATE req/s over $open_conns connections (ms, median of $ROUNDS): $(for t in "${targets[@]}"; do
+    printf '%s %s; ' "$t" "$(col rate "$t" "$open_conns" 6 | median_range)"; done)"
+fi
+echo
+echo "Ratios to the pooled ReverseProxy (medians): "
+for c in $CONNS; do
+  rp_cpu=$(med closed rp+pool "$c" 5)
+  for t in "${targets[@]}"; do
+    case $t in breakerbox*) ;; *) continue ;; esac
+    awk -v t="$t" -v c="$c" -v p="$(med closed "$t" "$c" 5)" -v rp="$rp_cpu" \
+      'BEGIN {printf "- %s at %s conns: %.2f× rp+pool'"'"'s CPU per request\n", t, c, p / rp}'
   done
 done
 if [ $have_nginx = 1 ]; then
@@ -264,10 +289,9 @@ fi
 # Many circuits.
 if [ "$MANY" -gt 0 ]; then
   "$tmp/proxyload" -mode config -services "$MANY" -upstream "http://$up" -proxy "$many" -admin "$manyadmin" > "$tmp/many.yaml"
-  t0=$(date +%s%N)
-  "$tmp/breakerbox" serve --config "$tmp/many.yaml" >/dev/null 2>"$tmp/many.log" & pids+=($!); mpid=$!
-  until curl -s -o /dev/null "http://$many/svc00000/x"; do sleep 0.005; done
-  startup=$(( ($(date +%s%N) - t0) / 1000000 ))
+  read -r startup mpid < <("$tmp/proxyload" -mode startup -target "http://$many/svc00000/x" -log "$tmp/many.log" \
+    "$tmp/breakerbox" serve --config "$tmp/many.yaml"); pids+=("$mpid")
+  startcpu=$(( $(ticks "$mpid") * 1000 / hz )) # CPU spent until then: steadier than the wall time on a busy machine
   rss() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$mpid/status"; }
   rss_start=$(rss)
   scrape() { # path → "ms CPU per scrape, bytes, lines" over 5 scrapes
@@ -285,7 +309,7 @@ if [ "$MANY" -gt 0 ]; then
   echo
   echo "### $MANY circuits (breakerbox serve with $MANY services; CPU per request from /proc, 5 requests each)"
   echo
-  echo "- startup (exec to the first proxied answer): $startup ms; RSS after start: $rss_start MB"
+  echo "- startup (exec to the first proxied answer): $startup ms wall, $startcpu ms CPU; RSS after start: $rss_start MB"
   echo "- before traffic: /metrics $m0; /api/circuits $a0"
   echo "- after one request to each circuit: /metrics $m1; /api/circuits $a1; RSS $(rss) MB"
 fi

@@ -9,6 +9,15 @@
 //	                 stdout (the many-circuits measurement)
 //	-mode touch      sends one GET to each of -services services through
 //	                 the proxy at -target, so that every per-route series exists
+//	-mode rate       GETs -target at a fixed -rate for -duration over -conns
+//	                 connections (open loop: each latency counts from when the
+//	                 request was due, so a stall is not hidden by sending less)
+//	                 and prints "p50_ms p99_ms requests errors"
+//	-mode startup    starts the command in the arguments (its output to
+//	                 -log), GETs -target every millisecond until it answers 200
+//	                 and prints "ms pid": the time from exec to that answer,
+//	                 without a shell's or curl's start-up in it; the command
+//	                 keeps running
 //	-mode ports      prints -n free loopback ports, one a line
 package main
 
@@ -22,8 +31,11 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 type bufferPool struct{}
@@ -44,6 +56,10 @@ func main() {
 	proxyAddr := flag.String("proxy", "127.0.0.1:7070", "config: the proxy's listen address")
 	adminAddr := flag.String("admin", "127.0.0.1:7071", "config: the admin listen address")
 	n := flag.Int("n", 1, "ports: how many")
+	rate := flag.Int("rate", 2000, "rate: requests per second")
+	duration := flag.Duration("duration", 10*time.Second, "rate: how long")
+	conns := flag.Int("conns", 32, "rate: connections")
+	logPath := flag.String("log", os.DevNull, "startup: where the command's stderr goes")
 	flag.Parse()
 	switch *mode {
 	case "upstream":
@@ -79,6 +95,35 @@ func main() {
 		for i := range *services {
 			fmt.Printf("  - {name: svc%05d, upstream: %q}\n", i, *upstream)
 		}
+	case "rate":
+		p50, p99, sent, errs := fixedRate(*target, *rate, *duration, *conns)
+		fmt.Printf("%.2f %.2f %d %d\n", p50, p99, sent, errs)
+	case "startup":
+		logf, err := os.Create(*logPath)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cmd := exec.Command(flag.Arg(0), flag.Args()[1:]...)
+		cmd.Stderr = logf
+		client := &http.Client{Timeout: time.Second}
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			log.Fatal(err)
+		}
+		for {
+			if resp, err := client.Get(*target); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Since(start) > time.Minute {
+				log.Fatalf("%s did not answer %s within a minute (see %s)", flag.Arg(0), *target, *logPath)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		fmt.Println(time.Since(start).Milliseconds(), cmd.Process.Pid)
 	case "touch":
 		var wg sync.WaitGroup
 		next := make(chan int)
@@ -116,4 +161,47 @@ func main() {
 		fmt.Fprintf(os.Stderr, "unknown -mode %q: want upstream, proxy, config, touch or ports\n", *mode)
 		os.Exit(2)
 	}
+}
+
+// fixedRate sends rate GETs per second to url for d over conns connections
+// and returns the latency percentiles in ms, measured from when each request
+// was due.
+func fixedRate(url string, rate int, d time.Duration, conns int) (p50, p99 float64, sent, errs int) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
+	n := max(int(d.Seconds()*float64(rate)), 1)
+	due := make(chan time.Time, n)
+	lat := make([]float64, 0, n)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for at := range due {
+				resp, err := client.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				ms := float64(time.Since(at)) / 1e6
+				mu.Lock()
+				if err != nil || resp.StatusCode != 200 {
+					errs++
+				}
+				lat = append(lat, ms)
+				mu.Unlock()
+			}
+		}()
+	}
+	start := time.Now()
+	for i := range n {
+		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+		time.Sleep(time.Until(at))
+		due <- at
+	}
+	close(due)
+	wg.Wait()
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	return pct(0.50), pct(0.99), len(lat), errs
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -150,50 +152,83 @@ func (d *decoder) decode(data []byte) *Config {
 				"admin": func(n *yaml.Node, f string) { d.limits(n, f, &c.Limits.Admin, true) },
 			})
 		},
-		"defaults": func(n *yaml.Node, f string) { d.mapping(n, f, d.settingsFields(&c.Defaults)) },
+		"defaults": func(n *yaml.Node, f string) { decodeFields(d, n, f, settingsFields, &c.Defaults) },
 		"services": func(n *yaml.Node, f string) {
+			if n.Kind == yaml.SequenceNode { // room for all: a Service is large
+				c.Services = make([]Service, 0, len(n.Content))
+			}
 			d.seq(n, f, func(n *yaml.Node, f string) {
 				c.Services = append(c.Services, Service{})
-				s := &c.Services[len(c.Services)-1]
-				fields := d.settingsFields(&s.Settings)
-				fields["name"] = func(n *yaml.Node, f string) { d.str(n, f, &s.Name) }
-				fields["upstream"] = func(n *yaml.Node, f string) { d.str(n, f, &s.Upstream) }
-				fields["per_region"] = func(n *yaml.Node, f string) {
-					s.PerRegion = map[string]string{}
-					d.mapping(n, f, nil, func(k string, n *yaml.Node, f string) {
-						var u string
-						d.str(n, f, &u)
-						s.PerRegion[k] = u
-					})
-				}
-				d.mapping(n, f, fields)
+				decodeFields(d, n, f, serviceFields, &c.Services[len(c.Services)-1])
 			})
 		},
 		"mail": func(n *yaml.Node, f string) {
 			d.seq(n, f, func(n *yaml.Node, f string) {
 				c.Mail = append(c.Mail, Mail{})
-				m := &c.Mail[len(c.Mail)-1]
-				fields := d.settingsFields(&m.Settings)
-				for k, out := range map[string]*string{"name": &m.Name, "protocol": &m.Protocol, "listen": &m.Listen,
-					"upstream": &m.Upstream, "tls": &m.TLS, "ca_file": &m.CAFile} {
-					fields[k] = func(n *yaml.Node, f string) { d.str(n, f, out) }
-				}
-				d.mapping(n, f, fields)
+				decodeFields(d, n, f, mailFields, &c.Mail[len(c.Mail)-1])
 			})
 		},
 	})
 	return c
 }
 
-func (d *decoder) settingsFields(s *Settings) map[string]func(*yaml.Node, string) {
-	return map[string]func(*yaml.Node, string){
-		"failure_threshold":   func(n *yaml.Node, f string) { d.int(n, f, &s.FailureThreshold, 1, maxThreshold) },
-		"half_open_successes": func(n *yaml.Node, f string) { d.int(n, f, &s.HalfOpenSuccesses, 1, maxThreshold) },
-		"half_open_probes":    func(n *yaml.Node, f string) { d.int(n, f, &s.HalfOpenProbes, 1, maxProbes) },
-		"open_timeout":        func(n *yaml.Node, f string) { d.dur(n, f, &s.OpenTimeout) },
-		"probe_timeout":       func(n *yaml.Node, f string) { d.dur(n, f, &s.ProbeTimeout) },
-		"timeout":             func(n *yaml.Node, f string) { d.dur(n, f, &s.Timeout) },
+// fields maps the keys of a mapping to what decodes their values into a
+// *T. The tables are built once: a config of 10,000 services would
+// otherwise build 10,000 maps of closures.
+type fields[T any] map[string]func(d *decoder, n *yaml.Node, field string, into *T)
+
+var settingsFields = fields[Settings]{
+	"failure_threshold": func(d *decoder, n *yaml.Node, f string, s *Settings) {
+		d.int(n, f, &s.FailureThreshold, 1, maxThreshold)
+	},
+	"half_open_successes": func(d *decoder, n *yaml.Node, f string, s *Settings) {
+		d.int(n, f, &s.HalfOpenSuccesses, 1, maxThreshold)
+	},
+	"half_open_probes": func(d *decoder, n *yaml.Node, f string, s *Settings) { d.int(n, f, &s.HalfOpenProbes, 1, maxProbes) },
+	"open_timeout":     func(d *decoder, n *yaml.Node, f string, s *Settings) { d.dur(n, f, &s.OpenTimeout) },
+	"probe_timeout":    func(d *decoder, n *yaml.Node, f string, s *Settings) { d.dur(n, f, &s.ProbeTimeout) },
+	"timeout":          func(d *decoder, n *yaml.Node, f string, s *Settings) { d.dur(n, f, &s.Timeout) },
+}
+
+var serviceFields = withSettings(func(s *Service) *Settings { return &s.Settings }, fields[Service]{
+	"name":     func(d *decoder, n *yaml.Node, f string, s *Service) { d.str(n, f, &s.Name) },
+	"upstream": func(d *decoder, n *yaml.Node, f string, s *Service) { d.str(n, f, &s.Upstream) },
+	"per_region": func(d *decoder, n *yaml.Node, f string, s *Service) {
+		s.PerRegion = map[string]string{}
+		d.mapping(n, f, nil, func(k string, n *yaml.Node, f string) {
+			var u string
+			d.str(n, f, &u)
+			s.PerRegion[k] = u
+		})
+	},
+})
+
+var mailFields = withSettings(func(m *Mail) *Settings { return &m.Settings }, fields[Mail]{
+	"name":     func(d *decoder, n *yaml.Node, f string, m *Mail) { d.str(n, f, &m.Name) },
+	"protocol": func(d *decoder, n *yaml.Node, f string, m *Mail) { d.str(n, f, &m.Protocol) },
+	"listen":   func(d *decoder, n *yaml.Node, f string, m *Mail) { d.str(n, f, &m.Listen) },
+	"upstream": func(d *decoder, n *yaml.Node, f string, m *Mail) { d.str(n, f, &m.Upstream) },
+	"tls":      func(d *decoder, n *yaml.Node, f string, m *Mail) { d.str(n, f, &m.TLS) },
+	"ca_file":  func(d *decoder, n *yaml.Node, f string, m *Mail) { d.str(n, f, &m.CAFile) },
+})
+
+// withSettings adds the breaker settings' keys to own.
+func withSettings[T any](settings func(*T) *Settings, own fields[T]) fields[T] {
+	for k, fn := range settingsFields {
+		own[k] = func(d *decoder, n *yaml.Node, f string, t *T) { fn(d, n, f, settings(t)) }
 	}
+	return own
+}
+
+// decodeFields decodes a mapping into *into (see mapping).
+func decodeFields[T any](d *decoder, n *yaml.Node, field string, known fields[T], into *T) {
+	d.eachKey(n, field, func(k string, vn *yaml.Node, f string) bool {
+		fn, ok := known[k]
+		if ok {
+			fn(d, vn, f, into)
+		}
+		return ok
+	}, maps.Keys(known))
 }
 
 func (d *decoder) limits(n *yaml.Node, field string, l *ListenerLimits, admin bool) {
@@ -249,6 +284,23 @@ func join(field, key string) string {
 // per_region). Unknown and repeated keys are reported with the line and,
 // for a typo, the nearest known key.
 func (d *decoder) mapping(n *yaml.Node, field string, known map[string]func(*yaml.Node, string), other ...func(string, *yaml.Node, string)) {
+	d.eachKey(n, field, func(k string, vn *yaml.Node, f string) bool {
+		if fn, ok := known[k]; ok {
+			fn(vn, f)
+			return true
+		}
+		if len(other) > 0 {
+			other[0](k, vn, f)
+			return true
+		}
+		return false
+	}, maps.Keys(known))
+}
+
+// eachKey calls value for each key of a mapping, once per key, and reports
+// repeated keys and the keys value does not know (false), suggesting the
+// nearest of known.
+func (d *decoder) eachKey(n *yaml.Node, field string, value func(k string, vn *yaml.Node, f string) bool, known iter.Seq[string]) {
 	n = d.resolve(n, field)
 	if d.nodes >= maxNodes || isNull(n) {
 		return
@@ -257,7 +309,10 @@ func (d *decoder) mapping(n *yaml.Node, field string, known map[string]func(*yam
 		d.errorf(n.Line, field, "%s: want a mapping of key: value", describe(n))
 		return
 	}
-	seen := map[string]int{}
+	var seen map[string]int // key → line; for a few keys, a look back is cheaper
+	if len(n.Content) > 16 {
+		seen = make(map[string]int, len(n.Content)/2)
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := d.resolve(n.Content[i], field), n.Content[i+1]
 		if kn.Kind != yaml.ScalarNode {
@@ -265,26 +320,41 @@ func (d *decoder) mapping(n *yaml.Node, field string, known map[string]func(*yam
 			continue
 		}
 		k := kn.Value
-		if line, dup := seen[k]; dup {
+		if line, dup := firstKey(n.Content[:i], k, seen); dup {
 			d.errorf(kn.Line, join(field, k), "set twice (first at line %d): keep one", line)
 			continue
 		}
-		seen[k] = kn.Line
+		if seen != nil {
+			seen[k] = kn.Line
+		}
 		f := join(field, k)
 		d.lines[f] = vn.Line
-		if fn, ok := known[k]; ok {
-			fn(vn, f)
-			continue
+		if !value(k, vn, f) {
+			d.unknownKey(kn, field, k, known)
 		}
-		if len(other) > 0 {
-			other[0](k, vn, f)
-			continue
-		}
-		d.unknownKey(kn, field, k, known)
 	}
 }
 
-func (d *decoder) unknownKey(kn *yaml.Node, field, k string, known map[string]func(*yaml.Node, string)) {
+// firstKey returns the line of key k among the keys and values before it,
+// from seen if set.
+func firstKey(before []*yaml.Node, k string, seen map[string]int) (line int, ok bool) {
+	if seen != nil {
+		line, ok = seen[k]
+		return line, ok
+	}
+	for i := 0; i < len(before); i += 2 {
+		kn := before[i]
+		for kn.Kind == yaml.AliasNode && kn.Alias != nil {
+			kn = kn.Alias
+		}
+		if kn.Kind == yaml.ScalarNode && kn.Value == k {
+			return kn.Line, true
+		}
+	}
+	return 0, false
+}
+
+func (d *decoder) unknownKey(kn *yaml.Node, field, k string, known iter.Seq[string]) {
 	in := field
 	if in == "" {
 		in = "the top level"
@@ -295,7 +365,7 @@ func (d *decoder) unknownKey(kn *yaml.Node, field, k string, known map[string]fu
 	} else if near := nearest(k, known); near != "" {
 		msg += fmt.Sprintf("; did you mean %q?", near)
 	} else if field == "" {
-		if _, ok := d.settingsFields(&Settings{})[k]; ok {
+		if _, ok := settingsFields[k]; ok {
 			msg += fmt.Sprintf("; breaker settings go under defaults: or a service, e.g. defaults: {%s: ...}", k)
 		}
 	}
@@ -304,7 +374,7 @@ func (d *decoder) unknownKey(kn *yaml.Node, field, k string, known map[string]fu
 
 // nearest returns the known key closest to k, if it is close enough to be
 // a typo of it.
-func nearest(k string, known map[string]func(*yaml.Node, string)) string {
+func nearest(k string, known iter.Seq[string]) string {
 	best, bestD := "", 0
 	for cand := range known {
 		dist := editDistance(strings.ToLower(k), cand)
@@ -349,7 +419,7 @@ func (d *decoder) seq(n *yaml.Node, field string, each func(*yaml.Node, string))
 		if d.nodes >= maxNodes {
 			return
 		}
-		f := fmt.Sprintf("%s[%d]", field, i)
+		f := field + "[" + strconv.Itoa(i) + "]"
 		d.lines[f] = item.Line
 		each(item, f)
 	}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +33,33 @@ type exchange struct {
 	reported      bool // the ticket has been reported
 	status        int  // final status of the answer, for metrics
 	fault         fault
+
+	w     http.ResponseWriter
+	trace httptrace.ClientTrace // GotConn; Got1xxResponse on forward's path
+	conn  net.Conn              // the upstream connection, from GotConn
+
+	mu            sync.Mutex // 1xx answers (the transport's goroutine) and the end of the round trip
+	roundTripDone bool
+}
+
+// gotConn notes the request's upstream connection (for hopConn).
+func (x *exchange) gotConn(info httptrace.GotConnInfo) { x.conn = info.Conn }
+
+// got1xx passes an informational answer on to the client, until the round
+// trip has returned.
+func (x *exchange) got1xx(code int, header textproto.MIMEHeader) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.roundTripDone {
+		return nil
+	}
+	h := x.w.Header()
+	for k, v := range header {
+		h[k] = v
+	}
+	x.w.WriteHeader(code)
+	clear(h) // WriteHeader does not, for 1xx
+	return nil
 }
 
 type exchangeKey struct{}
@@ -73,7 +102,10 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *clientBody) Close() error { return b.rc.Close() }
+// Close does nothing: the transport closes the body it sends, even when
+// it never connects, and the client's body is the server's to close
+// (ReverseProxy wraps it likewise).
+func (b *clientBody) Close() error { return nil }
 
 // fault is why a round trip returned no response, in the order it is
 // decided: whose fault it was decides whether the breaker counts it. The
@@ -149,8 +181,8 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if x.status >= 500 {
 		u.s.upstreamFaults.fault(x.route, "upstream answered 5xx", slog.Int("status", x.status))
 	}
-	if resp.Close {
-		u.s.hop.strip(resp.Header)
+	if hc, ok := x.conn.(*hopConn); ok && resp.Close {
+		hc.strip(resp.Header)
 	}
 	renameBreakerboxHeaders(resp.Header)
 	return resp, nil

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"sort"
 	"sync"
@@ -65,7 +66,6 @@ type Server struct {
 	transports     map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
 	localFaults    burstLog
 	upstreamFaults *upstreamLog
-	hop            hopNames
 	health         Health     // set by the process serving the listeners (health.go)
 	fleet          fleetStats // opts.Sync when it reports its health, else nil
 }
@@ -186,7 +186,7 @@ func (s *Server) transportFor(d time.Duration) http.RoundTripper {
 			if err != nil {
 				return nil, err
 			}
-			return &scanConn{Conn: c, hop: &s.hop}, nil
+			return &hopConn{Conn: c}, nil
 		}
 		if t.TLSHandshakeTimeout == 0 || t.TLSHandshakeTimeout > d {
 			t.TLSHandshakeTimeout = d
@@ -200,6 +200,10 @@ func (s *Server) transportFor(d time.Duration) http.RoundTripper {
 
 // Registry returns the registry of the server's breakers.
 func (s *Server) Registry() *breaker.Registry { return s.registry }
+
+// CircuitCount is how many circuits the configuration in force has,
+// without building their snapshots as Circuits does.
+func (s *Server) CircuitCount() int { return len(s.table.Load().circuits) }
 
 // Config returns the configuration in force.
 func (s *Server) Config() *config.Config { return s.table.Load().cfg }
@@ -233,33 +237,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.metrics.observeRejection(time.Since(start))
 		return
 	}
-	x := &exchange{Context: r.Context(), route: rt, ticket: ticket, path: path, rawPath: rawPath}
+	x := &exchange{Context: r.Context(), route: rt, ticket: ticket, path: path, rawPath: rawPath, w: w}
 	defer x.finish(start)
-	out := r.WithContext(x)
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		x.body.rc = r.Body
+	}
+	x.trace.GotConn = x.gotConn
+	if plain(r) {
+		x.trace.Got1xxResponse = x.got1xx
+		s.forward(w, r, x)
+		return
+	}
+	out := r.WithContext(httptrace.WithClientTrace(x, &x.trace))
+	if x.body.rc != nil {
 		out.Body = &x.body
 	}
 	s.rp.ServeHTTP(w, out)
 }
 
+// rewrite is ReverseProxy's, for the requests forward leaves to it.
 func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	x := exchangeOf(pr.In)
 	pr.Out.URL.Path, pr.Out.URL.RawPath = x.path, x.rawPath
-	pr.SetURL(x.route.target) // joins the base path (escaped, if either is), rewrites Host
-	// As pr.SetXForwarded (ReverseProxy has deleted the client's
-	// X-Forwarded-* before Rewrite), with the values' slices reused.
-	h := pr.Out.Header
-	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
-		h["X-Forwarded-For"] = x.route.forwardedFor.get(ip)
-	}
-	h["X-Forwarded-Host"] = x.route.forwardedHost.get(pr.In.Host)
-	if pr.In.TLS == nil {
-		h["X-Forwarded-Proto"] = protoHTTP
-	} else {
-		h["X-Forwarded-Proto"] = protoHTTPS
-	}
-	h["X-Forwarded-Prefix"] = x.route.prefixHeader
+	pr.SetURL(x.route.target)
+	x.setForwarded(pr.Out.Header, pr.In)
 }
 
 var protoHTTP, protoHTTPS = []string{"http"}, []string{"https"}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -189,4 +190,34 @@ func TestStateChangesRacingRequests(t *testing.T) {
 			forwarded, up.hits.Load(), rejected, b.Snapshot().Rejected)
 	}
 	t.Logf("forwarded %d, rejected %d", forwarded, rejected)
+}
+
+// TestDryRunForwardsBodyAndCountsOutcome: in dry run an open circuit
+// forwards a request with its body, through the same path as a closed one,
+// and the upstream's failure is counted while the rejection is only noted.
+func TestDryRunForwardsBodyAndCountsOutcome(t *testing.T) {
+	var got atomic.Value
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Store(string(b))
+		w.WriteHeader(500)
+	}))
+	defer up.Close()
+	f := newFixture(t, fmt.Sprintf("services: [{name: svc, upstream: %q, failure_threshold: 1}]", up.URL))
+	b := f.srv.Registry().MustGet("svc")
+	b.ForceOpen()
+	b.SetDryRun(true)
+	before := b.Snapshot()
+	resp, err := http.Post(f.proxy.URL+"/svc/x", "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	after := b.Snapshot()
+	if resp.StatusCode != 500 || got.Load() != "payload" {
+		t.Fatalf("dry run: %d, upstream read %q; want the upstream's 500 after reading the body", resp.StatusCode, got.Load())
+	}
+	if after.DryRunRejected != before.DryRunRejected+1 || after.Rejected != before.Rejected || after.State != before.State {
+		t.Fatalf("dry run counts: before %+v, after %+v", before, after)
+	}
 }
