@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
+	"strconv"
 	"net/http"
 	"strings"
 	"time"
@@ -33,12 +35,42 @@ type Circuit struct {
 	ConsecutiveFailures  int               `json:"consecutive_failures"`
 	ConsecutiveSuccesses int               `json:"consecutive_successes"`
 	ProbesInFlight       int               `json:"probes_in_flight"`
-	Counts               map[string]uint64 `json:"counts"`
+	Counts               Counts            `json:"counts"`
 	Rejected             uint64            `json:"rejected"`
 	RejectedHalfOpen     uint64            `json:"rejected_half_open"`
 	RetryAfterSeconds    float64           `json:"retry_after_seconds"`
 	LastTransition       *TransitionJSON   `json:"last_transition"`
 	Settings             SettingsJSON      `json:"settings"`
+	// Stats are the rolling statistics of the last 5 minutes; null when the
+	// circuit had no traffic in them.
+	Stats *StatsJSON `json:"stats"`
+	// Opened is, while the circuit is not closed, the transition that
+	// opened it with its evidence (when this process saw it).
+	Opened *TransitionJSON `json:"opened,omitempty"`
+	// Recent is, for one circuit's page, its last outcomes, oldest first.
+	Recent []Outcome `json:"recent,omitempty"`
+}
+
+
+// Counts are a circuit's outcome totals by outcome: success, failure,
+// ignored.
+type Counts map[string]uint64
+
+// MarshalJSON writes the three outcomes in a fixed order: encoding/json
+// sorts a map's keys by reflection, most of the cost of /api/circuits at
+// 10,000 circuits.
+func (c Counts) MarshalJSON() ([]byte, error) {
+	b := append(make([]byte, 0, 64), '{')
+	for i, k := range [...]string{"success", "failure", "ignored"} {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		b = strconv.AppendUint(b, c[k], 10)
+	}
+	return append(b, '}'), nil
 }
 
 // SettingsJSON are a circuit's breaker settings.
@@ -60,6 +92,13 @@ type TransitionJSON struct {
 	// FleetReason is, for reason "fleet", why the fleet of replicas moved.
 	FleetReason string `json:"fleet_reason,omitempty"`
 	Message     string `json:"message"`
+	// OpenForSeconds is, for a transition to open, the time until a probe.
+	OpenForSeconds float64 `json:"open_for_seconds,omitempty"`
+	// Replica is the replica that recorded the transition.
+	Replica string `json:"replica,omitempty"`
+	// Evidence is, for a transition to open, the circuit's last outcomes
+	// on this replica before it (oldest first).
+	Evidence []Outcome `json:"evidence,omitempty"`
 }
 
 func transitionJSON(t breaker.Transition) *TransitionJSON {
@@ -67,24 +106,78 @@ func transitionJSON(t breaker.Transition) *TransitionJSON {
 	if t.FleetReason != 0 {
 		j.FleetReason = t.FleetReason.String()
 	}
+	if t.To == breaker.Open {
+		j.OpenForSeconds = math.Round(t.OpenFor.Seconds()*10) / 10
+	}
 	return j
 }
 
 // Circuits returns every configured circuit, sorted by name.
 func (s *Server) Circuits() []Circuit {
-	t := s.table.Load()
 	var out []Circuit
-	for _, b := range s.registry.All() {
-		if r := t.circuits[b.Name()]; r != nil {
-			out = append(out, circuitJSON(r, b.Snapshot()))
-		}
-	}
+	s.circuitsSince(time.Time{}, func(c *Circuit) { out = append(out, *c) })
 	return out
 }
 
-func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
+// circuitsSince returns the circuits whose answer may have changed since
+// since (all of them for the zero time): those with traffic in the stats'
+// window before since or later (their rates move as the window slides),
+// or a transition since. It hands each to yield, in name order.
+func (s *Server) circuitsSince(since time.Time, yield func(*Circuit)) {
+	t := s.table.Load()
+	now := time.Now()
+	horizon := since.Unix() - int64(bucketCount*bucketWidth/time.Second)
+	for _, r := range t.sorted {
+		b, ok := s.registry.Lookup(r.circuit)
+		if !ok { // removed by a reload after t was loaded
+			continue
+		}
+		snap := b.Snapshot()
+		if !since.IsZero() && r.stats.active.Load() < horizon && snap.LastTransition.At.Before(since) {
+			continue
+		}
+		c := s.circuitJSON(r, snap, now)
+		yield(&c)
+	}
+}
+
+// listCircuits is GET /api/circuits[?since=UNIX_SECONDS]: every circuit,
+// or with since only those that may have changed since then (see
+// circuitsSince). Breakerbox-Time is the server's time of the answer, the
+// since of the next delta. The answer is compact JSON: 10,000 circuits.
+func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
+	var since time.Time
+	if v := r.URL.Query().Get("since"); v != "" {
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil || secs < 0 || math.IsInf(secs, 0) {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("since=%q: want unix seconds, e.g. the Breakerbox-Time of the previous answer", v)})
+			return
+		}
+		since = time.Unix(0, int64(secs*1e9))
+	}
+	w.Header().Set("Breakerbox-Time", strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64))
+	w.Header().Set("Breakerbox-Replica", s.replica)
+	w.Header().Set("Content-Type", "application/json")
+	// Streamed, one circuit at a time: no slice of 10,000 circuits, no
+	// buffer holding the whole answer.
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	bw.WriteByte('[')
+	first := true
+	s.circuitsSince(since, func(c *Circuit) {
+		if !first {
+			bw.WriteByte(',')
+		}
+		first = false
+		enc.Encode(c)
+	})
+	bw.WriteString("]\n")
+	bw.Flush()
+}
+
+func (s *Server) circuitJSON(r *route, snap breaker.Snapshot, now time.Time) Circuit {
 	c := Circuit{
-		Name: r.circuit, Kind: r.kind, Service: r.service, Region: r.region, Upstream: r.target.String(),
+		Name: r.circuit, Kind: r.kind, Service: r.service, Region: r.region, Upstream: r.upstream,
 		State:                snap.State.String(),
 		ConsecutiveFailures:  snap.ConsecutiveFailures,
 		ConsecutiveSuccesses: snap.ConsecutiveSuccesses,
@@ -102,6 +195,10 @@ func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
 	if !snap.LastTransition.At.IsZero() {
 		c.LastTransition = transitionJSON(snap.LastTransition)
 	}
+	c.Stats = r.stats.snapshot(now, s.started, false)
+	if snap.State != breaker.Closed {
+		c.Opened = r.stats.opened.Load()
+	}
 	return c
 }
 
@@ -109,19 +206,11 @@ func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
 // under /api/, and Prometheus metrics at /metrics.
 func (s *Server) Admin() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/circuits", func(w http.ResponseWriter, r *http.Request) {
-		writeCompactJSON(w, http.StatusOK, s.Circuits())
-	})
+	mux.HandleFunc("GET /api/circuits", s.listCircuits)
 	mux.HandleFunc("GET /api/circuits/{name...}", s.getCircuit)
 	g := newAdminGuard(s)
 	mux.HandleFunc("POST /api/circuits/{name...}", g.control)
-	mux.HandleFunc("GET /api/transitions", func(w http.ResponseWriter, r *http.Request) {
-		out := []*TransitionJSON{}
-		for _, t := range s.history.recent(100) {
-			out = append(out, transitionJSON(t))
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
+	mux.HandleFunc("GET /api/transitions", s.transitions)
 	mux.HandleFunc("GET /api/events", s.events)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	static, _ := fs.Sub(dashboardFS, "dashboard")
@@ -149,7 +238,10 @@ func (s *Server) circuit(w http.ResponseWriter, name string) (*route, *breaker.B
 
 func (s *Server) getCircuit(w http.ResponseWriter, r *http.Request) {
 	if rt, b, ok := s.circuit(w, r.PathValue("name")); ok {
-		writeJSON(w, http.StatusOK, circuitJSON(rt, b.Snapshot()))
+		c := s.circuitJSON(rt, b.Snapshot(), time.Now())
+		c.Stats = rt.stats.snapshot(time.Now(), s.started, true)
+		c.Recent = rt.stats.evidence()
+		writeJSON(w, http.StatusOK, c)
 	}
 }
 
@@ -188,7 +280,7 @@ func (g *adminGuard) control(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Warn("manual circuit control", slog.String("circuit", name), slog.String("action", action),
 		slog.String("remote", r.RemoteAddr), slog.String("state", b.State().String()))
-	writeJSON(w, http.StatusOK, circuitJSON(rt, b.Snapshot()))
+	writeJSON(w, http.StatusOK, s.circuitJSON(rt, b.Snapshot(), time.Now()))
 }
 
 // events streams transitions as Server-Sent Events ("transition" events with
@@ -226,7 +318,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case t := <-c:
-			data, _ := json.Marshal(transitionJSON(t))
+			data, _ := json.Marshal(t)
 			msg = fmt.Sprintf("event: transition\ndata: %s\n\n", data)
 		case <-keepalive.C:
 			msg = ": keepalive\n\n"

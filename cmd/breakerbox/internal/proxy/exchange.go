@@ -31,6 +31,7 @@ type exchange struct {
 	reported      bool // the ticket has been reported
 	status        int  // final status of the answer, for metrics
 	fault         fault
+	start         time.Time // the request's arrival
 }
 
 type exchangeKey struct{}
@@ -135,6 +136,7 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}()
 	resp, err := x.route.transport.RoundTrip(req)
 	ok = true
+	x.observe(req, resp, err)
 	if err != nil {
 		x.fault = x.classify(err)
 		if x.fault <= faultLocal {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,12 @@ type Options struct {
 	// Collectors are registered on /metrics beside the proxy's own (e.g. the
 	// fleet's health).
 	Collectors []prometheus.Collector
+	// Replica names this process in the API and in its transitions ("" for
+	// the host name).
+	Replica string
+	// History, if set, keeps transitions across restarts and replicas (a
+	// RedisHistory for state: redis://); else they live in memory only.
+	History TransitionStore
 }
 
 // Server is the proxy and its admin API. Create it with New, serve Handler
@@ -63,11 +70,15 @@ type Server struct {
 	transports   map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
 	localFaults  burstLog
 	hop          hopNames
+	stats        statsTable
+	started      time.Time
+	replica      string
+	store        TransitionStore
 }
 
 // New builds a Server for cfg.
 func New(cfg *config.Config, opts Options) (*Server, error) {
-	s := &Server{log: opts.Logger, history: newHistory(200), base: opts.Transport,
+	s := &Server{log: opts.Logger, history: newHistory(historySize), base: opts.Transport, started: time.Now(),
 		transports: map[time.Duration]http.RoundTripper{}}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -75,17 +86,22 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.base == nil {
 		s.base = newTransport()
 	}
+	s.replica, s.store = opts.Replica, opts.History
+	if s.replica == "" {
+		s.replica, _ = os.Hostname()
+	}
 	s.metrics = newMetrics()
 	t, err := newTable(cfg, s.metrics, s.transportFor)
 	if err != nil {
 		return nil, err
 	}
+	s.stats.attach(t)
 	s.table.Store(t)
 	base := breaker.Config{
 		Clock:          opts.Clock,
 		Logger:         s.log,
 		CountSuccesses: true, // a proxied request costs microseconds; exact counts are worth an atomic add
-		OnTransition:   s.history.add,
+		OnTransition:   s.onTransition,
 		Sync:           opts.Sync,
 	}
 	s.registry, err = breaker.NewRegistry(breaker.RegistryConfig{
@@ -100,6 +116,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 			if r.region != "" {
 				c.Logger = c.Logger.With(slog.String("region", r.region))
 			}
+			c.Logger = slog.New(evidenceHandler{c.Logger.Handler(), r.stats})
 			return c
 		},
 	})
@@ -221,10 +238,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ticket, err := b.Allow()
 	if err != nil {
 		s.reject(w, rt, err)
+		rt.stats.rejected(start)
 		rt.metrics.observe(http.StatusServiceUnavailable, time.Since(start))
 		return
 	}
-	x := &exchange{Context: r.Context(), route: rt, ticket: ticket, path: path, rawPath: rawPath}
+	x := &exchange{Context: r.Context(), route: rt, ticket: ticket, path: path, rawPath: rawPath, start: start}
 	defer x.finish(start)
 	out := r.WithContext(x)
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
