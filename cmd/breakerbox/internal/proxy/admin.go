@@ -9,8 +9,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
-	"strconv"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,20 +27,20 @@ type Circuit struct {
 	Name string `json:"name"`
 	// Kind is "http", or "smtp" or "imap" for a mail circuit (whose
 	// Upstream is then smtp://host:port or imap://host:port).
-	Kind                 string            `json:"kind"`
-	Service              string            `json:"service"`
-	Region               string            `json:"region,omitempty"`
-	Upstream             string            `json:"upstream"`
-	State                string            `json:"state"`
-	ConsecutiveFailures  int               `json:"consecutive_failures"`
-	ConsecutiveSuccesses int               `json:"consecutive_successes"`
-	ProbesInFlight       int               `json:"probes_in_flight"`
-	Counts               Counts            `json:"counts"`
-	Rejected             uint64            `json:"rejected"`
-	RejectedHalfOpen     uint64            `json:"rejected_half_open"`
-	RetryAfterSeconds    float64           `json:"retry_after_seconds"`
-	LastTransition       *TransitionJSON   `json:"last_transition"`
-	Settings             SettingsJSON      `json:"settings"`
+	Kind                 string          `json:"kind"`
+	Service              string          `json:"service"`
+	Region               string          `json:"region,omitempty"`
+	Upstream             string          `json:"upstream"`
+	State                string          `json:"state"`
+	ConsecutiveFailures  int             `json:"consecutive_failures"`
+	ConsecutiveSuccesses int             `json:"consecutive_successes"`
+	ProbesInFlight       int             `json:"probes_in_flight"`
+	Counts               Counts          `json:"counts"`
+	Rejected             uint64          `json:"rejected"`
+	RejectedHalfOpen     uint64          `json:"rejected_half_open"`
+	RetryAfterSeconds    float64         `json:"retry_after_seconds"`
+	LastTransition       *TransitionJSON `json:"last_transition"`
+	Settings             SettingsJSON    `json:"settings"`
 	// Stats are the rolling statistics of the last 5 minutes; null when the
 	// circuit had no traffic in them.
 	Stats *StatsJSON `json:"stats"`
@@ -50,7 +50,6 @@ type Circuit struct {
 	// Recent is, for one circuit's page, its last outcomes, oldest first.
 	Recent []Outcome `json:"recent,omitempty"`
 }
-
 
 // Counts are a circuit's outcome totals by outcome: success, failure,
 // ignored.

@@ -22,7 +22,7 @@ type route struct {
 	service   string
 	region    string // "" for a service without regions
 	target    *url.URL
-	upstream  string // target as text, for the API
+	upstream  string            // target as text, for the API
 	transport http.RoundTripper // bounded by timeout (see Server.transportFor)
 	timeout   time.Duration
 	settings  config.Settings

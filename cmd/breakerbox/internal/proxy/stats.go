@@ -70,8 +70,8 @@ func latLower(i int) float64 {
 // It lives in the Server, keyed by circuit, so a reload keeps it.
 type circuitStats struct {
 	window atomic.Pointer[window]
-	active atomic.Int64 // unix seconds of the last recorded call or rejection
-	mu     sync.Mutex   // allocates the window; recycles a bucket
+	active atomic.Int64                   // unix seconds of the last recorded call or rejection
+	mu     sync.Mutex                     // allocates the window; recycles a bucket
 	opened atomic.Pointer[TransitionJSON] // the last transition to open, with its evidence
 }
 
