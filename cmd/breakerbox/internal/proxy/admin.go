@@ -114,19 +114,23 @@ func transitionJSON(t breaker.Transition) *TransitionJSON {
 // Circuits returns every configured circuit, sorted by name.
 func (s *Server) Circuits() []Circuit {
 	var out []Circuit
-	s.circuitsSince(time.Time{}, func(c *Circuit) { out = append(out, *c) })
+	s.circuitsSince(time.Time{}, nil, func(c *Circuit) { out = append(out, *c) })
 	return out
 }
 
 // circuitsSince returns the circuits whose answer may have changed since
 // since (all of them for the zero time): those with traffic in the stats'
 // window before since or later (their rates move as the window slides),
-// or a transition since. It hands each to yield, in name order.
-func (s *Server) circuitsSince(since time.Time, yield func(*Circuit)) {
+// or a transition since; of those in names if not nil. It hands each to
+// yield, in name order.
+func (s *Server) circuitsSince(since time.Time, names map[string]bool, yield func(*Circuit)) {
 	t := s.table.Load()
 	now := time.Now()
 	horizon := since.Unix() - int64(bucketCount*bucketWidth/time.Second)
 	for _, r := range t.sorted {
+		if names != nil && !names[r.circuit] {
+			continue
+		}
 		b, ok := s.registry.Lookup(r.circuit)
 		if !ok { // removed by a reload after t was loaded
 			continue
@@ -140,13 +144,57 @@ func (s *Server) circuitsSince(since time.Time, yield func(*Circuit)) {
 	}
 }
 
-// listCircuits is GET /api/circuits[?since=UNIX_SECONDS]: every circuit,
-// or with since only those that may have changed since then (see
-// circuitsSince). Breakerbox-Time is the server's time of the answer, the
-// since of the next delta. The answer is compact JSON: 10,000 circuits.
+// CircuitSummary is a circuit in GET /api/circuits?view=summary: what a
+// dashboard needs to count, filter and sort 10,000 circuits, in a tenth of
+// the bytes. The rates are the last minute's (see StatsJSON), 0 when idle.
+type CircuitSummary struct {
+	Name                string  `json:"name"`
+	State               string  `json:"state"`
+	ConsecutiveFailures int     `json:"consecutive_failures,omitempty"`
+	FailureThreshold    int     `json:"failure_threshold"`
+	RetryAfterSeconds   float64 `json:"retry_after_seconds,omitempty"`
+	RequestsPerSecond   float64 `json:"requests_per_second,omitempty"`
+	ErrorPercent        float64 `json:"error_percent,omitempty"`
+	RejectedPerSecond   float64 `json:"rejected_per_second,omitempty"`
+	P99Ms               float64 `json:"p99_ms,omitempty"`
+}
+
+func summaryOf(c *Circuit) CircuitSummary {
+	s := CircuitSummary{Name: c.Name, State: c.State, ConsecutiveFailures: c.ConsecutiveFailures,
+		FailureThreshold: c.Settings.FailureThreshold, RetryAfterSeconds: c.RetryAfterSeconds}
+	if st := c.Stats; st != nil {
+		s.RequestsPerSecond, s.ErrorPercent, s.RejectedPerSecond, s.P99Ms = st.RequestsPerSecond, st.ErrorPercent, st.RejectedPerSecond, st.P99Ms
+	}
+	return s
+}
+
+// listCircuits is GET /api/circuits: every circuit, as compact JSON (there
+// may be 10,000). Parameters:
+//   - since=UNIX_SECONDS: only the circuits that may have changed since
+//     then (see circuitsSince); Breakerbox-Time is the server's time of the
+//     answer, the since of the next delta;
+//   - name=NAME (repeated): only those circuits (a dashboard's visible page);
+//   - view=summary: CircuitSummary instead of Circuit.
 func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	summary := false
+	switch v := q.Get("view"); v {
+	case "", "full":
+	case "summary":
+		summary = true
+	default:
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("view=%q: want summary or full", v)})
+		return
+	}
+	var names map[string]bool
+	if ns := q["name"]; len(ns) > 0 {
+		names = make(map[string]bool, len(ns))
+		for _, n := range ns {
+			names[n] = true
+		}
+	}
 	var since time.Time
-	if v := r.URL.Query().Get("since"); v != "" {
+	if v := q.Get("since"); v != "" {
 		secs, err := strconv.ParseFloat(v, 64)
 		if err != nil || secs < 0 || math.IsInf(secs, 0) {
 			writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("since=%q: want unix seconds, e.g. the Breakerbox-Time of the previous answer", v)})
@@ -163,12 +211,16 @@ func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(bw)
 	bw.WriteByte('[')
 	first := true
-	s.circuitsSince(since, func(c *Circuit) {
+	s.circuitsSince(since, names, func(c *Circuit) {
 		if !first {
 			bw.WriteByte(',')
 		}
 		first = false
-		enc.Encode(c)
+		if summary {
+			enc.Encode(summaryOf(c))
+		} else {
+			enc.Encode(c)
+		}
 	})
 	bw.WriteString("]\n")
 	bw.Flush()

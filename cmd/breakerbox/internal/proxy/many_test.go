@@ -44,7 +44,7 @@ func BenchmarkManyCircuits(b *testing.B) {
 		}
 	})
 	_, admin := manyCircuits(b, n)
-	for _, path := range []string{"/metrics", "/api/circuits"} {
+	for _, path := range []string{"/metrics", "/api/circuits", "/api/circuits?view=summary"} {
 		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
 			req := httptest.NewRequest("GET", "http://127.0.0.1"+path, nil)
 			var w discardWriter

@@ -1,10 +1,13 @@
 // breakerbox dashboard. It scales to 10,000 circuits by never doing work
 // per circuit per event:
-//   - the model is a Map of circuits, filled once from api/circuits, then
-//     patched: every 2 s by api/circuits?since= (only the circuits whose
-//     numbers may have moved), and by each transition of the api/events
-//     stream (the new state, at once, without a fetch); a full re-read
-//     every 30 s catches reloads;
+//   - the model is a Map of circuit summaries (state and rates: enough to
+//     count, filter and sort), read once from api/circuits?view=summary,
+//     then patched every 10 s by ?since= deltas (only the circuits whose
+//     numbers may have moved; a full re-read every 60 s catches reloads),
+//     and by each transition of the api/events stream (the new state, at
+//     once, without a fetch);
+//   - the full details (sparklines, counts, evidence) are read every 2 s
+//     for the circuits on the page only (api/circuits?name=…);
 //   - the page shows one page of cards (triage order: worst first), and a
 //     render reuses the cards it has, touching only what changed;
 //   - the timeline grows by one item per transition and drops its oldest.
@@ -12,9 +15,11 @@
 "use strict";
 
 (() => {
-  const POLL_MS = 2000;
-  const FULL_MS = 30000;
+  const POLL_MS = 2000; // details of the page's circuits
+  const SUMMARY_MS = 10000; // summaries: the stats' bucket width
+  const FULL_MS = 60000;
   const FETCH_TIMEOUT_MS = 8000;
+  const FULL_TIMEOUT_MS = 30000; // 10,000 circuits are a few MB
   const TIMELINE_MAX = 100;
   const MAX_SEGMENTS = 20; // a larger threshold is drawn as a plain bar
   const RENDER_MS = 250; // renders are coalesced to at most 4 a second
@@ -29,7 +34,9 @@
   };
   // Worst first: the favicon, the title and the health sort follow it.
   const SEVERITY = ["forced_open", "open", "half_open", "disabled", "closed"];
-  const RANK = Object.fromEntries(SEVERITY.map((s, i) => [s, i]));
+  // The health sort ranks every circuit that rejects or probes alike, so a
+  // circuit cycling OPEN ⇄ HALF_OPEN keeps its place on the page.
+  const RANK = { forced_open: 0, open: 0, half_open: 0, disabled: 1, closed: 2 };
   const FAVICON_COLOR = {
     forced_open: "#8b0d17", open: "#d1242f", half_open: "#e09b13", disabled: "#6e7781", closed: "#1f883d",
   };
@@ -59,7 +66,8 @@
   const day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
 
   const model = {
-    circuits: new Map(),    // name → circuit as the API answers it
+    circuits: new Map(),    // name → CircuitSummary, every circuit
+    details: new Map(),     // name → Circuit, the page's circuits
     probeAt: new Map(),     // name → performance.now() deadline of the next probe
     since: "",              // Breakerbox-Time of the last answer: the next delta's since
     replica: "",
@@ -84,9 +92,15 @@
 
   // ---- fetching ----------------------------------------------------------
 
-  async function getJSON(path) {
+  // mark times the first load's steps (performance.getEntriesByType("mark")).
+  let marks = 0;
+  function mark(name) {
+    if (marks++ < 20) performance.mark(name);
+  }
+
+  async function getJSON(path, timeout = FETCH_TIMEOUT_MS) {
     const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    const timer = setTimeout(() => ctl.abort(), timeout);
     try {
       const res = await fetch(path, { signal: ctl.signal, cache: "no-store", headers: { Accept: "application/json" } });
       if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
@@ -96,7 +110,13 @@
         // Date has 1 s resolution: only correct a skew that is clearly real.
         model.skewMs = Math.abs(skew) > 2000 ? skew : 0;
       }
-      return { body: await res.json(), headers: res.headers };
+      const tag = path.split("&")[0];
+      mark(`${tag} headers`);
+      const text = await res.text();
+      mark(`${tag} body`);
+      const body = JSON.parse(text);
+      mark(`${tag} parsed`);
+      return { body, headers: res.headers };
     } finally {
       clearTimeout(timer);
     }
@@ -105,40 +125,71 @@
   let inFlight = null;
   let pollTimer = 0;
   let lastFull = 0;
+  let lastSummary = 0;
   let wantFull = true;
 
-  // poll reads the circuits: all of them at start, every FULL_MS and after
-  // a reconnect, else the delta since the last answer.
+  // poll reads the summaries when due (all of them at start, every FULL_MS
+  // and after a reconnect; else the delta since the last answer), then the
+  // details of the circuits on the page.
   function poll() {
     if (inFlight) return inFlight;
     clearTimeout(pollTimer);
-    const full = wantFull || !model.since || Date.now() - lastFull > FULL_MS;
-    const path = full ? "api/circuits" : `api/circuits?since=${encodeURIComponent(model.since)}`;
-    inFlight = getJSON(path)
-      .then(({ body, headers }) => {
+    inFlight = (async () => {
+      try {
+        const full = wantFull || !model.since || Date.now() - lastFull > FULL_MS;
+        if (full || Date.now() - lastSummary >= SUMMARY_MS) {
+          const path = "api/circuits?view=summary" + (full ? "" : `&since=${encodeURIComponent(model.since)}`);
+          const { body, headers } = await getJSON(path, full ? FULL_TIMEOUT_MS : FETCH_TIMEOUT_MS);
+          model.since = headers.get("Breakerbox-Time") || "";
+          lastSummary = Date.now();
+          if (full) {
+            wantFull = false;
+            lastFull = Date.now();
+          }
+          showReplica(headers.get("Breakerbox-Replica") || "");
+          merge(body || [], full);
+          if (orderDirty) computeOrder();
+        }
+        await loadDetails();
         model.apiDown = false;
         model.lastOK = Date.now();
-        model.since = headers.get("Breakerbox-Time") || "";
-        const replica = headers.get("Breakerbox-Replica") || "";
-        if (replica !== model.replica) {
-          model.replica = replica;
-          setText($("#replica"), replica ? `· replica ${replica}` : "");
-        }
-        if (full) {
-          wantFull = false;
-          lastFull = Date.now();
-        }
-        merge(body || [], full);
-      })
-      .catch(() => {
+      } catch {
         model.apiDown = true;
-      })
-      .finally(() => {
+      } finally {
         inFlight = null;
         renderConnection();
         pollTimer = setTimeout(poll, POLL_MS);
-      });
+        if (pageNames().some((n) => !model.details.has(n))) detailsSoon();
+      }
+    })();
     return inFlight;
+  }
+
+  // loadDetails reads the full circuits of the page.
+  async function loadDetails() {
+    const names = pageNames();
+    if (!names.length) return;
+    const { body } = await getJSON("api/circuits?" + names.map((n) => "name=" + encodeURIComponent(n)).join("&"));
+    const keep = new Set(names);
+    for (const name of model.details.keys()) if (!keep.has(name)) model.details.delete(name);
+    mergeDetails(body || []);
+  }
+
+  function mergeDetails(list) {
+    const now = performance.now();
+    for (const c of list) {
+      model.details.set(c.name, c);
+      setProbe(c.name, c.state, c.retry_after_seconds, now);
+      const s = model.circuits.get(c.name);
+      if (s && s.state !== c.state) model.circuits.set(c.name, { ...s, state: c.state });
+    }
+    invalidate(false);
+  }
+
+  function showReplica(replica) {
+    if (replica === model.replica) return;
+    model.replica = replica;
+    setText($("#replica"), replica ? `· replica ${replica}` : "");
   }
 
   async function loadTransitions() {
@@ -188,7 +239,7 @@
 
   // ---- model updates -----------------------------------------------------
 
-  // merge takes an api/circuits answer: every circuit (full) or those that
+  // merge takes summaries: of every circuit (full) or of those that
   // changed.
   function merge(list, full) {
     const now = performance.now();
@@ -198,7 +249,7 @@
       if (full) names.add(c.name);
       if (!model.circuits.has(c.name)) added = true;
       model.circuits.set(c.name, c);
-      setProbe(c.name, c.state, c.retry_after_seconds, now);
+      if (!model.details.has(c.name)) setProbe(c.name, c.state, c.retry_after_seconds || 0, now);
     }
     if (full) {
       for (const name of model.circuits.keys()) {
@@ -228,19 +279,20 @@
   // applyTransition shows a transition's new state at once; the next delta
   // brings the counters.
   function applyTransition(t) {
-    const old = model.circuits.get(t.circuit);
-    if (!old) return;
-    const c = { ...old, state: t.to, last_transition: t };
-    if (t.to === "open") {
-      c.opened = t;
-      c.retry_after_seconds = t.open_for_seconds || 0;
-      model.probeAt.delete(t.circuit);
-    } else if (t.to === "closed") {
-      c.opened = undefined;
+    const s = model.circuits.get(t.circuit);
+    if (!s) return;
+    const retry = t.to === "open" ? t.open_for_seconds || 0 : 0;
+    model.circuits.set(t.circuit, { ...s, state: t.to, retry_after_seconds: retry, consecutive_failures: 0 });
+    const old = model.details.get(t.circuit);
+    if (old) {
+      const c = { ...old, state: t.to, last_transition: t, retry_after_seconds: retry };
+      if (t.to === "open") c.opened = t;
+      else if (t.to === "closed") c.opened = undefined;
+      if (t.to === "half_open") c.consecutive_successes = 0;
+      model.details.set(t.circuit, c);
     }
-    if (t.to === "half_open") c.consecutive_successes = 0;
-    model.circuits.set(t.circuit, c);
-    setProbe(t.circuit, c.state, c.retry_after_seconds, performance.now());
+    model.probeAt.delete(t.circuit);
+    setProbe(t.circuit, t.to, retry, performance.now());
     invalidate(true);
   }
 
@@ -280,17 +332,17 @@
     if (!renderTimer) renderTimer = setTimeout(render, RENDER_MS);
   }
 
-  const rps = (c) => (c.stats ? c.stats.requests_per_second + c.stats.rejected_per_second : 0);
-  const errPct = (c) => (c.stats ? c.stats.error_percent : 0);
-  const p99 = (c) => (c.stats ? c.stats.p99_ms : 0);
-  const health = (c) => {
-    // Within a state: the closest to opening first.
-    const s = c.settings;
-    return c.state === "closed" ? c.consecutive_failures / Math.max(1, s.failure_threshold) + errPct(c) / 100 : 0;
-  };
+  // Sort keys, from a CircuitSummary (its zero fields are left out).
+  const rps = (c) => (c.requests_per_second || 0) + (c.rejected_per_second || 0);
+  const errPct = (c) => c.error_percent || 0;
+  const p99 = (c) => c.p99_ms || 0;
+  const health = (c) =>
+    // Within closed: the closest to opening first (then by name: a sort
+    // on rates would reshuffle the page on every poll).
+    c.state === "closed" ? (c.consecutive_failures || 0) / Math.max(1, c.failure_threshold) + errPct(c) / 100 : 0;
 
   const COMPARE = {
-    health: (a, b) => RANK[a.state] - RANK[b.state] || health(b) - health(a) || rps(b) - rps(a),
+    health: (a, b) => RANK[a.state] - RANK[b.state] || health(b) - health(a),
     volume: (a, b) => rps(b) - rps(a),
     errors: (a, b) => errPct(b) - errPct(a) || rps(b) - rps(a),
     latency: (a, b) => p99(b) - p99(a),
@@ -303,7 +355,7 @@
     for (const c of model.circuits.values()) {
       if (view.problems && c.state === "closed") continue;
       if (view.states.size && !view.states.has(c.state)) continue;
-      if (q && !c.name.toLowerCase().includes(q) && !c.upstream.toLowerCase().includes(q)) continue;
+      if (q && !c.name.toLowerCase().includes(q)) continue;
       list.push(c);
     }
     const cmp = COMPARE[view.sort];
@@ -314,12 +366,24 @@
 
   // ---- rendering ---------------------------------------------------------
 
+  // detailsSoon reads the page's details now rather than at the next poll
+  // (the page changed: paging, search, sort, a new problem on top).
+  let detailsTimer = 0;
+  function detailsSoon() {
+    if (detailsTimer || inFlight) return;
+    detailsTimer = setTimeout(() => {
+      detailsTimer = 0;
+      if (!inFlight) loadDetails().catch(() => {});
+    }, 50);
+  }
+
   function render() {
     renderTimer = 0;
     if (orderDirty) computeOrder();
     renderTotals();
     renderPage();
     tick();
+    if (cards.size) mark("rendered");
   }
 
   function el(tag, attrs = {}, ...children) {
@@ -356,15 +420,24 @@
     }
   }
 
-  // renderPage shows the current page of model.order: it keeps the cards
-  // already there, creates the missing, drops the rest, and moves a card
-  // only when its place changed.
-  function renderPage() {
-    const root = $("#cards");
+  function pageNames() {
     const pages = Math.max(1, Math.ceil(model.order.length / view.pageSize));
     view.page = Math.min(view.page, pages - 1);
     const from = view.page * view.pageSize;
-    const names = model.order.slice(from, from + view.pageSize);
+    return model.order.slice(from, from + view.pageSize);
+  }
+
+  // renderPage shows the current page of model.order: it keeps the cards
+  // already there, creates the missing, drops the rest, and moves a card
+  // only when its place changed. A circuit whose details have not arrived
+  // yet gets its card when they do (a fetch is on its way).
+  function renderPage() {
+    const root = $("#cards");
+    const all = pageNames();
+    const from = view.page * view.pageSize;
+    const pages = Math.max(1, Math.ceil(model.order.length / view.pageSize));
+    const names = all.filter((n) => model.details.has(n));
+    if (names.length < all.length) detailsSoon();
     const keep = new Set(names);
     for (const [name, card] of cards) {
       if (!keep.has(name)) {
@@ -375,7 +448,7 @@
     $("#loading")?.remove();
     let prev = null;
     for (const name of names) {
-      const c = model.circuits.get(name);
+      const c = model.details.get(name);
       let card = cards.get(name);
       if (!card) {
         card = newCard(c);
@@ -398,7 +471,7 @@
     }
     root.setAttribute("aria-busy", "false");
     const n = model.order.length;
-    setText($("#range"), n ? `${num.format(from + 1)}–${num.format(from + names.length)} of ${num.format(n)}${n < model.circuits.size ? ` (of ${num.format(model.circuits.size)})` : ""}` : "");
+    setText($("#range"), n ? `${num.format(from + 1)}–${num.format(from + all.length)} of ${num.format(n)}${n < model.circuits.size ? ` (of ${num.format(model.circuits.size)})` : ""}` : "");
     $("#prev-page").disabled = view.page === 0;
     $("#next-page").disabled = view.page >= pages - 1;
   }
@@ -650,8 +723,8 @@
     const drain = card.querySelector(".drain");
     if (drain.hidden !== (pct === null)) drain.hidden = pct === null;
     if (pct !== null) {
-      const w = `${pct}%`;
-      if (fill.style.width !== w) fill.style.width = w;
+      const w = `scaleX(${pct / 100})`;
+      if (fill.style.transform !== w) fill.style.transform = w;
     }
   }
 
@@ -828,7 +901,7 @@
       if (token) storeToken(token);
       $("#control").close();
       toast(`${circuit} ${ACTIONS[action].done}`, "ok");
-      if (body.name) merge([body], false);
+      if (body.name) mergeDetails([body]);
     } catch (e) {
       err.textContent = `Could not reach the admin API: ${e.message}`;
       err.hidden = false;
