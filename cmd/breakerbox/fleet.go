@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/redisstate"
 )
 
@@ -22,11 +23,26 @@ func openFleet(cfg *config.Config, log *slog.Logger) (*redisstate.Fleet, error) 
 	// go-redis logs every failed dial of its pool; the fleet already says,
 	// once, that Redis is unreachable. Keep the client's lines for debugging.
 	redis.SetLogger(redisLogger{log})
-	f, err := redisstate.New(redisstate.Options{URL: cfg.State, Quorum: cfg.Quorum, Logger: log})
+	f, err := redisstate.New(redisstate.Options{URL: cfg.State, Quorum: cfg.Quorum, Logger: log, Replica: cfg.Replica})
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	return f, nil
+}
+
+// shareWithFleet gives the proxy the fleet's Redis for the transition
+// history and the fleet-wide totals, and the fleet's replica name and
+// health. The returned function closes the client.
+func shareWithFleet(cfg *config.Config, f *redisstate.Fleet, opts *proxy.Options) (func(), error) {
+	ro, err := redis.ParseURL(cfg.State)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	client := redis.NewClient(ro)
+	opts.Redis = client
+	opts.Replica = f.Replica()
+	opts.Degraded = func() bool { return f.Stats().Degraded }
+	return func() { client.Close() }, nil
 }
 
 // redisLogger sends the Redis client's own log lines to slog at DEBUG.

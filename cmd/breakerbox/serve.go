@@ -59,7 +59,7 @@ func loadConfig(path string) (*config.Config, error) {
 // serve runs the proxy and admin listeners until ctx is done, then drains.
 // SIGHUP reloads the config file.
 func serve(ctx context.Context, cfg *config.Config, path string, grace time.Duration, log *slog.Logger, stdout io.Writer) error {
-	opts := proxy.Options{Logger: log}
+	opts := proxy.Options{Logger: log, Replica: cfg.Replica}
 	fleet, err := openFleet(cfg, log)
 	if err != nil {
 		return err
@@ -68,11 +68,17 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 		defer fleet.Close()
 		opts.Sync = fleet
 		opts.Collectors = append(opts.Collectors, newFleetCollector(fleet))
+		closeShared, err := shareWithFleet(cfg, fleet, &opts)
+		if err != nil {
+			return err
+		}
+		defer closeShared()
 	}
 	srv, err := proxy.New(cfg, opts)
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	stopOTLP, err := startOTLP(srv.Registry(), log, stdout)
 	if err != nil {
 		return err

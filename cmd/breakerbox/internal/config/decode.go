@@ -142,8 +142,9 @@ func (d *decoder) decode(data []byte) *Config {
 				c.AdminHosts = append(c.AdminHosts, h)
 			})
 		},
-		"state":  func(n *yaml.Node, f string) { d.str(n, f, &c.State) },
-		"quorum": func(n *yaml.Node, f string) { d.int(n, f, &c.Quorum, 0, 1000) },
+		"state":   func(n *yaml.Node, f string) { d.str(n, f, &c.State) },
+		"quorum":  func(n *yaml.Node, f string) { d.int(n, f, &c.Quorum, 0, 1000) },
+		"replica": func(n *yaml.Node, f string) { d.str(n, f, &c.Replica) },
 		"limits": func(n *yaml.Node, f string) {
 			d.mapping(n, f, map[string]func(*yaml.Node, string){
 				"proxy": func(n *yaml.Node, f string) { d.limits(n, f, &c.Limits.Proxy, false) },

@@ -263,6 +263,7 @@ func (s *Server) Admin() http.Handler {
 	mux.HandleFunc("POST /api/circuits/{name...}", g.control)
 	mux.HandleFunc("GET /api/transitions", s.transitions)
 	mux.HandleFunc("GET /api/events", s.events)
+	mux.HandleFunc("GET /api/fleet", s.fleet)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.promReg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	static, _ := fs.Sub(dashboardFS, "dashboard")
 	mux.Handle("GET /", http.FileServerFS(static))

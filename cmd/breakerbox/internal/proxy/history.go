@@ -15,10 +15,10 @@ import (
 // historySize bounds the transitions kept in memory, all circuits together.
 const historySize = 1000
 
-// TransitionStore keeps transitions beyond the process's life and shares
-// them between replicas (see RedisHistory). Append must not block: it runs
-// on the goroutine whose call caused the transition.
-type TransitionStore interface {
+// transitionStore keeps transitions beyond the process's life and shares
+// them between replicas (RedisHistory). Append must not block: it runs on
+// the goroutine whose call caused the transition.
+type transitionStore interface {
 	Append(t *TransitionJSON)
 	// Recent returns up to n transitions, newest first, of one circuit or
 	// (circuit "") of all.

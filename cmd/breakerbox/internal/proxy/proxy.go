@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/breakerprom"
@@ -48,9 +49,18 @@ type Options struct {
 	// Replica names this process in the API and in its transitions ("" for
 	// the host name).
 	Replica string
-	// History, if set, keeps transitions across restarts and replicas (a
-	// RedisHistory for state: redis://); else they live in memory only.
-	History TransitionStore
+	// Redis, if set (state: redis://), keeps the transitions in a capped
+	// stream shared by the fleet, that outlives restarts (see
+	// RedisHistory), and shares each replica's rolling totals with the fleet
+	// (GET /api/fleet, fleetstats.go). Close stops what it starts. Without
+	// it, transitions live in memory only (the last historySize).
+	Redis redis.UniversalClient
+	// RedisPrefix starts the keys in Redis; "" means "breakerbox:", the
+	// fleet's (redisstate.Options.Prefix).
+	RedisPrefix string
+	// Degraded, if set, reports whether this replica has lost the fleet's
+	// Redis (redisstate.Fleet.Stats().Degraded); the fleet view shows it.
+	Degraded func() bool
 }
 
 // Server is the proxy and its admin API. Create it with New, serve Handler
@@ -73,7 +83,8 @@ type Server struct {
 	stats        statsTable
 	started      time.Time
 	replica      string
-	store        TransitionStore
+	store        transitionStore
+	fleetStats   *fleetStats
 }
 
 // New builds a Server for cfg.
@@ -86,7 +97,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.base == nil {
 		s.base = newTransport()
 	}
-	s.replica, s.store = opts.Replica, opts.History
+	s.replica = opts.Replica
 	if s.replica == "" {
 		s.replica, _ = os.Hostname()
 	}
@@ -145,7 +156,26 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	for key := range t.circuits {
 		s.registry.Get(key)
 	}
+	if opts.Redis != nil {
+		prefix := opts.RedisPrefix
+		if prefix == "" {
+			prefix = "breakerbox:"
+		}
+		s.store = NewRedisHistory(opts.Redis, prefix, 0, s.log)
+		s.fleetStats = newFleetStats(s, opts.Redis, prefix, opts.Degraded)
+	}
 	return s, nil
+}
+
+// Close stops the work Options.Redis started, after writing the queued
+// transitions (for at most 2 s). The Server must not be used afterwards.
+func (s *Server) Close() {
+	if s.fleetStats != nil {
+		s.fleetStats.close()
+	}
+	if h, ok := s.store.(*RedisHistory); ok {
+		h.Close()
+	}
 }
 
 // newTransport is http.DefaultTransport tuned for a sidecar that sends many
