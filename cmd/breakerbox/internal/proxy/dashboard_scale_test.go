@@ -314,8 +314,46 @@ func TestDashboardAtOutageScale(t *testing.T) {
 	if dir := os.Getenv("BREAKERBOX_SCREENSHOTS"); dir != "" {
 		screenshots(t, ctx, dir)
 	}
+	triage(t, ctx)
 	if errs := jsErrors(); len(errs) > 0 {
 		t.Errorf("the page logged errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
+// triage drives the page's triage tools: the key for the next problem, the
+// search box, a state chip as a filter, the problems-only view.
+func triage(t *testing.T, ctx context.Context) {
+	t.Helper()
+	cardStates := `[...document.querySelectorAll('#cards .card')].map(c => c.dataset.circuit + '=' + c.dataset.state)`
+	var focused string
+	err := run(ctx, 90*time.Second,
+		chromedp.KeyEvent("n"),
+		chromedp.Evaluate(`document.activeElement.closest('.card') ? document.activeElement.dataset.state : ''`, &focused),
+	)
+	if err != nil || focused == "" || focused == "closed" {
+		t.Errorf("key n focused a %q card (%v), want a problem", focused, err)
+	}
+	var cardsShown []string
+	err = run(ctx, 90*time.Second,
+		chromedp.SendKeys(`#search`, "svc0001", chromedp.ByQuery),
+		chromedp.WaitVisible(`#cards .card[data-circuit="svc00019"]`, chromedp.ByQuery),
+		chromedp.WaitNotPresent(`#cards .card[data-circuit="bad00"]`, chromedp.ByQuery),
+		chromedp.Evaluate(cardStates, &cardsShown),
+	)
+	if err != nil || len(cardsShown) != 10 {
+		t.Errorf("search svc0001: cards %v (%v), want svc00010…svc00019", cardsShown, err)
+	}
+	err = run(ctx, 90*time.Second,
+		chromedp.Evaluate(`(() => { const s = document.querySelector('#search'); s.value = ''; s.dispatchEvent(new Event('input')); })()`, nil),
+		chromedp.Click(`#totals [data-total="closed"]`, chromedp.ByQuery),
+		chromedp.WaitNotPresent(`#cards .card:not([data-state="closed"])`, chromedp.ByQuery),
+		chromedp.Click(`#totals [data-total="closed"]`, chromedp.ByQuery), // off again
+		chromedp.Click(`#problems`, chromedp.ByQuery),
+		chromedp.WaitNotPresent(`#cards .card[data-state="closed"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#cards .card`, chromedp.ByQuery),
+	)
+	if err != nil {
+		t.Errorf("the closed chip and problems only did not filter the page: %v", err)
 	}
 }
 

@@ -68,6 +68,8 @@
   const model = {
     circuits: new Map(),    // name → CircuitSummary, every circuit
     details: new Map(),     // name → Circuit, the page's circuits
+    fleet: null,            // api/fleet for the page's circuits, with a shared state
+    fleetShared: true,      // false once api/fleet says this replica is alone
     probeAt: new Map(),     // name → performance.now() deadline of the next probe
     since: "",              // Breakerbox-Time of the last answer: the next delta's since
     replica: "",
@@ -172,7 +174,30 @@
     const { body } = await getJSON("api/circuits?" + names.map((n) => "name=" + encodeURIComponent(n)).join("&"));
     const keep = new Set(names);
     for (const name of model.details.keys()) if (!keep.has(name)) model.details.delete(name);
+    if (model.fleetShared) {
+      try {
+        const { body: fleet } = await getJSON("api/fleet?" + names.map((n) => "name=" + encodeURIComponent(n)).join("&"));
+        model.fleetShared = fleet.shared;
+        model.fleet = fleet.shared ? fleet : null;
+        renderFleet();
+      } catch {
+        model.fleet = null; // Redis away: the replica's own numbers stand
+      }
+    }
     mergeDetails(body || []);
+  }
+
+  // renderFleet says, with a shared state, how many replicas the fleet has
+  // and which are degraded.
+  function renderFleet() {
+    const f = model.fleet;
+    const box = $("#fleet");
+    box.hidden = !f;
+    if (!f) return;
+    const degraded = f.replicas.filter((r) => r.degraded).map((r) => r.replica);
+    setText(box, `fleet: ${f.replicas.length} replica${f.replicas.length === 1 ? "" : "s"}` + (degraded.length ? ` · degraded: ${degraded.join(", ")}` : ""));
+    box.dataset.degraded = degraded.length ? "true" : "false";
+    setAttr(box, "title", f.replicas.map((r) => `${r.replica}${r.degraded ? " (degraded)" : ""}: ${r.circuits_with_traffic} circuits with traffic, reported ${Math.round(r.reported_seconds_ago)} s ago`).join("\n"));
   }
 
   function mergeDetails(list) {
@@ -199,7 +224,7 @@
     } catch {
       // the poll reports the API as unreachable; the timeline keeps what it has
     }
-    $("#timeline-empty").hidden = model.transitions.length > 0;
+    if (!model.transitions.length) $("#timeline-empty").hidden = false;
   }
 
   function connectStream() {
@@ -217,6 +242,7 @@
       if (wasDown) {
         loadTransitions();
         wantFull = true;
+        model.fleetShared = true;
         poll();
       }
     });
@@ -298,24 +324,44 @@
 
   const transitionKey = (t) => `${t.circuit}|${t.at}|${t.from}|${t.to}`;
 
-  // addTransitions takes transitions oldest first and puts the new ones on
-  // top of the timeline, one item each.
+  // addTransitions takes transitions oldest first; the next render puts
+  // them on top of the timeline, one item each, in one insertion.
+  const incoming = document.createDocumentFragment();
+  let announce = "";
+  let rebuildTimeline = false;
   function addTransitions(list, highlight) {
-    const ol = $("#timeline");
+    if (!highlight && model.transitions.length) {
+      // History read after a reconnect may be older than what is shown:
+      // sort, and draw the timeline once (rare, unlike a live event).
+      rebuildTimeline = true;
+    }
     for (const t of list) {
       const k = transitionKey(t);
       if (model.seen.has(k)) continue;
       model.seen.add(k);
-      if (highlight) setText($("#announce"), t.message || `${t.circuit}: ${STATE_LABEL[t.to] || t.to}`);
+      if (highlight) announce = t.message || `${t.circuit}: ${STATE_LABEL[t.to] || t.to}`;
       model.transitions.unshift(t);
       const li = timelineItem(t);
       if (highlight) li.classList.add("new");
-      ol.prepend(li);
+      incoming.prepend(li);
     }
-    while (model.transitions.length > TIMELINE_MAX) {
-      model.seen.delete(transitionKey(model.transitions.pop()));
-      ol.lastElementChild.remove();
+    invalidate(false);
+  }
+
+  function renderTimeline() {
+    const ol = $("#timeline");
+    if (rebuildTimeline) {
+      rebuildTimeline = false;
+      model.transitions.sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+      incoming.replaceChildren();
+      ol.replaceChildren(...model.transitions.slice(0, TIMELINE_MAX).map(timelineItem));
     }
+    if (!incoming.firstChild && ol.childElementCount <= TIMELINE_MAX) return;
+    ol.prepend(incoming);
+    if (announce) setText($("#announce"), announce);
+    announce = "";
+    while (model.transitions.length > TIMELINE_MAX) model.seen.delete(transitionKey(model.transitions.pop()));
+    while (ol.childElementCount > TIMELINE_MAX) ol.lastElementChild.remove();
     $("#timeline-empty").hidden = model.transitions.length > 0;
     setText($("#timeline-count"), model.transitions.length ? `${model.transitions.length} recent` : "");
   }
@@ -382,6 +428,7 @@
     if (orderDirty) computeOrder();
     renderTotals();
     renderPage();
+    renderTimeline();
     tick();
     if (cards.size) mark("rendered");
   }
@@ -460,6 +507,7 @@
         updateCard(card, c);
         drawn.set(card, c);
       }
+      updateFleetRates(card, name);
       prev = card;
     }
     let empty = $("#empty", root);
@@ -495,6 +543,7 @@
       ),
       sparkline(),
       el("p", { class: "rates", "data-role": "rates" }),
+      el("p", { class: "rates fleet-rates muted", "data-role": "fleet", hidden: "" }),
       el(
         "div",
         { class: "meter", role: "meter", "aria-valuemin": "0", "data-role": "meter" },
@@ -524,6 +573,15 @@
         ),
       ),
     );
+  }
+
+  function updateFleetRates(card, name) {
+    const box = $("[data-role=fleet]", card);
+    const f = model.fleet && model.fleet.circuits[name];
+    box.hidden = !f || f.replicas.length < 2;
+    if (box.hidden) return;
+    setText(box, `fleet ${dec.format(f.requests_per_second)} req/s · ${dec.format(f.error_percent)}% err · ${f.replicas.length} replicas`);
+    setAttr(box, "title", `last minute over ${f.replicas.join(", ")}`);
   }
 
   // sparkline is the last 5 minutes in 10 s buckets: calls (area), failures
@@ -820,12 +878,14 @@
     return today ? clock.format(d) : `${day.format(d)} ${clock.format(d)}`;
   }
 
-  // agoText is "12s ago" for a time in our clock's milliseconds. Server
-  // times are shifted into ours first (minus model.skewMs).
+  // agoText is "20s ago" for a time in our clock's milliseconds. Server
+  // times are shifted into ours first (minus model.skewMs). Under a minute
+  // it moves in steps of 10 s: a timeline of 100 recent items would
+  // otherwise change 100 texts (and lay the page out) every second.
   function agoText(ms) {
     const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-    if (s < 2) return "just now";
-    if (s < 60) return `${s}s ago`;
+    if (s < 10) return "just now";
+    if (s < 60) return `${Math.floor(s / 10) * 10}s ago`;
     if (s < 3600) return `${Math.floor(s / 60)} min ago`;
     if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min ago`;
     return `${Math.floor(s / 86400)} d ago`;
