@@ -366,17 +366,18 @@ func screenshots(t *testing.T, ctx context.Context, dir string) {
 	shots := []struct {
 		name          string
 		width, height int64
+		scale         float64
 		mobile        bool
 		scheme        string
 	}{
-		{"dashboard-outage.png", 1440, 900, false, "light"},
-		{"dashboard-outage-dark.png", 1440, 900, false, "dark"},
-		{"dashboard-outage-phone.png", 390, 844, true, "light"},
+		{"dashboard-outage.png", 1440, 900, 1, false, "light"},
+		{"dashboard-outage-dark.png", 1440, 900, 1, false, "dark"},
+		{"dashboard-outage-phone.png", 390, 844, 2, true, "light"},
 	}
 	for _, s := range shots {
 		var png []byte
 		err := run(ctx, 20*time.Second,
-			emulation.SetDeviceMetricsOverride(s.width, s.height, 2, s.mobile),
+			emulation.SetDeviceMetricsOverride(s.width, s.height, s.scale, s.mobile),
 			emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{
 				{Name: "prefers-color-scheme", Value: s.scheme},
 				{Name: "prefers-reduced-motion", Value: "reduce"},
