@@ -44,9 +44,13 @@ func (s *Server) onTransition(t breaker.Transition) {
 	j := transitionJSON(t)
 	j.Replica = s.replica
 	r := s.table.Load().circuits[t.Name]
-	if r != nil && t.To == breaker.Open {
+	switch {
+	case r == nil:
+	case t.To == breaker.Open:
 		j.Evidence = r.stats.evidence()
 		r.stats.opened.Store(j)
+	case t.To == breaker.Closed:
+		r.stats.opened.Store(nil) // a later forced open is not explained by an old opening
 	}
 	s.history.add(j)
 	if s.store != nil {
