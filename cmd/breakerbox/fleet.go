@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
+	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/redisstate"
 )
 
@@ -21,7 +22,7 @@ func openFleet(ctx context.Context, cfg *config.Config, log *slog.Logger) (*redi
 	// go-redis logs every failed dial of its pool; the fleet already says,
 	// once, that Redis is unreachable. Keep the client's lines for debugging.
 	redis.SetLogger(redisLogger{log})
-	f, err := redisstate.New(ctx, redisstate.Options{Redis: cfg.Redis.Options(), Timeout: cfg.Redis.Timeout.Duration, Quorum: cfg.Quorum, Logger: slog.New(circuitKey{log.Handler()})})
+	f, err := redisstate.New(ctx, redisstate.Options{Redis: cfg.Redis.Options(), Timeout: cfg.Redis.Timeout.Duration, Quorum: cfg.Quorum, Logger: slog.New(circuitKey{log.Handler()}), Replica: cfg.Replica})
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -57,6 +58,17 @@ func renameBreaker(a slog.Attr) slog.Attr {
 		a.Key = "circuit"
 	}
 	return a
+}
+
+// shareWithFleet gives the proxy the fleet's Redis for the transition
+// history and the fleet-wide totals, and the fleet's replica name and
+// health. The returned function closes the client.
+func shareWithFleet(cfg *config.Config, f *redisstate.Fleet, opts *proxy.Options) func() {
+	client := redis.NewUniversalClient(cfg.Redis.Options())
+	opts.Redis = client
+	opts.Replica = f.Replica()
+	opts.Degraded = func() bool { return f.Stats().Degraded }
+	return func() { client.Close() }
 }
 
 // redisLogger sends the Redis client's own log lines to slog at DEBUG.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,7 +104,7 @@ services:
 		t.Errorf("streak: %s, streak %d, failures %d: want closed with its 2 failures", st.State, st.ConsecutiveFailures, st.Counts["failure"])
 	}
 	for _, c := range []proxy.Circuit{tr, fo} {
-		if c.LastTransition == nil || *c.LastTransition != *before[c.Name].LastTransition {
+		if c.LastTransition == nil || !reflect.DeepEqual(c.LastTransition, before[c.Name].LastTransition) {
 			t.Errorf("%s: last transition %+v, was %+v: a reload is no transition", c.Name, c.LastTransition, before[c.Name].LastTransition)
 		}
 	}

@@ -49,7 +49,7 @@ func loadConfig(path string) (*config.Config, error) {
 // serve runs the proxy and admin listeners until ctx is done, then drains.
 // SIGHUP reloads the config file.
 func serve(ctx context.Context, cfg *config.Config, path string, grace time.Duration, log *slog.Logger) error {
-	opts := proxy.Options{Logger: log, Collectors: []prometheus.Collector{newBuildInfoCollector()}}
+	opts := proxy.Options{Logger: log, Replica: cfg.Replica, Collectors: []prometheus.Collector{newBuildInfoCollector()}}
 	fleet, err := openFleet(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -58,11 +58,13 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 		defer fleet.Close()
 		opts.Sync = fleet
 		opts.Collectors = append(opts.Collectors, redisstateprom.NewCollector(fleet))
+		defer shareWithFleet(cfg, fleet, &opts)()
 	}
 	srv, err := proxy.New(cfg, opts)
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	stopOTLP, err := startOTLP(srv.Registry(), log)
 	if err != nil {
 		return err

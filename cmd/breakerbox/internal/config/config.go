@@ -72,6 +72,10 @@ type Config struct {
 	// failures must be in a streak before the fleet opens a circuit. 0 or 1:
 	// any replica's failures count.
 	Quorum int `yaml:"quorum"`
+	// Replica names this process in the dashboard, the API, its
+	// transitions and, with a Redis state, the fleet. Default: the host
+	// name (with a Redis state, two replicas on one host need their own).
+	Replica string `yaml:"replica"`
 	// Limits bound the connections, timeouts and event streams of the two
 	// listeners.
 	Limits Limits `yaml:"limits"`

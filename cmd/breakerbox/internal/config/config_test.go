@@ -117,6 +117,7 @@ func TestBadConfigNamesFileLineFieldAndFix(t *testing.T) {
 		{"redis url bad db", "state: 'redis://127.0.0.1:6379/x'\n" + svc, `database "x" is not a number`},
 		{"redis url bad port", "state: 'redis://127.0.0.1:99999/0'\n" + svc, `port "99999"`},
 		{"quorum without redis", "quorum: 2\n" + svc, "quorum: 2: needs a shared state"},
+		{"replica with a space", "replica: 'a b'\n" + svc, `replica: "a b": want a name without spaces`},
 		{"negative quorum", "state: 'redis://127.0.0.1:6379/0'\nquorum: -1\n" + svc, "quorum: -1 is out of range: want 0–1000"},
 		{"services not a list", "services: {name: a}", "services: a mapping: want a list"},
 		{"second document", svc + "---\nlisten: 127.0.0.1:1\n", "t.yaml:3: a second YAML document"},

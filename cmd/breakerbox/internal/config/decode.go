@@ -146,6 +146,7 @@ func (d *decoder) decode(data []byte) *Config {
 		},
 		"state":  func(n *yaml.Node, f string) { d.decodeState(n, f, c) },
 		"quorum": func(n *yaml.Node, f string) { d.int(n, f, &c.Quorum, 0, 1000) },
+		"replica": func(n *yaml.Node, f string) { d.str(n, f, &c.Replica) },
 		"limits": func(n *yaml.Node, f string) {
 			d.mapping(n, f, map[string]func(*yaml.Node, string){
 				"proxy": func(n *yaml.Node, f string) { d.limits(n, f, &c.Limits.Proxy, false) },

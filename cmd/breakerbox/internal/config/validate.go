@@ -41,6 +41,9 @@ func (d *decoder) validate(c *Config) {
 		d.fieldf(adminField, "%q is also the proxy's listen address %q: give the admin listener its own port", c.Admin, c.Listen)
 	}
 	d.checkState(c)
+	if c.Replica != "" && (len(c.Replica) > 100 || strings.ContainsAny(c.Replica, " \t\r\n:")) {
+		d.fieldf("replica", "%q: want a name without spaces or colons, at most 100 characters (default: the host name)", c.Replica)
+	}
 	if c.Quorum > 1 && c.State == "memory" {
 		d.fieldf("quorum", "%d: needs a shared state (state: redis://... or a Redis mapping); remove it for memory", c.Quorum)
 	}

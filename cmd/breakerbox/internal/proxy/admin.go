@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,20 +26,49 @@ type Circuit struct {
 	Name string `json:"name"`
 	// Kind is "http", or "smtp" or "imap" for a mail circuit (whose
 	// Upstream is then smtp://host:port or imap://host:port).
-	Kind                 string            `json:"kind"`
-	Service              string            `json:"service"`
-	Region               string            `json:"region,omitempty"`
-	Upstream             string            `json:"upstream"`
-	State                string            `json:"state"`
-	ConsecutiveFailures  int               `json:"consecutive_failures"`
-	ConsecutiveSuccesses int               `json:"consecutive_successes"`
-	ProbesInFlight       int               `json:"probes_in_flight"`
-	Counts               map[string]uint64 `json:"counts"`
-	Rejected             uint64            `json:"rejected"`
-	RejectedHalfOpen     uint64            `json:"rejected_half_open"`
-	RetryAfterSeconds    float64           `json:"retry_after_seconds"`
-	LastTransition       *TransitionJSON   `json:"last_transition"`
-	Settings             SettingsJSON      `json:"settings"`
+	Kind                 string          `json:"kind"`
+	Service              string          `json:"service"`
+	Region               string          `json:"region,omitempty"`
+	Upstream             string          `json:"upstream"`
+	State                string          `json:"state"`
+	ConsecutiveFailures  int             `json:"consecutive_failures"`
+	ConsecutiveSuccesses int             `json:"consecutive_successes"`
+	ProbesInFlight       int             `json:"probes_in_flight"`
+	Counts               Counts          `json:"counts"`
+	Rejected             uint64          `json:"rejected"`
+	RejectedHalfOpen     uint64          `json:"rejected_half_open"`
+	RetryAfterSeconds    float64         `json:"retry_after_seconds"`
+	LastTransition       *TransitionJSON `json:"last_transition"`
+	Settings             SettingsJSON    `json:"settings"`
+	// Stats are the rolling statistics of the last 5 minutes; null when the
+	// circuit had no traffic in them.
+	Stats *StatsJSON `json:"stats"`
+	// Opened is, while the circuit is not closed, the transition that
+	// opened it with its evidence (when this process saw it).
+	Opened *TransitionJSON `json:"opened,omitempty"`
+	// Recent is, for one circuit's page, its last outcomes, oldest first.
+	Recent []Outcome `json:"recent,omitempty"`
+}
+
+// Counts are a circuit's outcome totals by outcome: success, failure,
+// ignored.
+type Counts map[string]uint64
+
+// MarshalJSON writes the three outcomes in a fixed order: encoding/json
+// sorts a map's keys by reflection, most of the cost of /api/circuits at
+// 10,000 circuits.
+func (c Counts) MarshalJSON() ([]byte, error) {
+	b := append(make([]byte, 0, 64), '{')
+	for i, k := range [...]string{"success", "failure", "ignored"} {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		b = strconv.AppendUint(b, c[k], 10)
+	}
+	return append(b, '}'), nil
 }
 
 // SettingsJSON are a circuit's breaker settings.
@@ -59,6 +90,13 @@ type TransitionJSON struct {
 	// FleetReason is, for reason "fleet", why the fleet of replicas moved.
 	FleetReason string `json:"fleet_reason,omitempty"`
 	Message     string `json:"message"`
+	// OpenForSeconds is, for a transition to open, the time until a probe.
+	OpenForSeconds float64 `json:"open_for_seconds,omitempty"`
+	// Replica is the replica that recorded the transition.
+	Replica string `json:"replica,omitempty"`
+	// Evidence is, for a transition to open, the circuit's last outcomes
+	// on this replica before it (oldest first).
+	Evidence []Outcome `json:"evidence,omitempty"`
 }
 
 func transitionJSON(t breaker.Transition) *TransitionJSON {
@@ -66,24 +104,130 @@ func transitionJSON(t breaker.Transition) *TransitionJSON {
 	if t.FleetReason != 0 {
 		j.FleetReason = t.FleetReason.String()
 	}
+	if t.To == breaker.Open {
+		j.OpenForSeconds = math.Round(t.OpenFor.Seconds()*10) / 10
+	}
 	return j
 }
 
 // Circuits returns every configured circuit, sorted by name.
 func (s *Server) Circuits() []Circuit {
-	t := s.table.Load()
 	var out []Circuit
-	for _, b := range s.registry.All() {
-		if r := t.circuits[b.Name()]; r != nil {
-			out = append(out, circuitJSON(r, b.Snapshot()))
-		}
-	}
+	s.circuitsSince(time.Time{}, nil, func(c *Circuit) { out = append(out, *c) })
 	return out
 }
 
-func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
+// circuitsSince returns the circuits whose answer may have changed since
+// since (all of them for the zero time): those with traffic in the stats'
+// window before since or later (their rates move as the window slides),
+// or a transition since; of those in names if not nil. It hands each to
+// yield, in name order.
+func (s *Server) circuitsSince(since time.Time, names map[string]bool, yield func(*Circuit)) {
+	t := s.table.Load()
+	now := time.Now()
+	horizon := since.Unix() - int64(bucketCount*bucketWidth/time.Second)
+	for _, r := range t.sorted {
+		if names != nil && !names[r.circuit] {
+			continue
+		}
+		b, ok := s.registry.Lookup(r.circuit)
+		if !ok { // removed by a reload after t was loaded
+			continue
+		}
+		snap := b.Snapshot()
+		if !since.IsZero() && r.stats.active.Load() < horizon && snap.LastTransition.At.Before(since) {
+			continue
+		}
+		c := s.circuitJSON(r, snap, now)
+		yield(&c)
+	}
+}
+
+// CircuitSummary is a circuit in GET /api/circuits?view=summary: what a
+// dashboard needs to count, filter and sort 10,000 circuits, in a tenth of
+// the bytes. The rates are the last minute's (see StatsJSON), 0 when idle.
+type CircuitSummary struct {
+	Name                string  `json:"name"`
+	State               string  `json:"state"`
+	ConsecutiveFailures int     `json:"consecutive_failures,omitempty"`
+	FailureThreshold    int     `json:"failure_threshold"`
+	RetryAfterSeconds   float64 `json:"retry_after_seconds,omitempty"`
+	RequestsPerSecond   float64 `json:"requests_per_second,omitempty"`
+	ErrorPercent        float64 `json:"error_percent,omitempty"`
+	RejectedPerSecond   float64 `json:"rejected_per_second,omitempty"`
+	P99Ms               float64 `json:"p99_ms,omitempty"`
+}
+
+func summaryOf(c *Circuit) CircuitSummary {
+	s := CircuitSummary{Name: c.Name, State: c.State, ConsecutiveFailures: c.ConsecutiveFailures,
+		FailureThreshold: c.Settings.FailureThreshold, RetryAfterSeconds: c.RetryAfterSeconds}
+	if st := c.Stats; st != nil {
+		s.RequestsPerSecond, s.ErrorPercent, s.RejectedPerSecond, s.P99Ms = st.RequestsPerSecond, st.ErrorPercent, st.RejectedPerSecond, st.P99Ms
+	}
+	return s
+}
+
+// listCircuits is GET /api/circuits: every circuit, as compact JSON (there
+// may be 10,000). Parameters:
+//   - since=UNIX_SECONDS: only the circuits that may have changed since
+//     then (see circuitsSince); Breakerbox-Time is the server's time of the
+//     answer, the since of the next delta;
+//   - name=NAME (repeated): only those circuits (a dashboard's visible page);
+//   - view=summary: CircuitSummary instead of Circuit.
+func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	summary := false
+	switch v := q.Get("view"); v {
+	case "", "full":
+	case "summary":
+		summary = true
+	default:
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("view=%q: want summary or full", v)})
+		return
+	}
+	var names map[string]bool
+	if ns := q["name"]; len(ns) > 0 {
+		names = make(map[string]bool, len(ns))
+		for _, n := range ns {
+			names[n] = true
+		}
+	}
+	var since time.Time
+	if v := q.Get("since"); v != "" {
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil || secs < 0 || math.IsInf(secs, 0) {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("since=%q: want unix seconds, e.g. the Breakerbox-Time of the previous answer", v)})
+			return
+		}
+		since = time.Unix(0, int64(secs*1e9))
+	}
+	w.Header().Set("Breakerbox-Time", strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64))
+	w.Header().Set("Breakerbox-Replica", s.replica)
+	w.Header().Set("Content-Type", "application/json")
+	// Streamed, one circuit at a time: no slice of 10,000 circuits, no
+	// buffer holding the whole answer.
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	bw.WriteByte('[')
+	first := true
+	s.circuitsSince(since, names, func(c *Circuit) {
+		if !first {
+			bw.WriteByte(',')
+		}
+		first = false
+		if summary {
+			enc.Encode(summaryOf(c))
+		} else {
+			enc.Encode(c)
+		}
+	})
+	bw.WriteString("]\n")
+	bw.Flush()
+}
+
+func (s *Server) circuitJSON(r *route, snap breaker.Snapshot, now time.Time) Circuit {
 	c := Circuit{
-		Name: r.circuit, Kind: r.kind, Service: r.service, Region: r.region, Upstream: r.target.String(),
+		Name: r.circuit, Kind: r.kind, Service: r.service, Region: r.region, Upstream: r.upstream,
 		State:                snap.State.String(),
 		ConsecutiveFailures:  snap.ConsecutiveFailures,
 		ConsecutiveSuccesses: snap.ConsecutiveSuccesses,
@@ -101,6 +245,10 @@ func circuitJSON(r *route, snap breaker.Snapshot) Circuit {
 	if !snap.LastTransition.At.IsZero() {
 		c.LastTransition = transitionJSON(snap.LastTransition)
 	}
+	c.Stats = r.stats.snapshot(now, s.started, false)
+	if snap.State != breaker.Closed {
+		c.Opened = r.stats.opened.Load()
+	}
 	return c
 }
 
@@ -110,20 +258,13 @@ func (s *Server) Admin() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz) // health.go; no token: kubelet probes them
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("GET /api/circuits", func(w http.ResponseWriter, r *http.Request) {
-		writeCompactJSON(w, http.StatusOK, s.Circuits())
-	})
+	mux.HandleFunc("GET /api/circuits", s.listCircuits)
 	mux.HandleFunc("GET /api/circuits/{name...}", s.getCircuit)
 	g := newAdminGuard(s)
 	mux.HandleFunc("POST /api/circuits/{name...}", g.control)
-	mux.HandleFunc("GET /api/transitions", func(w http.ResponseWriter, r *http.Request) {
-		out := []*TransitionJSON{}
-		for _, t := range s.history.recent(100) {
-			out = append(out, transitionJSON(t))
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
+	mux.HandleFunc("GET /api/transitions", s.transitions)
 	mux.HandleFunc("GET /api/events", s.events)
+	mux.HandleFunc("GET /api/fleet", s.fleet)
 	// The breakers' and the routes' series are written straight as text:
 	// with 10,000 circuits, gathering them through the registry cost
 	// seconds of CPU per scrape.
@@ -153,7 +294,10 @@ func (s *Server) circuit(w http.ResponseWriter, name string) (*route, *breaker.B
 
 func (s *Server) getCircuit(w http.ResponseWriter, r *http.Request) {
 	if rt, b, ok := s.circuit(w, r.PathValue("name")); ok {
-		writeJSON(w, http.StatusOK, circuitJSON(rt, b.Snapshot()))
+		c := s.circuitJSON(rt, b.Snapshot(), time.Now())
+		c.Stats = rt.stats.snapshot(time.Now(), s.started, true)
+		c.Recent = rt.stats.evidence()
+		writeJSON(w, http.StatusOK, c)
 	}
 }
 
@@ -192,7 +336,7 @@ func (g *adminGuard) control(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Warn("manual circuit control", slog.String("circuit", name), slog.String("action", action),
 		slog.String("remote", r.RemoteAddr), slog.String("state", b.State().String()))
-	writeJSON(w, http.StatusOK, circuitJSON(rt, b.Snapshot()))
+	writeJSON(w, http.StatusOK, s.circuitJSON(rt, b.Snapshot(), time.Now()))
 }
 
 // events streams transitions as Server-Sent Events ("transition" events with
@@ -230,7 +374,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case t := <-c:
-			data, _ := json.Marshal(transitionJSON(t))
+			data, _ := json.Marshal(t)
 			msg = fmt.Sprintf("event: transition\ndata: %s\n\n", data)
 		case <-keepalive.C:
 			msg = ": keepalive\n\n"

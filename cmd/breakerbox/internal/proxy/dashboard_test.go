@@ -89,7 +89,7 @@ services:
 	// stream is connected, so the transition below reaches it live.
 	err = run(ctx, 15*time.Second,
 		chromedp.Navigate(admin.URL),
-		chromedp.WaitVisible(`[data-circuit="payments"][data-state="closed"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#cards [data-circuit="payments"][data-state="closed"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#conn[data-connection="live"]`, chromedp.ByQuery),
 		// A reload would lose this mark.
 		chromedp.Evaluate(`window.sameDocument = true`, nil),
@@ -125,7 +125,7 @@ services:
 	send("/payments/charge", http.StatusServiceUnavailable) // rejected by the open circuit
 
 	err = run(ctx, 5*time.Second,
-		chromedp.WaitVisible(`[data-circuit="payments"][data-state="open"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#cards [data-circuit="payments"][data-state="open"]`, chromedp.ByQuery),
 	)
 	if err != nil {
 		t.Fatalf("payments not shown open within 5 s without a reload: %v", err)
@@ -177,7 +177,7 @@ services:
 	err = run(ctx, 5*time.Second,
 		chromedp.SetValue(`#token`, token, chromedp.ByQuery),
 		chromedp.Click(`#control-go`, chromedp.ByQuery),
-		chromedp.WaitVisible(`[data-circuit="namecheap"][data-state="forced_open"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#cards [data-circuit="namecheap"][data-state="forced_open"]`, chromedp.ByQuery),
 		chromedp.WaitNotVisible(`#control`, chromedp.ByQuery),
 	)
 	if err != nil {

@@ -33,6 +33,7 @@ type exchange struct {
 	reported      bool // the ticket has been reported
 	status        int  // final status of the answer, for metrics
 	fault         fault
+	start         time.Time // the request's arrival
 
 	w     http.ResponseWriter
 	trace httptrace.ClientTrace // GotConn; Got1xxResponse on forward's path
@@ -167,6 +168,7 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}()
 	resp, err := x.route.transport.RoundTrip(req)
 	ok = true
+	x.observe(req, resp, err)
 	if err != nil {
 		x.fault = x.classify(err)
 		if x.fault <= faultLocal {

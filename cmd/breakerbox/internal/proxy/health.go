@@ -36,8 +36,8 @@ func (h *Health) Reloaded(err error) {
 // Health returns the server's health, for the process serving it to set.
 func (s *Server) Health() *Health { return &s.health }
 
-// fleetStats is the shared state's view of itself (a *redisstate.Fleet).
-type fleetStats interface{ Stats() redisstate.Stats }
+// fleetHealth is the shared state's view of itself (a *redisstate.Fleet).
+type fleetHealth interface{ Stats() redisstate.Stats }
 
 // Readiness is the body of /readyz.
 type Readiness struct {
@@ -48,15 +48,15 @@ type Readiness struct {
 	Reason   string `json:"reason,omitempty"`
 	Circuits int    `json:"circuits"`
 	// State is "memory" or the Redis URL without its password.
-	State string     `json:"state"`
-	Fleet *FleetJSON `json:"fleet,omitempty"`
+	State string          `json:"state"`
+	Fleet *ReadyFleetJSON `json:"fleet,omitempty"`
 	// LastReloadError is why the last config reload was rejected (the old
 	// config stays in force), until a reload succeeds.
 	LastReloadError string `json:"last_reload_error,omitempty"`
 }
 
-// FleetJSON is this replica's view of the fleet.
-type FleetJSON struct {
+// ReadyFleetJSON is this replica's view of the fleet.
+type ReadyFleetJSON struct {
 	Replica            string  `json:"replica"`
 	Degraded           bool    `json:"degraded"`
 	DegradedForSeconds float64 `json:"degraded_for_seconds,omitempty"`
@@ -73,9 +73,9 @@ func (s *Server) Readiness() Readiness {
 	if e := s.health.reloadErr.Load(); e != nil {
 		r.LastReloadError = *e
 	}
-	if s.fleet != nil {
-		st := s.fleet.Stats()
-		r.Fleet = &FleetJSON{Replica: st.Replica, Degraded: st.Degraded,
+	if s.fleetHealth != nil {
+		st := s.fleetHealth.Stats()
+		r.Fleet = &ReadyFleetJSON{Replica: st.Replica, Degraded: st.Degraded,
 			DegradedForSeconds: math.Round(st.DegradedFor.Seconds()*10) / 10}
 		if st.Degraded {
 			r.Status, r.Reason = "degraded", "Redis is unreachable: deciding on this replica's counts alone"

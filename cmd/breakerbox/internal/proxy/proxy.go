@@ -14,12 +14,14 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/breakerprom"
@@ -45,41 +47,65 @@ type Options struct {
 	// Collectors are registered on /metrics beside the proxy's own (e.g. the
 	// fleet's health).
 	Collectors []prometheus.Collector
+	// Replica names this process in the API and in its transitions ("" for
+	// the host name).
+	Replica string
+	// Redis, if set (state: redis://), keeps the transitions in a capped
+	// stream shared by the fleet, that outlives restarts (see
+	// RedisHistory), and shares each replica's rolling totals with the fleet
+	// (GET /api/fleet, fleetstats.go). Close stops what it starts. Without
+	// it, transitions live in memory only (the last historySize).
+	Redis redis.UniversalClient
+	// RedisPrefix starts the keys in Redis; "" means "breakerbox:", the
+	// fleet's (redisstate.Options.Prefix).
+	RedisPrefix string
+	// Degraded, if set, reports whether this replica has lost the fleet's
+	// Redis (redisstate.Fleet.Stats().Degraded); the fleet view shows it.
+	Degraded func() bool
 }
 
 // Server is the proxy and its admin API. Create it with New, serve Handler
 // on the proxy listener and Admin on the admin listener.
 type Server struct {
-	log         *slog.Logger
-	registry    *breaker.Registry
-	table       atomic.Pointer[table]
-	rp          *httputil.ReverseProxy
-	history     *history
-	transitions *transitionLog
-	metrics     *metrics
-	promReg     *prometheus.Registry   // every metric but the breakers' and the routes'
-	breakers    *breakerprom.Collector // served beside promReg (see Admin)
-	reloadMu    sync.Mutex
+	log      *slog.Logger
+	registry *breaker.Registry
+	table    atomic.Pointer[table]
+	rp       *httputil.ReverseProxy
+	history  *history
+	translog *transitionLog
+	metrics  *metrics
+	promReg  *prometheus.Registry   // every metric but the breakers' and the routes'
+	breakers *breakerprom.Collector // served beside promReg (see Admin)
+	reloadMu sync.Mutex
 
 	base           http.RoundTripper
 	transportsMu   sync.Mutex
 	transports     map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
 	localFaults    burstLog
 	upstreamFaults *upstreamLog
-	health         Health     // set by the process serving the listeners (health.go)
-	fleet          fleetStats // opts.Sync when it reports its health, else nil
+	health         Health      // set by the process serving the listeners (health.go)
+	fleetHealth    fleetHealth // opts.Sync when it reports its health, else nil
+	stats          statsTable
+	started        time.Time
+	replica        string
+	store          transitionStore
+	fleetStats     *fleetStats
 }
 
 // New builds a Server for cfg.
 func New(cfg *config.Config, opts Options) (*Server, error) {
-	s := &Server{log: opts.Logger, history: newHistory(200), base: opts.Transport,
+	s := &Server{log: opts.Logger, history: newHistory(historySize), base: opts.Transport, started: time.Now(),
 		transports: map[time.Duration]http.RoundTripper{}}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.fleet, _ = opts.Sync.(fleetStats)
+	s.fleetHealth, _ = opts.Sync.(fleetHealth)
 	if s.base == nil {
 		s.base = newTransport()
+	}
+	s.replica = opts.Replica
+	if s.replica == "" {
+		s.replica, _ = os.Hostname()
 	}
 	s.metrics = newMetrics()
 	s.upstreamFaults = newUpstreamLog(s.log, opts.Clock)
@@ -87,8 +113,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.stats.attach(t)
 	s.table.Store(t)
-	s.transitions = newTransitionLog(s.log, func(circuit string) *route { return s.table.Load().circuits[circuit] })
+	s.translog = newTransitionLog(s.log, func(circuit string) *route { return s.table.Load().circuits[circuit] })
 	base := breaker.Config{
 		Clock: opts.Clock,
 		// The sidecar logs transitions by outage episode (transitionLog),
@@ -96,8 +123,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Logger:         slog.New(slog.DiscardHandler),
 		CountSuccesses: true, // a proxied request costs microseconds; exact counts are worth an atomic add
 		OnTransition: func(t breaker.Transition) {
-			s.transitions.record(t)
-			s.history.add(t)
+			s.translog.record(t)
+			s.onTransition(t)
 		},
 		Sync: opts.Sync,
 	}
@@ -137,7 +164,26 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	for key := range t.circuits {
 		s.registry.Get(key)
 	}
+	if opts.Redis != nil {
+		prefix := opts.RedisPrefix
+		if prefix == "" {
+			prefix = "breakerbox:"
+		}
+		s.store = NewRedisHistory(opts.Redis, prefix, 0, s.log)
+		s.fleetStats = newFleetStats(s, opts.Redis, prefix, opts.Degraded)
+	}
 	return s, nil
+}
+
+// Close stops the work Options.Redis started, after writing the queued
+// transitions (for at most 2 s). The Server must not be used afterwards.
+func (s *Server) Close() {
+	if s.fleetStats != nil {
+		s.fleetStats.close()
+	}
+	if h, ok := s.store.(*RedisHistory); ok {
+		h.Close()
+	}
 }
 
 // newTransport is http.DefaultTransport tuned for a sidecar that sends many
@@ -234,10 +280,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ticket, err := b.Allow()
 	if err != nil {
 		s.reject(w, rt, err)
+		rt.stats.rejected(start)
 		rt.metrics.observeRejection(time.Since(start))
 		return
 	}
-	x := &exchange{Context: r.Context(), route: rt, ticket: ticket, path: path, rawPath: rawPath, w: w}
+	x := &exchange{Context: r.Context(), route: rt, ticket: ticket, path: path, rawPath: rawPath, w: w, start: start}
 	defer x.finish(start)
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		x.body.rc = r.Body

@@ -24,6 +24,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	s.stats.attach(nt)
 	old := s.table.Swap(nt) // before Renew: the registry's Configure reads the new table
 	var kept, changed, removed int
 	for key, or := range old.circuits {

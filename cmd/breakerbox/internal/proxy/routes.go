@@ -22,10 +22,12 @@ type route struct {
 	service   string
 	region    string // "" for a service without regions
 	target    *url.URL
+	upstream  string            // target as text, for the API
 	transport http.RoundTripper // bounded by timeout (see Server.transportFor)
 	timeout   time.Duration
 	settings  config.Settings
 	metrics   *routeMetrics
+	stats     *circuitStats // rolling statistics and evidence (stats.go)
 
 	// Header values set on every request or rejection of this route, built
 	// once. They are shared between requests: net/http only reads header
@@ -44,6 +46,7 @@ type table struct {
 	cfg      *config.Config
 	services map[string]*service
 	circuits map[string]*route
+	sorted   []*route // circuits by name, for the API (see statsTable.attach)
 }
 
 type service struct {
@@ -66,6 +69,7 @@ func newTable(cfg *config.Config, m *metrics, transportFor func(time.Duration) h
 			if region != "" {
 				r.circuit = s.Name + "/" + region
 			}
+			r.upstream = u.String()
 			r.prefixHeader = []string{"/" + r.circuit}
 			r.circuitHeader = []string{r.circuit}
 			r.metrics = m.forRoute(r)
@@ -93,6 +97,7 @@ func newTable(cfg *config.Config, m *metrics, transportFor func(time.Duration) h
 	for _, mc := range cfg.Mail {
 		r := &route{circuit: mc.Name, kind: mc.Protocol, service: mc.Name, target: &url.URL{Scheme: mc.Protocol, Host: mc.Upstream},
 			timeout: mc.Timeout.Duration, settings: mc.Settings}
+		r.upstream = r.target.String()
 		r.metrics = m.forRoute(r)
 		t.circuits[r.circuit] = r
 	}

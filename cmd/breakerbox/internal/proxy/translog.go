@@ -59,6 +59,11 @@ func (l *transitionLog) record(t breaker.Transition) {
 		attrs = append(attrs, slog.Duration("down", t.At.Sub(o.since).Round(time.Second)),
 			slog.Int("failed_probes", o.failedProbes))
 	}
+	if t.To == breaker.Open {
+		if r := l.route(t.Name); r != nil {
+			attrs = append(attrs, slog.String("evidence", evidenceText(r.stats.evidence())))
+		}
+	}
 	l.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 

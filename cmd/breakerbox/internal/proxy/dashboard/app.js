@@ -1,14 +1,29 @@
-// breakerbox dashboard: renders GET api/circuits and api/transitions, and
-// stays live with the api/events stream (each transition triggers an
-// immediate re-fetch) plus a 2 s poll for the counters. No build step, no
-// dependencies: this file is embedded in the binary as is.
+// breakerbox dashboard. It scales to 10,000 circuits by never doing work
+// per circuit per event:
+//   - the model is a Map of circuit summaries (state and rates: enough to
+//     count, filter and sort), read once from api/circuits?view=summary,
+//     then patched every 10 s by ?since= deltas (only the circuits whose
+//     numbers may have moved; a full re-read every 60 s catches reloads),
+//     and by each transition of the api/events stream (the new state, at
+//     once, without a fetch);
+//   - the full details (sparklines, counts, evidence) are read every 2 s
+//     for the circuits on the page only (api/circuits?name=…);
+//   - the page shows one page of cards (triage order: worst first), and a
+//     render reuses the cards it has, touching only what changed;
+//   - the timeline grows by one item per transition and drops its oldest.
+// No build step, no dependencies: this file is embedded in the binary as is.
 "use strict";
 
 (() => {
-  const POLL_MS = 2000;
-  const FETCH_TIMEOUT_MS = 4000;
-  const TIMELINE_MAX = 200;
+  const POLL_MS = 2000; // details of the page's circuits
+  const SUMMARY_MS = 10000; // summaries: the stats' bucket width
+  const FULL_MS = 60000;
+  const FETCH_TIMEOUT_MS = 8000;
+  const FULL_TIMEOUT_MS = 30000; // 10,000 circuits are a few MB
+  const TIMELINE_MAX = 100;
   const MAX_SEGMENTS = 20; // a larger threshold is drawn as a plain bar
+  const RENDER_MS = 250; // renders are coalesced to at most 4 a second
+  const EVIDENCE_SHOWN = 6;
 
   const STATE_LABEL = {
     closed: "Closed",
@@ -17,8 +32,11 @@
     forced_open: "Forced open",
     disabled: "Disabled",
   };
-  // Worst first: the favicon and the page title follow the worst state.
+  // Worst first: the favicon, the title and the health sort follow it.
   const SEVERITY = ["forced_open", "open", "half_open", "disabled", "closed"];
+  // The health sort ranks every circuit that rejects or probes alike, so a
+  // circuit cycling OPEN ⇄ HALF_OPEN keeps its place on the page.
+  const RANK = { forced_open: 0, open: 0, half_open: 0, disabled: 1, closed: 2 };
   const FAVICON_COLOR = {
     forced_open: "#8b0d17", open: "#d1242f", half_open: "#e09b13", disabled: "#6e7781", closed: "#1f883d",
   };
@@ -43,27 +61,48 @@
 
   const $ = (sel, root = document) => root.querySelector(sel);
   const num = new Intl.NumberFormat();
+  const dec = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
   const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
   const day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
 
   const model = {
-    circuits: [],           // last api/circuits answer
-    probeAt: new Map(),     // circuit name → performance.now() deadline of the next probe
-    transitions: [],        // newest first
+    circuits: new Map(),    // name → CircuitSummary, every circuit
+    details: new Map(),     // name → Circuit, the page's circuits
+    fleet: null,            // api/fleet for the page's circuits, with a shared state
+    fleetShared: true,      // false once api/fleet says this replica is alone
+    probeAt: new Map(),     // name → performance.now() deadline of the next probe
+    since: "",              // Breakerbox-Time of the last answer: the next delta's since
+    replica: "",
+    order: [],              // names after filter and sort
+    transitions: [],        // newest first, as shown
     seen: new Set(),        // transition keys already in the timeline
-    fresh: new Set(),       // transition keys to highlight once
     skewMs: 0,              // server clock minus ours, when it matters
     lastOK: 0,              // Date.now() of the last good api/circuits answer
     apiDown: false,
     stream: "connecting",   // live | reconnecting | connecting
   };
-  const cards = new Map(); // circuit name → card element
+  const view = {
+    query: "",
+    sort: "health",
+    states: new Set(),      // state chips pressed; none = every state
+    problems: false,
+    page: 0,
+    pageSize: 48,
+  };
+  const cards = new Map(); // name → card element, for the circuits on the page
+  const drawn = new WeakMap(); // card → the circuit object it last showed
 
   // ---- fetching ----------------------------------------------------------
 
-  async function getJSON(path) {
+  // mark times the first load's steps (performance.getEntriesByType("mark")).
+  let marks = 0;
+  function mark(name) {
+    if (marks++ < 20) performance.mark(name);
+  }
+
+  async function getJSON(path, timeout = FETCH_TIMEOUT_MS) {
     const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    const timer = setTimeout(() => ctl.abort(), timeout);
     try {
       const res = await fetch(path, { signal: ctl.signal, cache: "no-store", headers: { Accept: "application/json" } });
       if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
@@ -73,53 +112,119 @@
         // Date has 1 s resolution: only correct a skew that is clearly real.
         model.skewMs = Math.abs(skew) > 2000 ? skew : 0;
       }
-      return await res.json();
+      const tag = path.split("&")[0];
+      mark(`${tag} headers`);
+      const text = await res.text();
+      mark(`${tag} body`);
+      const body = JSON.parse(text);
+      mark(`${tag} parsed`);
+      return { body, headers: res.headers };
     } finally {
       clearTimeout(timer);
     }
   }
 
   let inFlight = null;
-  let again = false;
   let pollTimer = 0;
+  let lastFull = 0;
+  let lastSummary = 0;
+  let wantFull = true;
 
-  // refresh re-reads the circuits; calls while one is in flight coalesce
-  // into one more read after it, so a burst of events costs two requests.
-  function refresh() {
-    if (inFlight) {
-      again = true;
-      return inFlight;
-    }
+  // poll reads the summaries when due (all of them at start, every FULL_MS
+  // and after a reconnect; else the delta since the last answer), then the
+  // details of the circuits on the page.
+  function poll() {
+    if (inFlight) return inFlight;
     clearTimeout(pollTimer);
-    inFlight = getJSON("api/circuits")
-      .then((list) => {
+    inFlight = (async () => {
+      try {
+        const full = wantFull || !model.since || Date.now() - lastFull > FULL_MS;
+        if (full || Date.now() - lastSummary >= SUMMARY_MS) {
+          const path = "api/circuits?view=summary" + (full ? "" : `&since=${encodeURIComponent(model.since)}`);
+          const { body, headers } = await getJSON(path, full ? FULL_TIMEOUT_MS : FETCH_TIMEOUT_MS);
+          model.since = headers.get("Breakerbox-Time") || "";
+          lastSummary = Date.now();
+          if (full) {
+            wantFull = false;
+            lastFull = Date.now();
+          }
+          showReplica(headers.get("Breakerbox-Replica") || "");
+          merge(body || [], full);
+          if (orderDirty) computeOrder();
+        }
+        await loadDetails();
         model.apiDown = false;
         model.lastOK = Date.now();
-        setCircuits(list || []);
-      })
-      .catch(() => {
+      } catch {
         model.apiDown = true;
-      })
-      .finally(() => {
+      } finally {
         inFlight = null;
         renderConnection();
-        if (again) {
-          again = false;
-          refresh();
-        } else {
-          pollTimer = setTimeout(refresh, POLL_MS);
-        }
-      });
+        pollTimer = setTimeout(poll, POLL_MS);
+        if (pageNames().some((n) => !model.details.has(n))) detailsSoon();
+      }
+    })();
     return inFlight;
+  }
+
+  // loadDetails reads the full circuits of the page.
+  async function loadDetails() {
+    const names = pageNames();
+    if (!names.length) return;
+    const { body } = await getJSON("api/circuits?" + names.map((n) => "name=" + encodeURIComponent(n)).join("&"));
+    const keep = new Set(names);
+    for (const name of model.details.keys()) if (!keep.has(name)) model.details.delete(name);
+    if (model.fleetShared) {
+      try {
+        const { body: fleet } = await getJSON("api/fleet?" + names.map((n) => "name=" + encodeURIComponent(n)).join("&"));
+        model.fleetShared = fleet.shared;
+        model.fleet = fleet.shared ? fleet : null;
+        renderFleet();
+      } catch {
+        model.fleet = null; // Redis away: the replica's own numbers stand
+      }
+    }
+    mergeDetails(body || []);
+  }
+
+  // renderFleet says, with a shared state, how many replicas the fleet has
+  // and which are degraded.
+  function renderFleet() {
+    const f = model.fleet;
+    const box = $("#fleet");
+    box.hidden = !f;
+    if (!f) return;
+    const degraded = f.replicas.filter((r) => r.degraded).map((r) => r.replica);
+    setText(box, `fleet: ${f.replicas.length} replica${f.replicas.length === 1 ? "" : "s"}` + (degraded.length ? ` · degraded: ${degraded.join(", ")}` : ""));
+    box.dataset.degraded = degraded.length ? "true" : "false";
+    setAttr(box, "title", f.replicas.map((r) => `${r.replica}${r.degraded ? " (degraded)" : ""}: ${r.circuits_with_traffic} circuits with traffic, reported ${Math.round(r.reported_seconds_ago)} s ago`).join("\n"));
+  }
+
+  function mergeDetails(list) {
+    const now = performance.now();
+    for (const c of list) {
+      model.details.set(c.name, c);
+      setProbe(c.name, c.state, c.retry_after_seconds, now);
+      const s = model.circuits.get(c.name);
+      if (s && s.state !== c.state) model.circuits.set(c.name, { ...s, state: c.state });
+    }
+    invalidate(false);
+  }
+
+  function showReplica(replica) {
+    if (replica === model.replica) return;
+    model.replica = replica;
+    setText($("#replica"), replica ? `· replica ${replica}` : "");
   }
 
   async function loadTransitions() {
     try {
-      const list = await getJSON("api/transitions");
-      addTransitions((list || []).slice().reverse(), false);
+      const { body } = await getJSON("api/transitions?limit=" + TIMELINE_MAX);
+      addTransitions((body || []).slice().reverse(), false);
     } catch {
       // the poll reports the API as unreachable; the timeline keeps what it has
     }
+    if (!model.transitions.length) $("#timeline-empty").hidden = false;
   }
 
   function connectStream() {
@@ -136,7 +241,9 @@
       // Transitions may have happened while the stream was down.
       if (wasDown) {
         loadTransitions();
-        refresh();
+        wantFull = true;
+        model.fleetShared = true;
+        poll();
       }
     });
     es.addEventListener("error", () => {
@@ -151,56 +258,180 @@
       } catch {
         return;
       }
+      applyTransition(t);
       addTransitions([t], true);
-      refresh();
     });
   }
 
   // ---- model updates -----------------------------------------------------
 
-  function setCircuits(list) {
+  // merge takes summaries: of every circuit (full) or of those that
+  // changed.
+  function merge(list, full) {
     const now = performance.now();
+    const names = full ? new Set() : null;
+    let added = false;
     for (const c of list) {
-      if (c.state !== "open") {
-        model.probeAt.delete(c.name);
-        continue;
-      }
-      const at = now + c.retry_after_seconds * 1000;
-      const prev = model.probeAt.get(c.name);
-      // Keep the running countdown unless the server disagrees by more than
-      // its rounding, so the seconds do not jitter on every poll.
-      if (prev === undefined || Math.abs(prev - at) > 1000) model.probeAt.set(c.name, at);
+      if (full) names.add(c.name);
+      if (!model.circuits.has(c.name)) added = true;
+      model.circuits.set(c.name, c);
+      if (!model.details.has(c.name)) setProbe(c.name, c.state, c.retry_after_seconds || 0, now);
     }
-    model.circuits = list;
-    renderCircuits();
-    renderTotals();
-    tick();
+    if (full) {
+      for (const name of model.circuits.keys()) {
+        if (!names.has(name)) {
+          model.circuits.delete(name);
+          added = true;
+        }
+      }
+    } else if (added) {
+      wantFull = true; // a reload added circuits: read them all next time
+    }
+    invalidate(true);
+  }
+
+  function setProbe(name, state, seconds, now) {
+    if (state !== "open") {
+      model.probeAt.delete(name);
+      return;
+    }
+    const at = now + seconds * 1000;
+    const prev = model.probeAt.get(name);
+    // Keep the running countdown unless the server disagrees by more than
+    // its rounding, so the seconds do not jitter on every poll.
+    if (prev === undefined || Math.abs(prev - at) > 1000) model.probeAt.set(name, at);
+  }
+
+  // applyTransition shows a transition's new state at once; the next delta
+  // brings the counters.
+  function applyTransition(t) {
+    const s = model.circuits.get(t.circuit);
+    if (!s) return;
+    const retry = t.to === "open" ? t.open_for_seconds || 0 : 0;
+    model.circuits.set(t.circuit, { ...s, state: t.to, retry_after_seconds: retry, consecutive_failures: 0 });
+    const old = model.details.get(t.circuit);
+    if (old) {
+      const c = { ...old, state: t.to, last_transition: t, retry_after_seconds: retry };
+      if (t.to === "open") c.opened = t;
+      else if (t.to === "closed") c.opened = undefined;
+      if (t.to === "half_open") c.consecutive_successes = 0;
+      model.details.set(t.circuit, c);
+    }
+    model.probeAt.delete(t.circuit);
+    setProbe(t.circuit, t.to, retry, performance.now());
+    invalidate(true);
   }
 
   const transitionKey = (t) => `${t.circuit}|${t.at}|${t.from}|${t.to}`;
 
-  // addTransitions takes transitions oldest first and puts the new ones on
-  // top of the timeline.
+  // addTransitions takes transitions oldest first; the next render puts
+  // them on top of the timeline, one item each, in one insertion.
+  const incoming = document.createDocumentFragment();
+  let announce = "";
+  let rebuildTimeline = false;
   function addTransitions(list, highlight) {
-    let added = false;
+    if (!highlight && model.transitions.length) {
+      // History read after a reconnect may be older than what is shown:
+      // sort, and draw the timeline once (rare, unlike a live event).
+      rebuildTimeline = true;
+    }
     for (const t of list) {
       const k = transitionKey(t);
       if (model.seen.has(k)) continue;
       model.seen.add(k);
-      if (highlight) {
-        model.fresh.add(k);
-        setText($("#announce"), t.message || `${t.circuit}: ${STATE_LABEL[t.to] || t.to}`);
-      }
+      if (highlight) announce = t.message || `${t.circuit}: ${STATE_LABEL[t.to] || t.to}`;
       model.transitions.unshift(t);
-      added = true;
+      const li = timelineItem(t);
+      if (highlight) li.classList.add("new");
+      incoming.prepend(li);
     }
-    if (!added) return;
-    model.transitions.sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+    invalidate(false);
+  }
+
+  function renderTimeline() {
+    const ol = $("#timeline");
+    if (rebuildTimeline) {
+      rebuildTimeline = false;
+      model.transitions.sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+      incoming.replaceChildren();
+      ol.replaceChildren(...model.transitions.slice(0, TIMELINE_MAX).map(timelineItem));
+    }
+    if (!incoming.firstChild && ol.childElementCount <= TIMELINE_MAX) return;
+    ol.prepend(incoming);
+    if (announce) setText($("#announce"), announce);
+    announce = "";
     while (model.transitions.length > TIMELINE_MAX) model.seen.delete(transitionKey(model.transitions.pop()));
-    renderTimeline();
+    while (ol.childElementCount > TIMELINE_MAX) ol.lastElementChild.remove();
+    $("#timeline-empty").hidden = model.transitions.length > 0;
+    setText($("#timeline-count"), model.transitions.length ? `${model.transitions.length} recent` : "");
+  }
+
+  // ---- ordering ------------------------------------------------------------
+
+  let orderDirty = true;
+  let renderTimer = 0;
+
+  // invalidate asks for a render soon; reorder when the data the order
+  // depends on moved.
+  function invalidate(reorder) {
+    if (reorder) orderDirty = true;
+    if (!renderTimer) renderTimer = setTimeout(render, RENDER_MS);
+  }
+
+  // Sort keys, from a CircuitSummary (its zero fields are left out).
+  const rps = (c) => (c.requests_per_second || 0) + (c.rejected_per_second || 0);
+  const errPct = (c) => c.error_percent || 0;
+  const p99 = (c) => c.p99_ms || 0;
+  const health = (c) =>
+    // Within closed: the closest to opening first (then by name: a sort
+    // on rates would reshuffle the page on every poll).
+    c.state === "closed" ? (c.consecutive_failures || 0) / Math.max(1, c.failure_threshold) + errPct(c) / 100 : 0;
+
+  const COMPARE = {
+    health: (a, b) => RANK[a.state] - RANK[b.state] || health(b) - health(a),
+    volume: (a, b) => rps(b) - rps(a),
+    errors: (a, b) => errPct(b) - errPct(a) || rps(b) - rps(a),
+    latency: (a, b) => p99(b) - p99(a),
+    name: () => 0,
+  };
+
+  function computeOrder() {
+    const q = view.query.toLowerCase();
+    const list = [];
+    for (const c of model.circuits.values()) {
+      if (view.problems && c.state === "closed") continue;
+      if (view.states.size && !view.states.has(c.state)) continue;
+      if (q && !c.name.toLowerCase().includes(q)) continue;
+      list.push(c);
+    }
+    const cmp = COMPARE[view.sort];
+    list.sort((a, b) => cmp(a, b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    model.order = list.map((c) => c.name);
+    orderDirty = false;
   }
 
   // ---- rendering ---------------------------------------------------------
+
+  // detailsSoon reads the page's details now rather than at the next poll
+  // (the page changed: paging, search, sort, a new problem on top).
+  let detailsTimer = 0;
+  function detailsSoon() {
+    if (detailsTimer || inFlight) return;
+    detailsTimer = setTimeout(() => {
+      detailsTimer = 0;
+      if (!inFlight) loadDetails().catch(() => {});
+    }, 50);
+  }
+
+  function render() {
+    renderTimer = 0;
+    if (orderDirty) computeOrder();
+    renderTotals();
+    renderPage();
+    renderTimeline();
+    tick();
+    if (cards.size) mark("rendered");
+  }
 
   function el(tag, attrs = {}, ...children) {
     const e = document.createElement(tag);
@@ -213,8 +444,19 @@
     return e;
   }
 
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    return e;
+  }
+
   function setText(node, text) {
     if (node.textContent !== text) node.textContent = text;
+  }
+
+  function setAttr(node, k, v) {
+    if (node.getAttribute(k) !== v) node.setAttribute(k, v);
   }
 
   function host(url) {
@@ -225,91 +467,83 @@
     }
   }
 
-  // groups puts single-upstream services together and gives each per-region
-  // service its own group, so that the regions of one provider sit side by
-  // side.
-  function groups(list) {
-    const single = { key: "", title: "Services", circuits: [] };
-    const regional = new Map();
-    for (const c of list) {
-      if (!c.region) {
-        single.circuits.push(c);
-        continue;
+  function pageNames() {
+    const pages = Math.max(1, Math.ceil(model.order.length / view.pageSize));
+    view.page = Math.min(view.page, pages - 1);
+    const from = view.page * view.pageSize;
+    return model.order.slice(from, from + view.pageSize);
+  }
+
+  // renderPage shows the current page of model.order: it keeps the cards
+  // already there, creates the missing, drops the rest, and moves a card
+  // only when its place changed. A circuit whose details have not arrived
+  // yet gets its card when they do (a fetch is on its way).
+  function renderPage() {
+    const root = $("#cards");
+    const all = pageNames();
+    const from = view.page * view.pageSize;
+    const pages = Math.max(1, Math.ceil(model.order.length / view.pageSize));
+    const names = all.filter((n) => model.details.has(n));
+    if (names.length < all.length) detailsSoon();
+    const keep = new Set(names);
+    for (const [name, card] of cards) {
+      if (!keep.has(name)) {
+        card.remove();
+        cards.delete(name);
       }
-      if (!regional.has(c.service)) regional.set(c.service, { key: c.service, title: c.service, circuits: [] });
-      regional.get(c.service).circuits.push(c);
     }
-    const out = [];
-    if (single.circuits.length) out.push(single);
-    for (const g of [...regional.values()].sort((a, b) => a.key.localeCompare(b.key))) out.push(g);
-    return out;
-  }
-
-  let layoutKey = "";
-
-  function renderCircuits() {
-    const root = $("#groups");
-    const gs = groups(model.circuits);
-    const key = gs.map((g) => g.key + ":" + g.circuits.map((c) => c.name).join(",")).join(";");
-    if (key !== layoutKey) {
-      // The set of circuits changed (first load or a config reload): rebuild.
-      layoutKey = key;
-      cards.clear();
-      root.replaceChildren();
-      if (!gs.length) root.append(el("p", { class: "placeholder", text: "No circuits configured." }));
-      for (const g of gs) {
-        const grid = el("div", { class: "grid" });
-        const summary = el("span", { class: "group-summary" });
-        const section = el(
-          "section",
-          { class: "group", "data-group": g.key || "services", "aria-label": g.key ? `${g.title} regions` : g.title },
-          el("div", { class: "group-h" }, el("h3", { text: g.title }), el("span", { class: "group-meta muted" }), summary),
-          grid,
-        );
-        for (const c of g.circuits) {
-          const card = newCard(c, !!g.key);
-          cards.set(c.name, card);
-          grid.append(card);
-        }
-        root.append(section);
+    $("#loading")?.remove();
+    let prev = null;
+    for (const name of names) {
+      const c = model.details.get(name);
+      let card = cards.get(name);
+      if (!card) {
+        card = newCard(c);
+        cards.set(name, card);
       }
-      root.setAttribute("aria-busy", "false");
+      const want = prev ? prev.nextElementSibling : root.firstElementChild;
+      if (want !== card) root.insertBefore(card, want);
+      if (drawn.get(card) !== c) {
+        updateCard(card, c);
+        drawn.set(card, c);
+      }
+      updateFleetRates(card, name);
+      prev = card;
     }
-    for (const c of model.circuits) updateCard(cards.get(c.name), c);
-    for (const section of root.querySelectorAll(".group")) updateGroup(section, gs.find((g) => (g.key || "services") === section.dataset.group));
+    let empty = $("#empty", root);
+    if (!names.length) {
+      if (!empty) root.append((empty = el("p", { class: "placeholder", id: "empty" })));
+      setText(empty, model.circuits.size ? "No circuit matches the search and filters." : "No circuits configured.");
+    } else if (empty) {
+      empty.remove();
+    }
+    root.setAttribute("aria-busy", "false");
+    const n = model.order.length;
+    setText($("#range"), n ? `${num.format(from + 1)}–${num.format(from + all.length)} of ${num.format(n)}${n < model.circuits.size ? ` (of ${num.format(model.circuits.size)})` : ""}` : "");
+    $("#prev-page").disabled = view.page === 0;
+    $("#next-page").disabled = view.page >= pages - 1;
   }
 
-  function updateGroup(section, g) {
-    if (!g) return;
-    const meta = $(".group-meta", section);
-    if (g.key) {
-      const s = g.circuits[0].settings;
-      setText(meta, `${g.circuits.length} regions · opens after ${s.failure_threshold} failures · ${dur(s.open_timeout_seconds)} open`);
-    } else {
-      setText(meta, `${g.circuits.length} upstreams`);
-    }
-    const bad = g.circuits.filter((c) => c.state !== "closed").length;
-    const summary = $(".group-summary", section);
-    setText(summary, bad ? `${bad} not closed` : "all closed");
-    summary.dataset.ok = bad ? "false" : "true";
-  }
-
-  function newCard(c, regional) {
-    const title = regional ? c.region : c.name;
-    const card = el(
+  function newCard(c) {
+    const title = c.region ? c.region : c.name;
+    const kind = c.kind && c.kind !== "http" ? c.kind.toUpperCase() + " " : "";
+    return el(
       "article",
       { class: "card", "data-circuit": c.name, "data-state": c.state, tabindex: "-1" },
       el(
         "header",
         { class: "card-h" },
-        el("h4", { class: "name", title: c.name, text: title }),
+        el("h4", { class: "name", title: c.name }, c.region ? el("span", { class: "svc muted", text: c.service + " / " }) : null, title),
         el(
           "div",
           { class: "card-sub" },
-          el("span", { class: "upstream muted", title: c.upstream, text: (c.kind && c.kind !== "http" ? c.kind.toUpperCase() + " " : "") + host(c.upstream) }),
+          el("span", { class: "upstream muted", title: c.upstream, text: kind + host(c.upstream) }),
           el("span", { class: "pill", "data-role": "state" }),
         ),
       ),
+      sparkline(),
+      el("p", { class: "rates", "data-role": "rates" }),
+      el("p", { class: "rates fleet-rates muted", "data-role": "fleet", hidden: "" }),
       el(
         "div",
         { class: "meter", role: "meter", "aria-valuemin": "0", "data-role": "meter" },
@@ -322,6 +556,7 @@
         el("span", { class: "status-text" }),
         el("div", { class: "drain", "aria-hidden": "true" }, el("div", { class: "drain-fill" })),
       ),
+      el("div", { class: "evidence", "data-role": "evidence", hidden: "" }),
       el(
         "dl",
         { class: "counts" },
@@ -338,23 +573,87 @@
         ),
       ),
     );
-    return card;
+  }
+
+  function updateFleetRates(card, name) {
+    const box = $("[data-role=fleet]", card);
+    const f = model.fleet && model.fleet.circuits[name];
+    box.hidden = !f || f.replicas.length < 2;
+    if (box.hidden) return;
+    setText(box, `fleet ${dec.format(f.requests_per_second)} req/s · ${dec.format(f.error_percent)}% err · ${f.replicas.length} replicas`);
+    setAttr(box, "title", `last minute over ${f.replicas.join(", ")}`);
+  }
+
+  // sparkline is the last 5 minutes in 10 s buckets: calls (area), failures
+  // (red line) and rejections (dashed).
+  function sparkline() {
+    const s = svg("svg", { class: "spark", viewBox: "0 0 120 28", preserveAspectRatio: "none", "aria-hidden": "true" });
+    s.append(
+      svg("polygon", { class: "spark-calls", points: "" }),
+      svg("polyline", { class: "spark-rejected", points: "" }),
+      svg("polyline", { class: "spark-failures", points: "" }),
+    );
+    return s;
+  }
+
+  function points(series, max, area) {
+    const n = series.length;
+    const step = 120 / Math.max(1, n - 1);
+    let p = area ? "0,28 " : "";
+    for (let i = 0; i < n; i++) p += `${(i * step).toFixed(1)},${(27 - (26 * series[i]) / max).toFixed(1)} `;
+    if (area) p += "120,28";
+    return p;
+  }
+
+  function updateSpark(card, c) {
+    const s = $(".spark", card);
+    const b = c.stats && c.stats.buckets;
+    if (!b) {
+      s.dataset.idle = "true";
+      for (const e of s.children) setAttr(e, "points", "");
+      return;
+    }
+    s.dataset.idle = "false";
+    const calls = b.requests.map((v, i) => v + b.rejected[i]);
+    const max = Math.max(1, ...calls);
+    setAttr(s.children[0], "points", points(b.requests, max, true));
+    setAttr(s.children[1], "points", points(b.rejected, max, false));
+    setAttr(s.children[2], "points", points(b.failures, max, false));
   }
 
   function count(key, label) {
     return el("div", { "data-count": key }, el("dt", { text: label }), el("dd", { text: "0" }));
   }
 
+  function ms(v) {
+    if (v >= 1000) return `${dec.format(v / 1000)} s`;
+    return `${v >= 10 ? Math.round(v) : dec.format(v)} ms`;
+  }
+
   function updateCard(card, c) {
-    if (!card) return;
     if (card.dataset.state !== c.state) {
       card.dataset.state = c.state;
       card.classList.remove("flash");
       void card.offsetWidth; // restart the animation
       card.classList.add("flash");
     }
-    card.setAttribute("aria-label", `${c.name}: ${STATE_LABEL[c.state] || c.state}`);
+    setAttr(card, "aria-label", `${c.name}: ${STATE_LABEL[c.state] || c.state}`);
     setText($("[data-role=state]", card), STATE_LABEL[c.state] || c.state);
+
+    const st = c.stats;
+    const rates = $("[data-role=rates]", card);
+    if (st) {
+      const parts = [`${dec.format(st.requests_per_second)} req/s`, `${dec.format(st.error_percent)}% err`];
+      if (st.requests_per_second > 0) parts.push(`p50 ${ms(st.p50_ms)}`, `p99 ${ms(st.p99_ms)}`);
+      if (st.rejected_per_second > 0) parts.push(`${dec.format(st.rejected_per_second)} rej/s`);
+      setText(rates, parts.join(" · "));
+      rates.dataset.level = st.error_percent >= 50 ? "bad" : st.error_percent >= 5 ? "warn" : "ok";
+      setAttr(rates, "title", `last ${Math.round(st.window_seconds)} s`);
+    } else {
+      setText(rates, "no traffic in 5 min");
+      rates.dataset.level = "idle";
+    }
+    updateSpark(card, c);
 
     const counts = { success: c.counts.success, failure: c.counts.failure, ignored: c.counts.ignored, rejected: c.rejected + c.rejected_half_open };
     for (const [k, v] of Object.entries(counts)) {
@@ -364,12 +663,41 @@
     }
 
     updateMeter($("[data-role=meter]", card), c);
-
+    updateEvidence($("[data-role=evidence]", card), c);
     card.dataset.openFor = String(c.settings.open_timeout_seconds);
 
     for (const b of card.querySelectorAll("[data-action]")) {
       b.disabled = (b.dataset.action === "open" && c.state === "forced_open") || (b.dataset.action === "close" && c.state === "disabled");
     }
+    updateStatus(card, c.name, performance.now());
+  }
+
+  // updateEvidence lists, while the circuit is not closed, the outcomes
+  // that opened it (the newest EVIDENCE_SHOWN).
+  function updateEvidence(box, c) {
+    const o = c.state !== "closed" && c.opened;
+    const ev = (o && o.evidence) || [];
+    const key = o ? transitionKey(o) + ev.length : "";
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    box.hidden = !ev.length;
+    if (!ev.length) {
+      box.replaceChildren();
+      return;
+    }
+    const shown = ev.slice(-EVIDENCE_SHOWN);
+    box.replaceChildren(
+      el("span", { class: "ev-label muted", text: "why" }),
+      ...shown.map((e) =>
+        el("span", {
+          class: "ev",
+          "data-ok": e.status && e.status < 500 ? "true" : "false",
+          title: `${e.status || e.error} after ${ms(e.latency_ms)} at ${stamp(e.at)}${e.replica ? " on " + e.replica : ""}`,
+          text: `${e.status || e.error.replace("_", " ")} ${ms(e.latency_ms)}`,
+        }),
+      ),
+    );
+    setAttr(box, "title", `${o.message}${o.replica ? " (replica " + o.replica + ")" : ""}: last ${ev.length} outcomes`);
   }
 
   // updateMeter draws the number that matters in the circuit's state:
@@ -402,9 +730,9 @@
     }
     meter.dataset.kind = kind;
     meter.dataset.level = level;
-    meter.setAttribute("aria-valuemax", String(max));
-    meter.setAttribute("aria-valuenow", String(n));
-    meter.setAttribute("aria-label", kind === "probes" ? `${n} of ${max} successful probes needed to close` : `${c.consecutive_failures} of ${s.failure_threshold} consecutive failures`);
+    setAttr(meter, "aria-valuemax", String(max));
+    setAttr(meter, "aria-valuenow", String(n));
+    setAttr(meter, "aria-label", kind === "probes" ? `${n} of ${max} successful probes needed to close` : `${c.consecutive_failures} of ${s.failure_threshold} consecutive failures`);
     const segs = $(".segs", meter);
     const segCount = max <= MAX_SEGMENTS ? max : 1;
     if (segs.childElementCount !== segCount) segs.replaceChildren(...Array.from({ length: segCount }, () => el("i")));
@@ -414,8 +742,8 @@
     setText($(".meter-label", meter), label);
   }
 
-  // tick redraws everything that depends on the time: countdowns, "ago"
-  // labels and the connection's freshness. It runs every second.
+  // tick redraws what depends on the time: the countdowns on the page,
+  // "ago" labels and the connection's freshness. It runs every second.
   function tick() {
     const now = performance.now();
     for (const [name, card] of cards) updateStatus(card, name, now);
@@ -438,7 +766,7 @@
           msg = `Next probe in ${mmss(left)}`;
           pct = Math.min(100, (100 * left) / total);
         } else {
-          msg = "Half-opening now…";
+          msg = "Probe due";
           pct = 0;
         }
         card.dataset.countdown = String(left);
@@ -450,19 +778,29 @@
       // Other states show their meter instead (see updateMeter).
     }
     setText(text, msg);
-    card.querySelector(".drain").hidden = pct === null;
-    if (pct !== null) fill.style.width = `${pct}%`;
+    const drain = card.querySelector(".drain");
+    if (drain.hidden !== (pct === null)) drain.hidden = pct === null;
+    if (pct !== null) {
+      const w = `scaleX(${pct / 100})`;
+      if (fill.style.transform !== w) fill.style.transform = w;
+    }
   }
 
+  let lastTotals = "";
   function renderTotals() {
     const totals = { closed: 0, half_open: 0, open: 0, forced_open: 0, disabled: 0 };
-    for (const c of model.circuits) totals[c.state] = (totals[c.state] || 0) + 1;
-    for (const li of document.querySelectorAll("#totals [data-total]")) {
-      const n = totals[li.dataset.total] || 0;
-      setText($("b", li), String(n));
-      li.dataset.zero = n ? "false" : "true";
+    for (const c of model.circuits.values()) totals[c.state] = (totals[c.state] || 0) + 1;
+    const key = JSON.stringify(totals) + [...view.states].join();
+    if (key === lastTotals) return;
+    lastTotals = key;
+    for (const b of document.querySelectorAll("#totals [data-total]")) {
+      const s = b.dataset.total;
+      const n = totals[s] || 0;
+      setText($("b", b), num.format(n));
+      b.dataset.zero = n ? "false" : "true";
+      b.setAttribute("aria-pressed", String(view.states.has(s)));
       // Forced and disabled circuits are rare: their chips appear only when needed.
-      li.hidden = !n && (li.dataset.total === "forced_open" || li.dataset.total === "disabled");
+      b.parentElement.hidden = !n && !view.states.has(s) && (s === "forced_open" || s === "disabled");
     }
     const worst = SEVERITY.find((s) => totals[s] > 0) || "closed";
     const bad = totals.open + totals.forced_open;
@@ -474,8 +812,8 @@
   function setFavicon(state) {
     if (state === faviconState) return;
     faviconState = state;
-    const svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="${FAVICON_COLOR[state]}"/></svg>`;
-    $("#favicon").href = "data:image/svg+xml," + encodeURIComponent(svg);
+    const svgText = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="${FAVICON_COLOR[state]}"/></svg>`;
+    $("#favicon").href = "data:image/svg+xml," + encodeURIComponent(svgText);
   }
 
   function renderConnection() {
@@ -492,46 +830,39 @@
     document.body.classList.toggle("stale", model.apiDown);
   }
 
-  function renderTimeline() {
-    const ol = $("#timeline");
-    const items = model.transitions.map((t) => {
-      const k = transitionKey(t);
-      const li = el(
-        "li",
-        { class: "tl", "data-transition": "", "data-circuit": t.circuit, "data-from": t.from, "data-to": t.to, "data-state": t.to },
-        el("span", { class: "tl-dot", "aria-hidden": "true" }),
+  function timelineItem(t) {
+    return el(
+      "li",
+      { class: "tl", "data-transition": "", "data-circuit": t.circuit, "data-from": t.from, "data-to": t.to, "data-state": t.to },
+      el("span", { class: "tl-dot", "aria-hidden": "true" }),
+      el(
+        "div",
+        { class: "tl-body" },
         el(
           "div",
-          { class: "tl-body" },
+          { class: "tl-head" },
+          el("button", { type: "button", class: "tl-circuit link", "data-goto": t.circuit, title: "Show this circuit", text: t.circuit }),
           el(
-            "div",
-            { class: "tl-head" },
-            el("button", { type: "button", class: "tl-circuit link", "data-goto": t.circuit, title: "Show this circuit", text: t.circuit }),
-            el(
-              "span",
-              { class: "tl-when muted" },
-              el("time", { datetime: t.at, title: new Date(t.at).toString(), text: stamp(t.at) }),
-              el("span", { class: "ago", "data-ago": t.at, text: agoText(Date.parse(t.at) - model.skewMs) }),
-            ),
+            "span",
+            { class: "tl-when muted" },
+            el("time", { datetime: t.at, title: new Date(t.at).toString(), text: stamp(t.at) }),
+            el("span", { class: "ago", "data-ago": t.at, text: agoText(Date.parse(t.at) - model.skewMs) }),
           ),
-          el(
-            "div",
-            { class: "tl-change" },
-            el("span", { class: "pill sm", "data-state": t.from, text: STATE_LABEL[t.from] || t.from }),
-            el("span", { class: "arrow", "aria-label": "to", text: "→" }),
-            el("span", { class: "pill sm", "data-state": t.to, text: STATE_LABEL[t.to] || t.to }),
-            el("code", { class: "reason", title: "reason", text: t.reason }),
-          ),
-          t.message ? el("p", { class: "tl-msg", text: t.message }) : null,
         ),
-      );
-      if (model.fresh.has(k)) li.classList.add("new");
-      return li;
-    });
-    model.fresh.clear();
-    ol.replaceChildren(...items);
-    $("#timeline-empty").hidden = items.length > 0;
-    setText($("#timeline-count"), items.length ? `${items.length} recent` : "");
+        el(
+          "div",
+          { class: "tl-change" },
+          el("span", { class: "pill sm", "data-state": t.from, text: STATE_LABEL[t.from] || t.from }),
+          el("span", { class: "arrow", "aria-label": "to", text: "→" }),
+          el("span", { class: "pill sm", "data-state": t.to, text: STATE_LABEL[t.to] || t.to }),
+          el("code", { class: "reason", title: "reason", text: t.reason }),
+        ),
+        t.message ? el("p", { class: "tl-msg", text: t.message + (t.replica ? ` · ${t.replica}` : "") }) : null,
+        t.evidence && t.evidence.length
+          ? el("p", { class: "tl-ev muted", text: "after " + t.evidence.slice(-EVIDENCE_SHOWN).map((e) => `${e.status || e.error} ${ms(e.latency_ms)}`).join(", ") })
+          : null,
+      ),
+    );
   }
 
   // ---- time formatting ---------------------------------------------------
@@ -541,23 +872,20 @@
     return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
   }
 
-  function dur(s) {
-    if (s >= 60 && s % 60 === 0) return `${s / 60} min`;
-    return `${s}s`;
-  }
-
   function stamp(iso) {
     const d = new Date(iso);
     const today = new Date().toDateString() === d.toDateString();
     return today ? clock.format(d) : `${day.format(d)} ${clock.format(d)}`;
   }
 
-  // agoText is "12s ago" for a time in our clock's milliseconds. Server
-  // times are shifted into ours first (minus model.skewMs).
+  // agoText is "20s ago" for a time in our clock's milliseconds. Server
+  // times are shifted into ours first (minus model.skewMs). Under a minute
+  // it moves in steps of 10 s: a timeline of 100 recent items would
+  // otherwise change 100 texts (and lay the page out) every second.
   function agoText(ms) {
     const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-    if (s < 2) return "just now";
-    if (s < 60) return `${s}s ago`;
+    if (s < 10) return "just now";
+    if (s < 60) return `${Math.floor(s / 10) * 10}s ago`;
     if (s < 3600) return `${Math.floor(s / 60)} min ago`;
     if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min ago`;
     return `${Math.floor(s / 86400)} d ago`;
@@ -633,7 +961,7 @@
       if (token) storeToken(token);
       $("#control").close();
       toast(`${circuit} ${ACTIONS[action].done}`, "ok");
-      refresh();
+      if (body.name) mergeDetails([body]);
     } catch (e) {
       err.textContent = `Could not reach the admin API: ${e.message}`;
       err.hidden = false;
@@ -648,8 +976,24 @@
     setTimeout(() => t.remove(), 5000);
   }
 
-  function goTo(circuit) {
-    const card = cards.get(circuit);
+  // goTo shows a circuit's card: on its page, with the filters cleared if
+  // they hide it.
+  function goTo(name) {
+    if (!model.circuits.has(name)) return;
+    if (orderDirty) computeOrder();
+    let i = model.order.indexOf(name);
+    if (i < 0) {
+      view.query = "";
+      $("#search").value = "";
+      view.states.clear();
+      view.problems = false;
+      $("#problems").checked = false;
+      computeOrder();
+      i = model.order.indexOf(name);
+    }
+    view.page = Math.floor(i / view.pageSize);
+    render();
+    const card = cards.get(name);
     if (!card) return;
     card.scrollIntoView({ block: "nearest", behavior: matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth" });
     card.focus({ preventScroll: true });
@@ -658,17 +1002,99 @@
     card.classList.add("flash");
   }
 
+  // nextProblem goes to the next circuit not closed after the focused one,
+  // in the page's order, round to the first.
+  function nextProblem() {
+    if (orderDirty) computeOrder();
+    const current = document.activeElement && document.activeElement.closest && document.activeElement.closest(".card");
+    const from = current ? model.order.indexOf(current.dataset.circuit) : -1;
+    const n = model.order.length;
+    for (let k = 1; k <= n; k++) {
+      const name = model.order[(from + k) % n];
+      if (model.circuits.get(name).state !== "closed") {
+        goTo(name);
+        return;
+      }
+    }
+    toast("No circuit is open, half-open, forced or disabled", "ok");
+  }
+
+  // pageSize fits the cards to the viewport: a page is about two screens.
+  function fitPage() {
+    const w = $("#cards").clientWidth || window.innerWidth;
+    const cols = Math.max(1, Math.floor((w + 10) / 232));
+    const rows = Math.max(4, Math.ceil((2 * window.innerHeight) / 250));
+    view.pageSize = Math.min(96, cols * rows);
+  }
+
   // ---- start -------------------------------------------------------------
 
   function start() {
     setText($("#where"), `· ${location.host}`);
-    $("#groups").addEventListener("click", (ev) => {
+    fitPage();
+    $("#cards").addEventListener("click", (ev) => {
       const b = ev.target.closest("button[data-action]");
       if (b) openControl(b.closest("[data-circuit]").dataset.circuit, b.dataset.action);
     });
     $("#timeline").addEventListener("click", (ev) => {
       const b = ev.target.closest("[data-goto]");
       if (b) goTo(b.dataset.goto);
+    });
+    $("#totals").addEventListener("click", (ev) => {
+      const b = ev.target.closest("[data-total]");
+      if (!b) return;
+      const s = b.dataset.total;
+      if (view.states.has(s)) view.states.delete(s);
+      else view.states.add(s);
+      view.page = 0;
+      lastTotals = "";
+      invalidate(true);
+    });
+    let searchTimer = 0;
+    $("#search").addEventListener("input", (ev) => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(() => {
+        view.query = ev.target.value.trim();
+        view.page = 0;
+        invalidate(true);
+      }, 120);
+    });
+    $("#sort").addEventListener("change", (ev) => {
+      view.sort = ev.target.value;
+      view.page = 0;
+      invalidate(true);
+    });
+    $("#problems").addEventListener("change", (ev) => {
+      view.problems = ev.target.checked;
+      view.page = 0;
+      invalidate(true);
+    });
+    $("#next-problem").addEventListener("click", nextProblem);
+    $("#prev-page").addEventListener("click", () => {
+      view.page = Math.max(0, view.page - 1);
+      render();
+    });
+    $("#next-page").addEventListener("click", () => {
+      view.page++;
+      render();
+    });
+    document.addEventListener("keydown", (ev) => {
+      if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.target.closest("input, select, textarea, dialog")) {
+        if (ev.key === "Escape" && ev.target.id === "search") ev.target.blur();
+        return;
+      }
+      if (ev.key === "n" || ev.key === "j") {
+        ev.preventDefault();
+        nextProblem();
+      } else if (ev.key === "/") {
+        ev.preventDefault();
+        $("#search").focus();
+      }
+    });
+    window.addEventListener("resize", () => {
+      const before = view.pageSize;
+      fitPage();
+      if (view.pageSize !== before) invalidate(false);
     });
     $("#control-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -682,10 +1108,8 @@
       $("#token").focus();
     });
 
-    refresh();
-    loadTransitions().then(() => {
-      if (!model.transitions.length) $("#timeline-empty").hidden = false;
-    });
+    poll();
+    loadTransitions();
     connectStream();
     setInterval(tick, 1000);
   }
