@@ -33,7 +33,7 @@ type Breaker struct {
 	origin         time.Time // the clock at New: instants count from here
 	sysClock       bool      // Clock is SystemClock (see now)
 	rules          rules
-	sync           Sync   // nil unless the breaker is shared with a fleet
+	fleet          fleet  // Config.Sync and its hooks; zero unless shared with a fleet
 	probeMsg       string // logged per probe sent; built once, so that a probe allocates nothing
 
 	_  [64]byte // keep the lock and what it guards off the lines read lock-free
@@ -84,7 +84,6 @@ func New(cfg Config) (*Breaker, error) {
 		onTransition:   cfg.OnTransition,
 		countSuccesses: cfg.CountSuccesses,
 		dryRun:         cfg.DryRun,
-		sync:           cfg.Sync,
 		totals:         newCounters(),
 		rules:          rules{failureThreshold: cfg.FailureThreshold, halfOpenSuccesses: cfg.HalfOpenSuccesses, rate: cfg.FailureRate != nil},
 	}
@@ -96,8 +95,9 @@ func New(cfg Config) (*Breaker, error) {
 		b.timed = r.SlowCall > 0
 	}
 	b.storeWord()
-	if b.sync != nil {
-		b.sync.Attach(b)
+	if cfg.Sync != nil {
+		b.fleet = newFleet(b, cfg.Sync)
+		cfg.Sync.Attach(b.fleet.link)
 	}
 	return b, nil
 }
@@ -154,7 +154,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 			b.totals.add(countRejected)
 			return b.openErr.Load() // set before the word said open
 		}
-		t, err := b.Allow()
+		t, err := b.AllowContext(ctx)
 		if err != nil {
 			return err
 		}
@@ -214,8 +214,17 @@ type Ticket struct {
 // Allow asks for permission to make one call. On success the caller makes
 // the call and reports its outcome on the returned Ticket. On rejection the
 // error satisfies errors.Is(err, ErrOpen). Use Allow where a closure does not
-// fit (HTTP middleware, queue consumers); prefer Do otherwise.
-func (b *Breaker) Allow() (Ticket, error) {
+// fit (HTTP middleware, queue consumers); prefer Do otherwise. Allow is
+// AllowContext with context.Background(): a breaker shared with a fleet
+// may wait for a probe's lease; pass the call's context with AllowContext.
+func (b *Breaker) Allow() (Ticket, error) { return b.AllowContext(context.Background()) }
+
+// AllowContext is Allow for a call made under ctx. The only wait is a
+// HALF_OPEN probe's lease from a fleet (Config.Sync); if ctx ends before the
+// fleet grants it, AllowContext returns ctx's error: the call is not
+// admitted, and neither counted as a rejection nor as an outcome. Without a
+// fleet, or in any other state, ctx is not read.
+func (b *Breaker) AllowContext(ctx context.Context) (Ticket, error) {
 	w := word(b.word.Load())
 	switch w.state() {
 	case Closed, Disabled:
@@ -232,23 +241,27 @@ func (b *Breaker) Allow() (Ticket, error) {
 		b.totals.add(countRejected)
 		return Ticket{}, b.openErr.Load()
 	}
-	return b.allowProbe()
+	return b.allowProbe(ctx)
 }
 
-func (b *Breaker) allowProbe() (Ticket, error) {
+func (b *Breaker) allowProbe(ctx context.Context) (Ticket, error) {
 	b.mu.Lock()
 	t, err := b.takeProbe()
 	b.mu.Unlock()
 	if err != nil || t.probe == 0 {
 		return t, err
 	}
-	if b.sync == nil {
+	if b.fleet.probes == nil {
 		b.logProbe(t.probe)
 		return t, nil
 	}
 	// The slot is ours locally; the fleet may still hold its slots
 	// elsewhere. Asked outside the lock: it may wait on the network.
-	ok, retry := b.sync.AcquireProbe(b, t.probe)
+	ok, retry, err := false, time.Duration(0), ctx.Err()
+	if err == nil {
+		ok, retry = b.fleet.probes.AcquireProbe(ctx, b.fleet.link, t.probe)
+		err = ctx.Err()
+	}
 	if ok {
 		b.logProbe(t.probe)
 		return t, nil
@@ -256,6 +269,9 @@ func (b *Breaker) allowProbe() (Ticket, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.releaseProbe(t.probe)
+	if err != nil { // the caller gave up waiting: no call, no rejection
+		return Ticket{}, err
+	}
 	b.halfOpenRejected++
 	return Ticket{}, &OpenError{Name: b.name, State: HalfOpen, until: b.clock.Now().Add(retry), clock: b.clock}
 }
@@ -424,14 +440,14 @@ func (b *Breaker) apply(v verdict, o Outcome, probe uint64) {
 
 // report tells the fleet, if any, an outcome it needs. It requires b.mu.
 func (b *Breaker) report(o Outcome, probe uint64) {
-	if b.sync == nil {
+	if b.fleet.outcomes == nil {
 		return
 	}
 	r := Report{Outcome: o, Probe: probe}
 	if b.state == Open {
 		r.OpenFor = b.openUntil.Sub(b.clock.Now())
 	}
-	b.sync.Report(b, r)
+	b.fleet.outcomes.Report(b.fleet.link, r)
 }
 
 // count adds an outcome to the totals.
@@ -500,8 +516,8 @@ func (b *Breaker) Reset() {
 	b.storeWord()
 	t := Transition{Name: b.name, From: Closed, To: Closed, Reason: ReasonReset, At: b.clock.Now(), Generation: b.gen}
 	b.mu.Unlock()
-	if b.sync != nil {
-		b.sync.Transition(b, t) // the fleet's streak is reset too
+	if b.fleet.transition != nil {
+		b.fleet.transition.Transition(b.fleet.link, t) // the fleet's streak is reset too
 	}
 }
 

@@ -326,8 +326,8 @@ func (b *Breaker) emit(t Transition) {
 		}
 		l.LogAttrs(context.Background(), t.Level(), t.Message(), attrs...)
 	}
-	if b.sync != nil && t.Reason != ReasonFleet {
-		b.sync.Transition(b, t)
+	if b.fleet.transition != nil && t.Reason != ReasonFleet {
+		b.fleet.transition.Transition(b.fleet.link, t)
 	}
 	if b.onTransition != nil {
 		b.onTransition(t)
