@@ -84,7 +84,6 @@ func New(cfg Config) (*Breaker, error) {
 		onTransition:   cfg.OnTransition,
 		countSuccesses: cfg.CountSuccesses,
 		dryRun:         cfg.DryRun,
-		totals:         newCounters(),
 		rules:          rules{failureThreshold: cfg.FailureThreshold, halfOpenSuccesses: cfg.HalfOpenSuccesses, rate: cfg.FailureRate != nil},
 	}
 	b.probeMsg = "Circuit breaker HALF_OPEN for " + b.name + ": letting a probe through"
@@ -154,16 +153,12 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 			b.totals.add(countRejected)
 			return b.openErr.Load() // set before the word said open
 		}
-		t, err := b.AllowContext(ctx)
-		if err != nil {
-			return err
-		}
-		return t.run(ctx, fn)
+		return b.doTicketed(ctx, w, fn)
 	}
 	panicked := true
 	defer func() {
 		if panicked {
-			b.record(Ticket{b: b, gen: w.gen()}, Failure)
+			b.record(&Ticket{b: b, gen: w.gen()}, Failure)
 		}
 	}()
 	err = fn(ctx)
@@ -177,11 +172,39 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 			}
 			return nil
 		}
-		b.record(Ticket{b: b, gen: w.gen()}, Success)
+		b.record(&Ticket{b: b, gen: w.gen()}, Success)
 		return nil
 	}
-	t := Ticket{b: b, gen: w.gen()}
-	t.Done(err)
+	b.record(&Ticket{b: b, gen: w.gen()}, b.classify(err))
+	return err
+}
+
+// doTicketed is Do for a call that needs a Ticket: a probe, a timed call, a
+// call let through by dry run. The Ticket stays in this frame and is
+// recorded directly, not through Done: nothing else can report it twice.
+func (b *Breaker) doTicketed(ctx context.Context, w word, fn func(context.Context) error) (err error) {
+	var t Ticket
+	if w.state() == HalfOpen { // Do's load said so: straight to the probe slots
+		t, err = b.allowProbe(ctx)
+	} else {
+		t, err = b.AllowContext(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	panicked := true
+	defer func() {
+		if panicked {
+			b.record(&t, Failure)
+		}
+	}()
+	err = fn(ctx)
+	panicked = false
+	o := Success
+	if err != nil {
+		o = b.classify(err)
+	}
+	b.record(&t, o)
 	return err
 }
 
@@ -332,10 +355,10 @@ func (t *Ticket) Done(err error) {
 	}
 	t.b = nil // report once: a second Done or Report finds no breaker
 	if err == nil {
-		b.record(*t, Success)
+		b.record(t, Success)
 		return
 	}
-	b.record(*t, b.classify(err))
+	b.record(t, b.classify(err))
 }
 
 // Report reports the call's outcome directly. Report on the zero Ticket or
@@ -346,24 +369,12 @@ func (t *Ticket) Report(o Outcome) {
 		return
 	}
 	t.b = nil
-	b.record(*t, o)
-}
-
-func (t *Ticket) run(ctx context.Context, fn func(context.Context) error) (err error) {
-	panicked := true
-	defer func() {
-		if panicked {
-			t.Report(Failure)
-		}
-	}()
-	err = fn(ctx)
-	panicked = false
-	t.Done(err)
-	return err
+	b.record(t, o)
 }
 
 // record applies an outcome and counts it in the totals.
-func (b *Breaker) record(t Ticket, o Outcome) {
+// t is a pointer only to spare copies: record keeps nothing of it.
+func (b *Breaker) record(t *Ticket, o Outcome) {
 	if t.probe == 0 {
 		if o == Success {
 			if w := word(b.word.Load()); !t.stale && !b.timed && w.gen() == t.gen && !w.slow() {
@@ -401,7 +412,7 @@ func (b *Breaker) record(t Ticket, o Outcome) {
 // the lock). An outcome is not counted when its probe's lease expired (that
 // counted as a failed probe then) or the call was admitted under an earlier
 // state: it tells nothing about this one. It requires b.mu.
-func (b *Breaker) current(t Ticket, o Outcome) bool {
+func (b *Breaker) current(t *Ticket, o Outcome) bool {
 	if t.probe != 0 {
 		if !b.releaseProbe(t.probe) {
 			b.staleOutcomes++
@@ -469,7 +480,9 @@ func (b *Breaker) count(o Outcome) {
 func (b *Breaker) releaseProbe(id uint64) bool {
 	for i, p := range b.probes {
 		if p.id == id {
-			b.probes = append(b.probes[:i], b.probes[i+1:]...)
+			last := len(b.probes) - 1
+			b.probes[i] = b.probes[last] // order does not matter: firstProbe scans them all
+			b.probes = b.probes[:last]
 			b.halfOpenErr = nil
 			return true
 		}
