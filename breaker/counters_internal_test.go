@@ -57,3 +57,10 @@ func TestCountersSumAcrossStripingAndGoroutines(t *testing.T) {
 		t.Fatalf("carried = %d, want %d", got, goroutines*each)
 	}
 }
+
+// next's verdict must stay small enough for registers (see machine).
+func TestVerdictFitsInRegisters(t *testing.T) {
+	if size := unsafe.Sizeof(verdict{}); size > 32 {
+		t.Fatalf("verdict is %d bytes; over 32 the compiler builds it in memory, a stall on every counted outcome", size)
+	}
+}
