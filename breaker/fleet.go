@@ -50,9 +50,9 @@ type ProbeSync interface {
 	// as a HALF_OPEN probe with local slot id probe. false rejects the call,
 	// which may be retried after retryAfter. It may wait on the network,
 	// for a bounded time, and must return promptly once ctx (the caller's,
-	// from AllowContext or Do) is done; the breaker then returns ctx's error
-	// whatever it says, unless it granted the lease. When the fleet cannot
-	// be asked, it should say true and let the local decision stand.
+	// from AllowContext or Do) is done: a refusal then is reported to the
+	// caller as ctx's error, not as a rejection. When the fleet cannot be
+	// asked, it should say true and let the local decision stand.
 	AcquireProbe(ctx context.Context, l *FleetLink, probe uint64) (ok bool, retryAfter time.Duration)
 }
 
