@@ -14,8 +14,8 @@ package breaker
 // it out with wider loads, a store-forwarding stall that doubled the cost of
 // a counted failure (27 → 58 ns).
 type machine struct {
-	failures    int  // consecutive failures in CLOSED (consecutive policy)
-	successes   int  // consecutive successful probes in HALF_OPEN
+	failures    int // consecutive failures in CLOSED (consecutive policy)
+	successes   int // consecutive successful probes in HALF_OPEN
 	state       State
 	fleetStreak bool // the fleet has a failure streak this breaker has not ended
 }
