@@ -185,7 +185,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 func (b *Breaker) doTicketed(ctx context.Context, w word, fn func(context.Context) error) (err error) {
 	var t Ticket
 	if w.state() == HalfOpen { // Do's load said so: straight to the probe slots
-		t, err = b.allowProbe(ctx)
+		err = b.allowProbe(ctx, &t)
 	} else {
 		t, err = b.AllowContext(ctx)
 	}
@@ -264,19 +264,23 @@ func (b *Breaker) AllowContext(ctx context.Context) (Ticket, error) {
 		b.totals.add(countRejected)
 		return Ticket{}, b.openErr.Load()
 	}
-	return b.allowProbe(ctx)
+	var t Ticket
+	err := b.allowProbe(ctx, &t)
+	return t, err
 }
 
-func (b *Breaker) allowProbe(ctx context.Context) (Ticket, error) {
+// allowProbe admits a call, probably a probe, into t: a Ticket filled in
+// place, not returned, is copied once instead of at every call on the way.
+func (b *Breaker) allowProbe(ctx context.Context, t *Ticket) error {
 	b.mu.Lock()
-	t, err := b.takeProbe()
+	err := b.takeProbe(t)
 	b.mu.Unlock()
 	if err != nil || t.probe == 0 {
-		return t, err
+		return err
 	}
 	if b.fleet.probes == nil {
 		b.logProbe(t.probe)
-		return t, nil
+		return nil
 	}
 	// The slot is ours locally; the fleet may still hold its slots
 	// elsewhere. Asked outside the lock: it may wait on the network.
@@ -287,39 +291,41 @@ func (b *Breaker) allowProbe(ctx context.Context) (Ticket, error) {
 	}
 	if ok {
 		b.logProbe(t.probe)
-		return t, nil
+		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.releaseProbe(t.probe)
+	*t = Ticket{}
 	if err != nil { // the caller gave up waiting: no call, no rejection
-		return Ticket{}, err
+		return err
 	}
 	b.halfOpenRejected++
-	return Ticket{}, &OpenError{Name: b.name, State: HalfOpen, until: b.clock.Now().Add(retry), clock: b.clock}
+	return &OpenError{Name: b.name, State: HalfOpen, until: b.clock.Now().Add(retry), clock: b.clock}
 }
 
-// takeProbe admits a call in a state that is not CLOSED at the last load. It
-// requires b.mu.
-func (b *Breaker) takeProbe() (Ticket, error) {
+// takeProbe admits a call in a state that is not CLOSED at the last load,
+// into t (the zero Ticket when it returns an error). It requires b.mu.
+func (b *Breaker) takeProbe(t *Ticket) error {
 	switch {
 	case b.state == Closed || b.state == Disabled: // moved on since the load
-		t := Ticket{b: b, gen: b.gen}
+		*t = Ticket{b: b, gen: b.gen}
 		if b.timed {
 			t.start, t.clocked = b.now(), true
 		}
-		return t, nil
+		return nil
 	case b.state != HalfOpen || len(b.probes) >= b.cfg.HalfOpenProbes:
 		if b.dryRun {
 			b.totals.add(countDryRunRejected)
-			return Ticket{b: b, stale: true}, nil
+			*t = Ticket{b: b, stale: true}
+			return nil
 		}
 		if b.state == HalfOpen {
 			b.halfOpenRejected++
-			return Ticket{}, b.halfOpenError()
+			return b.halfOpenError()
 		}
 		b.totals.add(countRejected)
-		return Ticket{}, b.openErr.Load()
+		return b.openErr.Load()
 	}
 	b.nextProbe++
 	id, gen, now := b.nextProbe, b.gen, b.now()
@@ -327,11 +333,11 @@ func (b *Breaker) takeProbe() (Ticket, error) {
 	b.probes = append(b.probes, probe{id: id, deadline: deadline})
 	b.wake(now, deadline)
 	b.halfOpenErr = nil
-	t := Ticket{b: b, gen: gen, probe: id}
+	*t = Ticket{b: b, gen: gen, probe: id}
 	if b.timed {
 		t.start, t.clocked = now, true
 	}
-	return t, nil
+	return nil
 }
 
 // halfOpenError is the rejection while every probe slot is taken: retry when
