@@ -156,7 +156,7 @@ func TestFleetApplyIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
 	s := &recordingSync{}
 	h := newHarness(t, breaker.Config{Name: "genesys/eu-west-1", Sync: s})
 	if changed, err := s.link.Apply(breaker.FleetState{State: breaker.Open, OpenFor: 42 * time.Second}); !changed || err != nil {
-		t.Fatalf("ApplyFleet(Open) on a CLOSED breaker = %v, %v; want a change", changed, err)
+		t.Fatalf("Apply(Open) on a CLOSED breaker = %v, %v; want a change", changed, err)
 	}
 	h.wantState(breaker.Open)
 	if ev := h.events[0]; ev.Reason != breaker.ReasonFleet || ev.OpenFor != 42*time.Second {
@@ -167,7 +167,7 @@ func TestFleetApplyIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
 	}
 	// Same state, new remaining time: no event, the deadline moves.
 	if changed, err := s.link.Apply(breaker.FleetState{State: breaker.Open, OpenFor: 10 * time.Second}); changed || err != nil {
-		t.Fatalf("ApplyFleet(Open) on an OPEN breaker = %v, %v; want no change", changed, err)
+		t.Fatalf("Apply(Open) on an OPEN breaker = %v, %v; want no change", changed, err)
 	}
 	h.clk.Advance(10 * time.Second)
 	h.wantState(breaker.HalfOpen)
