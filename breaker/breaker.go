@@ -33,7 +33,7 @@ type Breaker struct {
 	origin         time.Time // the clock at New: instants count from here
 	sysClock       bool      // Clock is SystemClock (see now)
 	rules          rules
-	sync           Sync   // nil unless the breaker is shared with a fleet
+	fleet          fleet  // Config.Sync and its hooks; zero unless shared with a fleet
 	probeMsg       string // logged per probe sent; built once, so that a probe allocates nothing
 
 	_  [64]byte // keep the lock and what it guards off the lines read lock-free
@@ -84,8 +84,6 @@ func New(cfg Config) (*Breaker, error) {
 		onTransition:   cfg.OnTransition,
 		countSuccesses: cfg.CountSuccesses,
 		dryRun:         cfg.DryRun,
-		sync:           cfg.Sync,
-		totals:         newCounters(),
 		rules:          rules{failureThreshold: cfg.FailureThreshold, halfOpenSuccesses: cfg.HalfOpenSuccesses, rate: cfg.FailureRate != nil},
 	}
 	b.probeMsg = "Circuit breaker HALF_OPEN for " + b.name + ": letting a probe through"
@@ -96,8 +94,9 @@ func New(cfg Config) (*Breaker, error) {
 		b.timed = r.SlowCall > 0
 	}
 	b.storeWord()
-	if b.sync != nil {
-		b.sync.Attach(b)
+	if cfg.Sync != nil {
+		b.fleet = newFleet(b, cfg.Sync)
+		cfg.Sync.Attach(b.fleet.link)
 	}
 	return b, nil
 }
@@ -154,16 +153,12 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 			b.totals.add(countRejected)
 			return b.openErr.Load() // set before the word said open
 		}
-		t, err := b.Allow()
-		if err != nil {
-			return err
-		}
-		return t.run(ctx, fn)
+		return b.doTicketed(ctx, w, fn)
 	}
 	panicked := true
 	defer func() {
 		if panicked {
-			b.record(Ticket{b: b, gen: w.gen()}, Failure)
+			b.record(&Ticket{b: b, gen: w.gen()}, Failure)
 		}
 	}()
 	err = fn(ctx)
@@ -177,11 +172,39 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) (err e
 			}
 			return nil
 		}
-		b.record(Ticket{b: b, gen: w.gen()}, Success)
+		b.record(&Ticket{b: b, gen: w.gen()}, Success)
 		return nil
 	}
-	t := Ticket{b: b, gen: w.gen()}
-	t.Done(err)
+	b.record(&Ticket{b: b, gen: w.gen()}, b.classify(err))
+	return err
+}
+
+// doTicketed is Do for a call that needs a Ticket: a probe, a timed call, a
+// call let through by dry run. The Ticket stays in this frame and is
+// recorded directly, not through Done: nothing else can report it twice.
+func (b *Breaker) doTicketed(ctx context.Context, w word, fn func(context.Context) error) (err error) {
+	var t Ticket
+	if w.state() == HalfOpen { // Do's load said so: straight to the probe slots
+		err = b.allowProbe(ctx, &t)
+	} else {
+		t, err = b.AllowContext(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	panicked := true
+	defer func() {
+		if panicked {
+			b.record(&t, Failure)
+		}
+	}()
+	err = fn(ctx)
+	panicked = false
+	o := Success
+	if err != nil {
+		o = b.classify(err)
+	}
+	b.record(&t, o)
 	return err
 }
 
@@ -214,8 +237,17 @@ type Ticket struct {
 // Allow asks for permission to make one call. On success the caller makes
 // the call and reports its outcome on the returned Ticket. On rejection the
 // error satisfies errors.Is(err, ErrOpen). Use Allow where a closure does not
-// fit (HTTP middleware, queue consumers); prefer Do otherwise.
-func (b *Breaker) Allow() (Ticket, error) {
+// fit (HTTP middleware, queue consumers); prefer Do otherwise. Allow is
+// AllowContext with context.Background(): a breaker shared with a fleet
+// may wait for a probe's lease; pass the call's context with AllowContext.
+func (b *Breaker) Allow() (Ticket, error) { return b.AllowContext(context.Background()) }
+
+// AllowContext is Allow for a call made under ctx. The only wait is a
+// HALF_OPEN probe's lease from a fleet (Config.Sync); if ctx ends before the
+// fleet grants it, AllowContext returns ctx's error: the call is not
+// admitted, and neither counted as a rejection nor as an outcome. Without a
+// fleet, or in any other state, ctx is not read.
+func (b *Breaker) AllowContext(ctx context.Context) (Ticket, error) {
 	w := word(b.word.Load())
 	switch w.state() {
 	case Closed, Disabled:
@@ -232,55 +264,68 @@ func (b *Breaker) Allow() (Ticket, error) {
 		b.totals.add(countRejected)
 		return Ticket{}, b.openErr.Load()
 	}
-	return b.allowProbe()
+	var t Ticket
+	err := b.allowProbe(ctx, &t)
+	return t, err
 }
 
-func (b *Breaker) allowProbe() (Ticket, error) {
+// allowProbe admits a call, probably a probe, into t: a Ticket filled in
+// place, not returned, is copied once instead of at every call on the way.
+func (b *Breaker) allowProbe(ctx context.Context, t *Ticket) error {
 	b.mu.Lock()
-	t, err := b.takeProbe()
+	err := b.takeProbe(t)
 	b.mu.Unlock()
 	if err != nil || t.probe == 0 {
-		return t, err
+		return err
 	}
-	if b.sync == nil {
+	if b.fleet.probes == nil {
 		b.logProbe(t.probe)
-		return t, nil
+		return nil
 	}
 	// The slot is ours locally; the fleet may still hold its slots
 	// elsewhere. Asked outside the lock: it may wait on the network.
-	ok, retry := b.sync.AcquireProbe(b, t.probe)
+	ok, retry, err := false, time.Duration(0), ctx.Err()
+	if err == nil {
+		ok, retry = b.fleet.probes.AcquireProbe(ctx, b.fleet.link, t.probe)
+		err = ctx.Err()
+	}
 	if ok {
 		b.logProbe(t.probe)
-		return t, nil
+		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.releaseProbe(t.probe)
+	*t = Ticket{}
+	if err != nil { // the caller gave up waiting: no call, no rejection
+		return err
+	}
 	b.halfOpenRejected++
-	return Ticket{}, &OpenError{Name: b.name, State: HalfOpen, until: b.clock.Now().Add(retry), clock: b.clock}
+	return &OpenError{Name: b.name, State: HalfOpen, until: b.clock.Now().Add(retry), clock: b.clock}
 }
 
-// takeProbe admits a call in a state that is not CLOSED at the last load. It
-// requires b.mu.
-func (b *Breaker) takeProbe() (Ticket, error) {
+// takeProbe admits a call in a state that is not CLOSED at the last load,
+// into t (the zero Ticket when it returns an error). It requires b.mu.
+func (b *Breaker) takeProbe(t *Ticket) error {
 	switch {
 	case b.state == Closed || b.state == Disabled: // moved on since the load
-		t := Ticket{b: b, gen: b.gen}
+		*t = Ticket{b: b, gen: b.gen}
 		if b.timed {
 			t.start, t.clocked = b.now(), true
 		}
-		return t, nil
+		return nil
 	case b.state != HalfOpen || len(b.probes) >= b.cfg.HalfOpenProbes:
 		if b.dryRun {
 			b.totals.add(countDryRunRejected)
-			return Ticket{b: b, stale: true}, nil
+			*t = Ticket{b: b, stale: true}
+			return nil
 		}
 		if b.state == HalfOpen {
 			b.halfOpenRejected++
-			return Ticket{}, b.halfOpenError()
+			return b.halfOpenError()
 		}
 		b.totals.add(countRejected)
-		return Ticket{}, b.openErr.Load()
+		return b.openErr.Load()
 	}
 	b.nextProbe++
 	id, gen, now := b.nextProbe, b.gen, b.now()
@@ -288,11 +333,11 @@ func (b *Breaker) takeProbe() (Ticket, error) {
 	b.probes = append(b.probes, probe{id: id, deadline: deadline})
 	b.wake(now, deadline)
 	b.halfOpenErr = nil
-	t := Ticket{b: b, gen: gen, probe: id}
+	*t = Ticket{b: b, gen: gen, probe: id}
 	if b.timed {
 		t.start, t.clocked = now, true
 	}
-	return t, nil
+	return nil
 }
 
 // halfOpenError is the rejection while every probe slot is taken: retry when
@@ -316,10 +361,10 @@ func (t *Ticket) Done(err error) {
 	}
 	t.b = nil // report once: a second Done or Report finds no breaker
 	if err == nil {
-		b.record(*t, Success)
+		b.record(t, Success)
 		return
 	}
-	b.record(*t, b.classify(err))
+	b.record(t, b.classify(err))
 }
 
 // Report reports the call's outcome directly. Report on the zero Ticket or
@@ -330,24 +375,12 @@ func (t *Ticket) Report(o Outcome) {
 		return
 	}
 	t.b = nil
-	b.record(*t, o)
-}
-
-func (t *Ticket) run(ctx context.Context, fn func(context.Context) error) (err error) {
-	panicked := true
-	defer func() {
-		if panicked {
-			t.Report(Failure)
-		}
-	}()
-	err = fn(ctx)
-	panicked = false
-	t.Done(err)
-	return err
+	b.record(t, o)
 }
 
 // record applies an outcome and counts it in the totals.
-func (b *Breaker) record(t Ticket, o Outcome) {
+// t is a pointer only to spare copies: record keeps nothing of it.
+func (b *Breaker) record(t *Ticket, o Outcome) {
 	if t.probe == 0 {
 		if o == Success {
 			if w := word(b.word.Load()); !t.stale && !b.timed && w.gen() == t.gen && !w.slow() {
@@ -385,7 +418,7 @@ func (b *Breaker) record(t Ticket, o Outcome) {
 // the lock). An outcome is not counted when its probe's lease expired (that
 // counted as a failed probe then) or the call was admitted under an earlier
 // state: it tells nothing about this one. It requires b.mu.
-func (b *Breaker) current(t Ticket, o Outcome) bool {
+func (b *Breaker) current(t *Ticket, o Outcome) bool {
 	if t.probe != 0 {
 		if !b.releaseProbe(t.probe) {
 			b.staleOutcomes++
@@ -424,14 +457,14 @@ func (b *Breaker) apply(v verdict, o Outcome, probe uint64) {
 
 // report tells the fleet, if any, an outcome it needs. It requires b.mu.
 func (b *Breaker) report(o Outcome, probe uint64) {
-	if b.sync == nil {
+	if b.fleet.outcomes == nil {
 		return
 	}
 	r := Report{Outcome: o, Probe: probe}
 	if b.state == Open {
 		r.OpenFor = b.openUntil.Sub(b.clock.Now())
 	}
-	b.sync.Report(b, r)
+	b.fleet.outcomes.Report(b.fleet.link, r)
 }
 
 // count adds an outcome to the totals.
@@ -453,7 +486,9 @@ func (b *Breaker) count(o Outcome) {
 func (b *Breaker) releaseProbe(id uint64) bool {
 	for i, p := range b.probes {
 		if p.id == id {
-			b.probes = append(b.probes[:i], b.probes[i+1:]...)
+			last := len(b.probes) - 1
+			b.probes[i] = b.probes[last] // order does not matter: firstProbe scans them all
+			b.probes = b.probes[:last]
 			b.halfOpenErr = nil
 			return true
 		}
@@ -500,8 +535,8 @@ func (b *Breaker) Reset() {
 	b.storeWord()
 	t := Transition{Name: b.name, From: Closed, To: Closed, Reason: ReasonReset, At: b.clock.Now(), Generation: b.gen}
 	b.mu.Unlock()
-	if b.sync != nil {
-		b.sync.Transition(b, t) // the fleet's streak is reset too
+	if b.fleet.transition != nil {
+		b.fleet.transition.Transition(b.fleet.link, t) // the fleet's streak is reset too
 	}
 }
 

@@ -35,14 +35,29 @@
 // Keyed breakers (one per service, host, or region) come from a Registry,
 // configured from a default and named profiles.
 //
+// A breaker blocks on nothing of its own. Shared with a fleet of replicas
+// (Config.Sync), a HALF_OPEN probe may wait for the fleet's lease: Do passes
+// its ctx to that wait, and AllowContext is Allow with one.
+//
+// # Fleets
+//
+// Config.Sync shares a breaker's state across processes (package
+// redisstate does it on Redis). The breaker keeps deciding locally; the Sync
+// is handed a FleetLink at Attach, the only way to move the breaker to the
+// fleet's state, and implements the optional hooks it needs (OutcomeSync,
+// ProbeSync, TransitionSync). See Sync for the rule that lets hooks be added
+// without breaking implementations.
+//
 // # Cost
 //
 // In CLOSED, a successful call reads one atomic word before and after the
 // call, takes no lock, reads no clock and writes nothing shared. A rejection
-// is one atomic load and one atomic add to a counter striped per goroutine
-// (so rejecting from many goroutines shares no cache line), and allocates
-// nothing; so is a success counted with Config.CountSuccesses. A probe takes
-// the mutex twice, reads the clock once and allocates nothing. Transitions
+// is one atomic load and one atomic add to a counter, and allocates
+// nothing; so is a success counted with Config.CountSuccesses. The counters
+// are striped per goroutine once two goroutines are seen counting at once,
+// so that rejecting from many CPUs shares no cache line, and not before: an
+// idle breaker's totals take 48 bytes. A probe takes the mutex twice, reads
+// the clock once and allocates nothing. Transitions
 // take the mutex; their events are delivered in order, outside it, to
 // Config.OnTransition and to Config.Logger.
 //

@@ -1,6 +1,7 @@
 package breaker_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -14,7 +15,7 @@ import (
 // or denies probes as told. (The real one, on Redis, is tested in redisstate.)
 type recordingSync struct {
 	mu          sync.Mutex
-	attached    *breaker.Breaker
+	link        *breaker.FleetLink
 	reports     []breaker.Report
 	transitions []breaker.Transition
 	acquired    []uint64
@@ -22,19 +23,26 @@ type recordingSync struct {
 	retry       time.Duration
 }
 
-func (s *recordingSync) Attach(b *breaker.Breaker) { s.attached = b }
-func (s *recordingSync) Report(_ *breaker.Breaker, r breaker.Report) {
+var _ interface {
+	breaker.Sync
+	breaker.OutcomeSync
+	breaker.ProbeSync
+	breaker.TransitionSync
+} = (*recordingSync)(nil)
+
+func (s *recordingSync) Attach(l *breaker.FleetLink) { s.link = l }
+func (s *recordingSync) Report(_ *breaker.FleetLink, r breaker.Report) {
 	s.mu.Lock()
 	s.reports = append(s.reports, r)
 	s.mu.Unlock()
 }
-func (s *recordingSync) AcquireProbe(_ *breaker.Breaker, id uint64) (bool, time.Duration) {
+func (s *recordingSync) AcquireProbe(_ context.Context, _ *breaker.FleetLink, id uint64) (bool, time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.acquired = append(s.acquired, id)
 	return !s.deny, s.retry
 }
-func (s *recordingSync) Transition(_ *breaker.Breaker, t breaker.Transition) {
+func (s *recordingSync) Transition(_ *breaker.FleetLink, t breaker.Transition) {
 	s.mu.Lock()
 	s.transitions = append(s.transitions, t)
 	s.mu.Unlock()
@@ -51,8 +59,8 @@ func (s *recordingSync) takeReports() []breaker.Report {
 func TestSyncHearsFailuresAndTheSuccessThatEndsAStreakOnly(t *testing.T) {
 	s := &recordingSync{}
 	h := newHarness(t, breaker.Config{FailureThreshold: 3, Sync: s})
-	if s.attached != h.b {
-		t.Fatal("Attach was not called with the new breaker")
+	if s.link == nil || s.link.Breaker() != h.b {
+		t.Fatal("Attach was not called with the new breaker's link")
 	}
 	h.succeed(5) // healthy: the fleet hears nothing
 	if r := s.takeReports(); len(r) != 0 {
@@ -80,7 +88,7 @@ func TestSyncHearsFailuresAndTheSuccessThatEndsAStreakOnly(t *testing.T) {
 func TestFleetStreakMakesTheNextSuccessReported(t *testing.T) {
 	s := &recordingSync{}
 	h := newHarness(t, breaker.Config{Sync: s})
-	h.b.ApplyFleet(breaker.FleetState{State: breaker.Closed, Streak: true})
+	s.link.Apply(breaker.FleetState{State: breaker.Closed, Streak: true})
 	h.succeed(2)
 	got := s.takeReports()
 	if len(got) != 1 || got[0].Outcome != breaker.Success {
@@ -144,11 +152,11 @@ func TestExpiredProbeIsReportedAsFailedProbe(t *testing.T) {
 	}
 }
 
-func TestApplyFleetIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
+func TestFleetApplyIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
 	s := &recordingSync{}
 	h := newHarness(t, breaker.Config{Name: "genesys/eu-west-1", Sync: s})
-	if changed, err := h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: 42 * time.Second}); !changed || err != nil {
-		t.Fatalf("ApplyFleet(Open) on a CLOSED breaker = %v, %v; want a change", changed, err)
+	if changed, err := s.link.Apply(breaker.FleetState{State: breaker.Open, OpenFor: 42 * time.Second}); !changed || err != nil {
+		t.Fatalf("Apply(Open) on a CLOSED breaker = %v, %v; want a change", changed, err)
 	}
 	h.wantState(breaker.Open)
 	if ev := h.events[0]; ev.Reason != breaker.ReasonFleet || ev.OpenFor != 42*time.Second {
@@ -158,12 +166,12 @@ func TestApplyFleetIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
 		t.Fatalf("RetryAfter = %v, want the fleet's 42s", d)
 	}
 	// Same state, new remaining time: no event, the deadline moves.
-	if changed, err := h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: 10 * time.Second}); changed || err != nil {
-		t.Fatalf("ApplyFleet(Open) on an OPEN breaker = %v, %v; want no change", changed, err)
+	if changed, err := s.link.Apply(breaker.FleetState{State: breaker.Open, OpenFor: 10 * time.Second}); changed || err != nil {
+		t.Fatalf("Apply(Open) on an OPEN breaker = %v, %v; want no change", changed, err)
 	}
 	h.clk.Advance(10 * time.Second)
 	h.wantState(breaker.HalfOpen)
-	h.b.ApplyFleet(breaker.FleetState{State: breaker.Closed})
+	s.link.Apply(breaker.FleetState{State: breaker.Closed})
 	h.wantState(breaker.Closed)
 	if len(h.events) != 3 {
 		t.Fatalf("events = %d, want 3 (open, half_open, closed)", len(h.events))
@@ -178,8 +186,9 @@ func TestApplyFleetIsATransitionWithFleetReasonAndTheFleetsTime(t *testing.T) {
 }
 
 func TestAFleetTransitionSaysWhyTheFleetMoved(t *testing.T) {
-	h := newHarness(t, breaker.Config{Name: "genesys/eu-west-1", Sync: &recordingSync{}})
-	h.b.ApplyFleet(breaker.FleetState{State: breaker.Open, OpenFor: time.Minute, Reason: breaker.ReasonFailureThreshold})
+	s := &recordingSync{}
+	h := newHarness(t, breaker.Config{Name: "genesys/eu-west-1", Sync: s})
+	s.link.Apply(breaker.FleetState{State: breaker.Open, OpenFor: time.Minute, Reason: breaker.ReasonFailureThreshold})
 	ev := h.events[0]
 	if ev.FleetReason != breaker.ReasonFailureThreshold || h.b.Snapshot().LastTransition.FleetReason != breaker.ReasonFailureThreshold {
 		t.Fatalf("event %+v: want FleetReason failure_threshold on the event and the snapshot", ev)
@@ -203,8 +212,9 @@ func TestAFleetTransitionSaysWhyTheFleetMoved(t *testing.T) {
 
 // What the fleet hands in is validated: an unknown state used to panic
 // under the breaker's lock, and every later Snapshot blocked for good.
-func TestApplyFleetRejectsInvalidStateWithoutPanicOrLock(t *testing.T) {
-	h := newHarness(t, breaker.Config{Sync: &recordingSync{}})
+func TestFleetLinkRejectsInvalidStateWithoutPanicOrLock(t *testing.T) {
+	s := &recordingSync{}
+	h := newHarness(t, breaker.Config{Sync: s})
 	bad := []struct {
 		fs    breaker.FleetState
 		field string
@@ -214,9 +224,9 @@ func TestApplyFleetRejectsInvalidStateWithoutPanicOrLock(t *testing.T) {
 		{breaker.FleetState{State: breaker.Open, Reason: 200}, "FleetState.Reason"},
 	}
 	for _, tt := range bad {
-		changed, err := h.b.ApplyFleet(tt.fs)
+		changed, err := s.link.Apply(tt.fs)
 		if changed || err == nil || !strings.Contains(err.Error(), tt.field) {
-			t.Fatalf("ApplyFleet(%+v) = %v, %v; want an error naming %s", tt.fs, changed, err, tt.field)
+			t.Fatalf("Apply(%+v) = %v, %v; want an error naming %s", tt.fs, changed, err, tt.field)
 		}
 	}
 	done := make(chan breaker.Snapshot)
@@ -227,8 +237,82 @@ func TestApplyFleetRejectsInvalidStateWithoutPanicOrLock(t *testing.T) {
 			t.Fatalf("after invalid fleet states: %v gen %d, want closed gen 0", s.State, s.Generation)
 		}
 	case <-time.After(10 * time.Second): // a bound on a hang, not a timing assertion
-		t.Fatal("Snapshot blocked after an invalid ApplyFleet: the lock was left held")
+		t.Fatal("Snapshot blocked after an invalid Apply: the lock was left held")
 	}
 	h.fail(5)
 	h.wantState(breaker.Open)
+}
+
+// attachOnly is the least a Sync implements: Attach. The optional hooks are
+// found by type assertion, so a fleet that only pushes states (say, a
+// control plane forcing circuits open) needs nothing more.
+type attachOnly struct{ link *breaker.FleetLink }
+
+func (s *attachOnly) Attach(l *breaker.FleetLink) { s.link = l }
+
+func TestSyncWithAttachOnlyRunsTheBreakerLocallyAndCanMoveIt(t *testing.T) {
+	s := &attachOnly{}
+	h := newHarness(t, breaker.Config{FailureThreshold: 2, Sync: s})
+	h.halfOpen() // trips and half-opens with no hook to report to
+	h.succeed(2)
+	h.wantState(breaker.Closed)
+	if _, err := s.link.Apply(breaker.FleetState{State: breaker.ForcedOpen}); err != nil {
+		t.Fatal(err)
+	}
+	h.wantRejected(h.do(nil))
+	if tr := h.lastTransition(); tr.Reason != breaker.ReasonFleet || tr.To != breaker.ForcedOpen {
+		t.Fatalf("last transition = %+v, want forced_open by the fleet", tr)
+	}
+}
+
+// blockingLease is a ProbeSync whose lease never comes: AcquireProbe waits
+// until the caller's ctx is done, as a fleet behind a slow network would.
+type blockingLease struct {
+	attachOnly
+	entered chan struct{}
+}
+
+func (s *blockingLease) AcquireProbe(ctx context.Context, _ *breaker.FleetLink, _ uint64) (bool, time.Duration) {
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	return false, 0
+}
+
+func TestCancelledContextEndsTheWaitForAProbeLease(t *testing.T) {
+	s := &blockingLease{entered: make(chan struct{}, 1)}
+	h := newHarness(t, breaker.Config{FailureThreshold: 1, Sync: s})
+	h.halfOpen()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.b.AllowContext(ctx)
+		done <- err
+	}()
+	<-s.entered // waiting on the fleet
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) || errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("AllowContext after cancel = %v, want context.Canceled (not a rejection)", err)
+		}
+	case <-time.After(10 * time.Second): // a bound on a hang, not a timing assertion
+		t.Fatal("AllowContext still waiting for the lease after its ctx was cancelled")
+	}
+	if snap := h.b.Snapshot(); snap.ProbesInFlight != 0 || snap.RejectedHalfOpen != 0 || snap.State != breaker.HalfOpen {
+		t.Fatalf("after a cancelled wait: %v, %d probes in flight, %d half-open rejections; want half_open, 0, 0",
+			snap.State, snap.ProbesInFlight, snap.RejectedHalfOpen)
+	}
+
+	// Do passes its ctx: one already done does not ask the fleet, nor run fn.
+	calls := h.calls
+	err := h.b.Do(ctx, func(context.Context) error { h.calls++; return nil })
+	if !errors.Is(err, context.Canceled) || h.calls != calls {
+		t.Fatalf("Do with a cancelled ctx in HALF_OPEN = %v, ran %d times; want context.Canceled, not run", err, h.calls-calls)
+	}
+	select {
+	case <-s.entered:
+		t.Fatal("the fleet was asked for a lease for a ctx already done")
+	default:
+	}
 }

@@ -7,10 +7,16 @@ package breaker
 // machine_test.go checks it row by row against the table.
 
 // machine is the part of a breaker's state that outcomes change.
+//
+// The field order is for speed: with the small fields last, machine is 24
+// bytes and verdict 32, the most the compiler keeps in registers. At 40
+// bytes next built its verdict in memory with byte-wide stores and copied
+// it out with wider loads, a store-forwarding stall that doubled the cost of
+// a counted failure (27 → 58 ns).
 type machine struct {
+	failures    int // consecutive failures in CLOSED (consecutive policy)
+	successes   int // consecutive successful probes in HALF_OPEN
 	state       State
-	failures    int  // consecutive failures in CLOSED (consecutive policy)
-	successes   int  // consecutive successful probes in HALF_OPEN
 	fleetStreak bool // the fleet has a failure streak this breaker has not ended
 }
 

@@ -17,8 +17,13 @@ import "time"
 // wake makes the breaker's timer fire by at. It requires b.mu.
 func (b *Breaker) wake(now, at instant) {
 	if b.timer.stop != nil && b.timer.at <= at {
-		return // an earlier or equal wake-up is armed: it re-arms if needed
+		return // an earlier or equal wake-up is armed (every probe but the first): it re-arms if needed
 	}
+	b.arm(now, at)
+}
+
+// arm replaces the timer with one that fires at at. It requires b.mu.
+func (b *Breaker) arm(now, at instant) {
 	b.timer.stop.call()
 	b.timer.seq++
 	seq := b.timer.seq

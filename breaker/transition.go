@@ -298,7 +298,8 @@ func (b *Breaker) unlockAndDeliver() {
 // logProbe logs a probe let through: only here, once the fleet (if any)
 // granted its lease, since the transition to HALF_OPEN sends none by itself.
 func (b *Breaker) logProbe(id uint64) {
-	if l := b.logger; l.Enabled(context.Background(), slog.LevelInfo) {
+	// The handler asked directly: Logger.Enabled's wrapper was a tenth of a probe.
+	if l := b.logger; l.Handler().Enabled(context.Background(), slog.LevelInfo) {
 		l.LogAttrs(context.Background(), slog.LevelInfo, b.probeMsg,
 			slog.String("breaker", b.name), slog.Uint64("probe", id))
 	}
@@ -326,8 +327,8 @@ func (b *Breaker) emit(t Transition) {
 		}
 		l.LogAttrs(context.Background(), t.Level(), t.Message(), attrs...)
 	}
-	if b.sync != nil && t.Reason != ReasonFleet {
-		b.sync.Transition(b, t)
+	if b.fleet.transition != nil && t.Reason != ReasonFleet {
+		b.fleet.transition.Transition(b.fleet.link, t)
 	}
 	if b.onTransition != nil {
 		b.onTransition(t)

@@ -133,7 +133,7 @@ func (i *Interceptor) Unary(ctx context.Context, method string, req, reply any, 
 		}
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	t, err := b.Allow()
+	t, err := b.AllowContext(ctx)
 	if err != nil {
 		return i.reject(err)
 	}

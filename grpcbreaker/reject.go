@@ -1,6 +1,7 @@
 package grpcbreaker
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -45,6 +46,11 @@ func (i *Interceptor) reject(err error) error {
 	open, ok := err.(*breaker.OpenError)
 	if !ok {
 		var wrapped *breaker.OpenError // apart from open, which must not escape
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			// The caller's ctx ended while the fleet was asked for a probe's
+			// lease: Canceled or DeadlineExceeded, as grpc-go says it.
+			return status.FromContextError(err).Err()
+		}
 		if !errors.As(err, &wrapped) {
 			return err
 		}

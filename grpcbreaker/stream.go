@@ -22,7 +22,7 @@ func (i *Interceptor) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grp
 		}
 		return streamer(ctx, desc, cc, method, opts...)
 	}
-	t, err := b.Allow()
+	t, err := b.AllowContext(ctx)
 	if err != nil {
 		return nil, i.reject(err)
 	}

@@ -97,7 +97,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	ticket, err := b.Allow()
+	ticket, err := b.AllowContext(req.Context())
 	if err != nil {
 		closeBody(req)
 		return nil, err

@@ -95,10 +95,10 @@ type Fleet struct {
 
 // member is one shared breaker.
 type member struct {
-	name string
-	keys []string
-	b    atomic.Pointer[weak.Pointer[breaker.Breaker]]
-	cfg  atomic.Pointer[breaker.Config] // the breaker's, for the scripts' thresholds
+	name   string
+	keys   []string
+	linked atomic.Pointer[weak.Pointer[breaker.FleetLink]] // the breaker's link, weak: a collected breaker is swept
+	cfg    atomic.Pointer[breaker.Config]                  // the breaker's, for the scripts' thresholds
 	// mu guards the fleet's decisions for this breaker (see apply); it is
 	// never held while the breaker runs listeners.
 	mu         sync.Mutex

@@ -3,18 +3,28 @@ package redisstate
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"weak"
 
 	"github.com/breakerbox/breakerbox/breaker"
 )
 
+// The hooks of breaker.Sync the fleet implements.
+var _ interface {
+	breaker.Sync
+	breaker.OutcomeSync
+	breaker.ProbeSync
+	breaker.TransitionSync
+} = (*Fleet)(nil)
+
 // Attach implements breaker.Sync: the breaker joins the fleet under its
 // name, and learns the fleet's state for it in the background.
-func (f *Fleet) Attach(b *breaker.Breaker) {
+func (f *Fleet) Attach(l *breaker.FleetLink) {
+	b := l.Breaker()
 	name := b.Name()
 	key := f.opts.Prefix + "{" + name + "}"
-	wp := weak.Make(b)
+	wp := weak.Make(l) // the breaker holds its link: both live as long
 	for {
 		v, _ := f.members.LoadOrStore(name, &member{name: name, keys: []string{key, key + ":r", key + ":l"}})
 		m := v.(*member)
@@ -26,7 +36,7 @@ func (f *Fleet) Attach(b *breaker.Breaker) {
 		}
 		// A breaker re-created under the same name (a reload, an eviction)
 		// starts over: the fleet's current state applies to it.
-		m.b.Store(&wp)
+		m.linked.Store(&wp)
 		cfg := b.Config()
 		m.cfg.Store(&cfg)
 		m.epoch.Store(0)
@@ -42,24 +52,32 @@ func (f *Fleet) Attach(b *breaker.Breaker) {
 	}
 }
 
-func (f *Fleet) member(b *breaker.Breaker) *member {
-	if v, ok := f.members.Load(b.Name()); ok {
+func (f *Fleet) member(l *breaker.FleetLink) *member {
+	if v, ok := f.members.Load(l.Breaker().Name()); ok {
 		return v.(*member)
 	}
 	return nil
 }
 
-func (m *member) breaker() *breaker.Breaker {
-	if p := m.b.Load(); p != nil {
+// link returns the breaker's link, nil once the breaker was collected.
+func (m *member) link() *breaker.FleetLink {
+	if p := m.linked.Load(); p != nil {
 		return p.Value()
 	}
 	return nil
 }
 
-// Report implements breaker.Sync. It never blocks: the outcome goes to a
-// bounded queue, or is dropped and counted.
-func (f *Fleet) Report(b *breaker.Breaker, r breaker.Report) {
-	m := f.member(b)
+func (m *member) breaker() *breaker.Breaker {
+	if l := m.link(); l != nil {
+		return l.Breaker()
+	}
+	return nil
+}
+
+// Report implements breaker.OutcomeSync. It never blocks: the outcome goes
+// to a bounded queue, or is dropped and counted.
+func (f *Fleet) Report(l *breaker.FleetLink, r breaker.Report) {
+	m := f.member(l)
 	if m == nil || f.degraded.Load() {
 		f.stats.dropped.Add(1)
 		return
@@ -89,12 +107,20 @@ func (f *Fleet) enqueue(o op) bool {
 	}
 }
 
-// AcquireProbe implements breaker.Sync: a HALF_OPEN probe needs a lease
-// from the fleet, so the recovering service sees at most HalfOpenProbes
-// probes from all replicas together. If Redis cannot answer within
-// Options.Timeout, the local decision stands.
-func (f *Fleet) AcquireProbe(b *breaker.Breaker, probe uint64) (bool, time.Duration) {
-	m := f.member(b)
+// AcquireProbe implements breaker.ProbeSync: a HALF_OPEN probe needs a
+// lease from the fleet, so the recovering service sees at most
+// HalfOpenProbes probes from all replicas together. If Redis cannot answer
+// within Options.Timeout, the local decision stands.
+//
+// If ctx ends first, the probe is refused at once (the breaker returns
+// ctx's error): the caller gave up, which is no fault of Redis. go-redis
+// does not interrupt a read when a ctx is cancelled, only at a deadline, so
+// a cancellable caller waits for the lease in another goroutine, bounded by
+// Options.Timeout; a lease granted after its caller left is given back as
+// an ignored probe, so it neither holds the fleet's slot until ProbeTimeout
+// nor counts as a failed probe.
+func (f *Fleet) AcquireProbe(ctx context.Context, l *breaker.FleetLink, probe uint64) (bool, time.Duration) {
+	m := f.member(l)
 	if m == nil || f.degraded.Load() {
 		return true, 0
 	}
@@ -103,6 +129,51 @@ func (f *Fleet) AcquireProbe(b *breaker.Breaker, probe uint64) (bool, time.Durat
 			return false, d
 		}
 	}
+	if ctx.Done() == nil { // cannot be cancelled: wait here
+		r := f.acquire(m, probe)
+		return r.ok, r.retry
+	}
+	w := &leaseWait{res: make(chan lease, 1)}
+	go func() {
+		r := f.acquire(m, probe)
+		w.res <- r
+		if !w.state.CompareAndSwap(waiting, delivered) && r.ok {
+			f.Report(l, breaker.Report{Outcome: breaker.Ignored, Probe: probe})
+		}
+	}()
+	select {
+	case r := <-w.res:
+		return r.ok, r.retry
+	case <-ctx.Done():
+		if w.state.CompareAndSwap(waiting, abandoned) {
+			return false, 0
+		}
+		r := <-w.res // delivered meanwhile: the lease is the caller's
+		return r.ok, r.retry
+	}
+}
+
+// lease is the fleet's answer to AcquireProbe.
+type lease struct {
+	ok    bool
+	retry time.Duration
+}
+
+// leaseWait hands a lease from the goroutine asking Redis to a caller that
+// may have left: state says which of the two came first.
+type leaseWait struct {
+	res   chan lease
+	state atomic.Int32 // waiting, then delivered or abandoned
+}
+
+const (
+	waiting int32 = iota
+	delivered
+	abandoned
+)
+
+// acquire asks Redis for a probe's lease, within Options.Timeout.
+func (f *Fleet) acquire(m *member, probe uint64) lease {
 	c := m.cfg.Load()
 	ctx, cancel := context.WithTimeout(f.ctx, f.opts.Timeout)
 	defer cancel()
@@ -111,31 +182,31 @@ func (f *Fleet) AcquireProbe(b *breaker.Breaker, probe uint64) (bool, time.Durat
 		f.opts.Replica, strconv.FormatUint(probe, 10), c.HalfOpenProbes, c.ProbeTimeout.Milliseconds(), known, held).Result()
 	if err != nil {
 		f.scriptError(err)
-		return true, 0 // a Redis fault is never a call failure
+		return lease{ok: true} // a Redis fault is never a call failure
 	}
 	rep, err := decodeReply(res)
 	if err != nil {
 		f.malformed("script reply", err)
-		return true, 0
+		return lease{ok: true}
 	}
 	f.apply(m, rep, fromReply, nil)
 	if rep.granted {
 		m.denyUntil.Store(0)
-		return true, 0
+		return lease{ok: true}
 	}
 	// Ask again no sooner than the lease could free up, and no later than
 	// 100 ms from now: a probe that reports early frees its slot early.
 	wait := min(rep.retry, 100*time.Millisecond)
 	m.denyUntil.Store(time.Now().Add(wait).UnixNano())
-	return false, max(rep.retry, time.Millisecond)
+	return lease{retry: max(rep.retry, time.Millisecond)}
 }
 
-// Transition implements breaker.Sync: an operator's action on one replica
+// Transition implements breaker.TransitionSync: an operator's action on one replica
 // applies to the fleet; so does an OPEN decided by a failure-rate window,
 // which only the replica sees. Trips by consecutive failures are the
 // fleet's to decide, from the reported outcomes.
-func (f *Fleet) Transition(b *breaker.Breaker, t breaker.Transition) {
-	m := f.member(b)
+func (f *Fleet) Transition(l *breaker.FleetLink, t breaker.Transition) {
+	m := f.member(l)
 	if m == nil {
 		return
 	}
@@ -246,7 +317,7 @@ const (
 // newer action replaced ack meanwhile: that reply is old news.
 //
 // The decision is taken under m.mu; the breaker is moved outside it, by one
-// goroutine at a time, always to the newest decision: ApplyFleet delivers
+// goroutine at a time, always to the newest decision: FleetLink.Apply delivers
 // listeners, which may call the breaker and, through it, the fleet.
 func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 	if r.restored {
@@ -332,18 +403,19 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 		m.hasPending = false
 		// A decision taken while this goroutine applied the previous one may
 		// be for a breaker re-created since (Attach): move the current one.
-		if b = m.breaker(); b == nil {
+		l := m.link()
+		if l == nil {
 			break
 		}
 		m.mu.Unlock()
 		func() {
 			defer m.mu.Lock() // also if a listener panics
 			if p.state {
-				if _, err := b.ApplyFleet(p.fs); err != nil {
+				if _, err := l.Apply(p.fs); err != nil {
 					f.log.Warn("ignoring fleet state", "breaker", m.name, "err", err)
 				}
 			} else {
-				b.SetFleetStreak(p.fs.Streak)
+				l.SetStreak(p.fs.Streak)
 			}
 		}()
 	}

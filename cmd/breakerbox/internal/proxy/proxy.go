@@ -277,7 +277,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, map[string]any{"error": "breakerbox has no breaker for this circuit (see its log)", "circuit": rt.circuit})
 		return
 	}
-	ticket, err := b.Allow()
+	ticket, err := b.AllowContext(r.Context())
+	if err != nil && r.Context().Err() != nil {
+		// The client left while the fleet was asked for a probe's lease.
+		rt.metrics.observe(499, time.Since(start))
+		return
+	}
 	if err != nil {
 		s.reject(w, rt, err)
 		rt.stats.rejected(start)
