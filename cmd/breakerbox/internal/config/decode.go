@@ -144,8 +144,8 @@ func (d *decoder) decode(data []byte) *Config {
 				c.AdminHosts = append(c.AdminHosts, h)
 			})
 		},
-		"state":  func(n *yaml.Node, f string) { d.decodeState(n, f, c) },
-		"quorum": func(n *yaml.Node, f string) { d.int(n, f, &c.Quorum, 0, 1000) },
+		"state":   func(n *yaml.Node, f string) { d.decodeState(n, f, c) },
+		"quorum":  func(n *yaml.Node, f string) { d.int(n, f, &c.Quorum, 0, 1000) },
 		"replica": func(n *yaml.Node, f string) { d.str(n, f, &c.Replica) },
 		"limits": func(n *yaml.Node, f string) {
 			d.mapping(n, f, map[string]func(*yaml.Node, string){
