@@ -78,8 +78,8 @@ export async function startSidecar(config, { listen = '127.0.0.1:0', admin = '12
   atExit(() => child.kill('SIGKILL'));
   const m = await waitFor('the sidecar to print its addresses', () => {
     if (exited) throw new Error(`breakerbox exited:\n${out}`);
-    const proxy = /proxy:\s+(http:\/\/[^/\s]+)\//.exec(out);
-    const admin = /dashboard:\s+(http:\/\/[^/\s]+)\//.exec(out);
+    const proxy = /proxy[:=]\s*(http:\/\/[^/\s]+)\//.exec(out);
+    const admin = /dashboard[:=]\s*(http:\/\/[^/\s]+)\//.exec(out);
     return proxy && admin ? { proxy: proxy[1], admin: admin[1] } : undefined;
   });
   return {

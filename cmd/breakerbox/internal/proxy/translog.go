@@ -60,7 +60,7 @@ func (l *transitionLog) record(t breaker.Transition) {
 			slog.Int("failed_probes", o.failedProbes))
 	}
 	if t.To == breaker.Open {
-		if r := l.route(t.Name); r != nil {
+		if r := l.route(t.Name); r != nil && r.stats != nil {
 			attrs = append(attrs, slog.String("evidence", evidenceText(r.stats.evidence())))
 		}
 	}
