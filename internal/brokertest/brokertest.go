@@ -445,8 +445,13 @@ func startRabbitMQ(t testing.TB, bin, epmdBin string) (*Server, error) {
 	plugins := filepath.Join(dir, "enabled_plugins")
 	envConf := filepath.Join(dir, "rabbitmq-env.conf")
 	for name, text := range map[string]string{
-		conf:     fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nloopback_users = none\n", port),
-		advanced: "[].\n", // not the machine's /etc/rabbitmq/advanced.config
+		conf: fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nloopback_users = none\n", port),
+		// Not the machine's /etc/rabbitmq/advanced.config. A quorum queue's
+		// at-least-once dead-lettering retries a hop its target did not
+		// confirm (say, a broker restarting) only after this timeout, 180 s
+		// by default: messages wait, none is lost, but a test would time
+		// out. amqpgate's docs tell operators the same.
+		advanced: "[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, 2000}]}].\n",
 		plugins:  "[].\n", // none: the management plugin would want a fixed port
 		envConf:  "",      // not the machine's /etc/rabbitmq/rabbitmq-env.conf
 	} {
