@@ -39,7 +39,8 @@ type counters struct {
 // stripes are the striped counts.
 type stripes struct {
 	s     []stripe
-	shift uint // 64 - log2(len(s)): a hash's top bits pick the stripe
+	shift uint          // 64 - log2(len(s)): a hash's top bits pick the stripe
+	salt  atomic.Uint64 // changed when two goroutines are seen sharing a stripe
 }
 
 // stripe is one cache line of counts.
@@ -84,10 +85,20 @@ func (st *stripes) add(c counter) {
 	// A goroutine's stack is its own: the address of a local variable is a
 	// stable, free per-goroutine key (stdlib has no per-P index), stable at
 	// one call site, changed only when the stack moves as it grows. Hashed
-	// (Fibonacci) because stacks are spaced by their size.
+	// (Fibonacci) because stacks are spaced by their size. Two goroutines
+	// whose keys pick one stripe would bounce its line as one shared
+	// counter does: a compare-and-swap lost there changes the salt, which
+	// moves every key to another stripe (LongAdder rehashes the same way).
 	var here byte
-	h := uint64(uintptr(unsafe.Pointer(&here))>>10) * 0x9e3779b97f4a7c15
-	st.s[h>>st.shift].n[c].Add(1)
+	key := uint64(uintptr(unsafe.Pointer(&here)) >> 10)
+	for {
+		salt := st.salt.Load()
+		n := &st.s[((key+salt)*0x9e3779b97f4a7c15)>>st.shift].n[c]
+		if v := n.Load(); n.CompareAndSwap(v, v+1) {
+			return
+		}
+		st.salt.CompareAndSwap(salt, salt+1)
+	}
 }
 
 // load returns the total of counter c.
