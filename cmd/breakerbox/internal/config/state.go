@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -210,7 +211,13 @@ func (d *decoder) addrs(field string, addrs []string, want string) {
 	seen := map[string]bool{}
 	for i, a := range addrs {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if d.hostPort(f, a) && seen[a] {
+		if !d.hostPort(f, a) {
+			continue
+		}
+		if _, port, _ := net.SplitHostPort(a); port == "0" || strings.TrimLeft(port, "0") == "" {
+			// 0 means "any free port" to a listener; nothing can be dialled there.
+			d.fieldf(f, "%q: port 0 is not an address to dial: want the server's port, e.g. 6379", a)
+		} else if seen[a] {
 			d.fieldf(f, "%q is listed twice", a)
 		}
 		seen[a] = true

@@ -45,6 +45,8 @@ func TestBadRedisStateNamesTheFieldAndTheFix(t *testing.T) {
 		{"sentinel no master", "{sentinel: {addrs: ['h:26379']}}", "state.sentinel.master: empty: want the name the sentinels monitor the primary under"},
 		{"sentinel no addrs", "{sentinel: {master: m}}", "state.sentinel.addrs: empty: list the sentinels"},
 		{"sentinel bad addr", "{sentinel: {master: m, addrs: ['h']}}", `state.sentinel.addrs[0]: "h" is not host:port`},
+		{"sentinel port 0", "{sentinel: {master: m, addrs: ['h:0']}}", `state.sentinel.addrs[0]: "h:0": port 0 is not an address to dial`},
+		{"cluster port 00", "{cluster: {addrs: ['h:1', 'h:00']}}", `state.cluster.addrs[1]: "h:00": port 0 is not an address to dial`},
 		{"sentinel addr twice", "{sentinel: {master: m, addrs: ['h:1', 'h:1']}}", `state.sentinel.addrs[1]: "h:1" is listed twice`},
 		{"sentinel addrs not a list", "{sentinel: {master: m, addrs: 'h:1'}}", "state.sentinel.addrs: \"h:1\": want a list"},
 		{"sentinel typo", "{sentinel: {mastr: m, addrs: ['h:1']}}", `unknown key "mastr" in state.sentinel; did you mean "master"?`},

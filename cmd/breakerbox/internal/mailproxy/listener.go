@@ -115,6 +115,11 @@ type Listener struct {
 	conns     map[net.Conn]struct{}
 	sessions  sync.WaitGroup
 	closed    bool
+	// ctx is the sessions' context, cancelled when Close (or a Shutdown
+	// past its deadline) ends them: a session waiting for a fleet's probe
+	// lease, or dialling, stops waiting.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // Validate checks the Listener's fields and fills in its defaults' meaning;
@@ -193,8 +198,10 @@ func (l *Listener) Serve(ln net.Listener) error {
 	}
 	if l.listeners == nil {
 		l.listeners, l.conns = map[net.Listener]struct{}{}, map[net.Conn]struct{}{}
+		l.ctx, l.cancel = context.WithCancel(context.Background())
 	}
 	l.listeners[ln] = struct{}{}
+	ctx := l.ctx
 	l.mu.Unlock()
 	defer func() {
 		l.mu.Lock()
@@ -222,7 +229,7 @@ func (l *Listener) Serve(ln net.Listener) error {
 		}
 		go func() {
 			defer l.untrack(c)
-			l.session(c, r.mode)
+			l.session(ctx, c, r.mode)
 		}()
 	}
 }
@@ -286,6 +293,9 @@ func (l *Listener) stop(conns bool) {
 		_ = ln.Close()
 	}
 	if conns {
+		if l.cancel != nil {
+			l.cancel()
+		}
 		for c := range l.conns {
 			_ = c.Close() // the session closes its upstream side when its client side ends
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/breakerbox/breakerbox/breaker"
+	"github.com/breakerbox/breakerbox/breaker/breakertest"
 )
 
 func TestListenerValidationNamesTheFieldAndTheFix(t *testing.T) {
@@ -141,4 +142,77 @@ func mustListen(t *testing.T) net.Listener {
 		t.Fatal(err)
 	}
 	return ln
+}
+
+// leaseWaiter is a fleet that never answers a probe lease: AcquireProbe
+// waits until its caller's context ends, as redisstate does when Redis is
+// unreachable for longer than the caller will wait.
+type leaseWaiter struct {
+	waiting chan struct{} // one value per call that started waiting
+	gaveUp  chan error    // ctx.Err() of each call that stopped waiting
+}
+
+func (w *leaseWaiter) Attach(*breaker.FleetLink) {}
+
+func (w *leaseWaiter) AcquireProbe(ctx context.Context, _ *breaker.FleetLink, _ uint64) (bool, time.Duration) {
+	w.waiting <- struct{}{}
+	<-ctx.Done()
+	w.gaveUp <- ctx.Err()
+	return false, time.Second
+}
+
+// Close ends a session still waiting for the fleet's probe lease: the wait
+// ends with the Listener, and counts nothing against the provider.
+func TestCloseEndsASessionWaitingForAFleetProbeLease(t *testing.T) {
+	clock := breakertest.NewClock()
+	fleet := &leaseWaiter{waiting: make(chan struct{}, 1), gaveUp: make(chan error, 1)}
+	b, err := breaker.New(breaker.Config{Name: "m", FailureThreshold: 1, OpenTimeout: time.Minute, Clock: clock, Sync: fleet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.Report(breaker.Failure)
+	clock.Advance(time.Minute) // HALF_OPEN: the next session is a probe and asks the fleet
+	l := &Listener{Name: "m", Protocol: SMTP, Upstream: "127.0.0.1:1", TLSMode: Plaintext, Breaker: b}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- l.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-fleet.waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session never asked the fleet for a probe lease")
+	}
+	before := b.Snapshot()
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }() // returns only once every session has ended
+	select {
+	case got := <-fleet.gaveUp:
+		if !errors.Is(got, context.Canceled) {
+			t.Errorf("the lease wait ended with %v, want context.Canceled", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the session's wait for a probe lease")
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, ErrListenerClosed) {
+		t.Errorf("Serve: %v, want ErrListenerClosed", err)
+	}
+	after := b.Snapshot()
+	if after.State != breaker.HalfOpen || after.Failures != before.Failures || after.Rejected != before.Rejected {
+		t.Errorf("after Close: %v, %d failures, %d rejected; want HALF_OPEN, %d, %d (nothing counted)",
+			after.State, after.Failures, after.Rejected, before.Failures, before.Rejected)
+	}
 }

@@ -19,6 +19,7 @@ import (
 // of the breaker.
 type session struct {
 	l      *Listener
+	ctx    context.Context // the Listener's: ends when Close ends the session
 	client net.Conn
 	server net.Conn
 	ticket breaker.Ticket
@@ -54,18 +55,22 @@ func rank(o breaker.Outcome) int {
 	return 2
 }
 
-func (l *Listener) session(c net.Conn, mode TLSMode) {
+func (l *Listener) session(ctx context.Context, c net.Conn, mode TLSMode) {
 	defer c.Close()
-	t, err := l.Breaker.Allow()
+	t, err := l.Breaker.AllowContext(ctx)
 	if err != nil {
 		l.reject(c, err)
 		return
 	}
-	s := &session{l: l, client: c, ticket: t, start: time.Now(), worst: breaker.Ignored, reason: reasonNoGreeting}
+	s := &session{l: l, ctx: ctx, client: c, ticket: t, start: time.Now(), worst: breaker.Ignored, reason: reasonNoGreeting}
 	defer s.finish()
-	ctx, cancel := context.WithTimeout(context.Background(), l.dialTimeout())
+	dialCtx, cancel := context.WithTimeout(ctx, l.dialTimeout())
 	defer cancel()
-	if s.server, err = l.dial(ctx, mode == ImplicitTLS); err != nil {
+	if s.server, err = l.dial(dialCtx, mode == ImplicitTLS); err != nil {
+		if ctx.Err() != nil { // Close ended the session: no word on the provider
+			s.observe(breaker.Ignored, "listener closed")
+			return
+		}
 		s.refuse(err)
 		return
 	}
@@ -179,7 +184,7 @@ func (s *session) observe(o breaker.Outcome, reason string) {
 		return
 	}
 	if late { // the session reported early (reportSoFar): this failure is a call of its own
-		if t, err := s.l.Breaker.Allow(); err == nil {
+		if t, err := s.l.Breaker.AllowContext(s.ctx); err == nil {
 			t.Report(breaker.Failure)
 		}
 	} else {
