@@ -443,6 +443,12 @@ func (b *Breaker) machine() machine {
 // slow success is a Failure: the fleet hears that too), probe the slot id of
 // a probe (0 otherwise). It requires b.mu.
 func (b *Breaker) apply(v verdict, o Outcome, probe uint64) {
+	if v.reason != 0 && b.fleet.decides != nil && (v.reason == ReasonFailureThreshold || v.reason == ReasonProbesSucceeded) &&
+		b.fleet.decides.FleetDecides(b.fleet.link, v.reason) {
+		// The fleet's transition comes through FleetLink.Apply. The word is
+		// published as for a streak's first failure (a threshold of 1 skips it).
+		v.m.state, v.reason, v.publish = b.state, 0, true
+	}
 	b.failures, b.probeSuccesses, b.fleetStreak = v.m.failures, v.m.successes, v.m.fleetStreak
 	switch {
 	case v.reason != 0:

@@ -91,6 +91,10 @@ type Fleet struct {
 	}
 	malformedAt       atomic.Int64  // unix nanos of the last malformed log line
 	malformedUnlogged atomic.Uint64 // malformed not logged since
+
+	// beforeFlush, if set, runs before each batch is sent: tests hold the
+	// flush loop with it to leave outcomes queued (export_test.go).
+	beforeFlush atomic.Pointer[func()]
 }
 
 // member is one shared breaker.
@@ -105,6 +109,7 @@ type member struct {
 	epoch      atomic.Int64 // highest epoch applied; written under mu, read anywhere
 	sq         int64        // highest streak sequence applied; guarded by mu
 	held       bool         // the fleet was not CLOSED in epoch; guarded by mu
+	holds      atomic.Bool  // held, for FleetDecides, which runs under the breaker's lock (m.mu is taken before it)
 	dead       bool         // swept: its breaker was collected; guarded by mu
 	pending    pendingApply // the newest decision not yet applied; guarded by mu
 	hasPending bool         // guarded by mu

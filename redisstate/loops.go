@@ -39,6 +39,9 @@ func (f *Fleet) flushLoop() {
 			f.unqueueManual(batch)
 			continue
 		}
+		if hook := f.beforeFlush.Load(); hook != nil {
+			(*hook)()
+		}
 		f.flush(batch)
 	}
 }

@@ -16,6 +16,7 @@ var _ interface {
 	breaker.OutcomeSync
 	breaker.ProbeSync
 	breaker.TransitionSync
+	breaker.DecideSync
 } = (*Fleet)(nil)
 
 // Attach implements breaker.Sync: the breaker joins the fleet under its
@@ -41,6 +42,7 @@ func (f *Fleet) Attach(l *breaker.FleetLink) {
 		m.cfg.Store(&cfg)
 		m.epoch.Store(0)
 		m.sq, m.held = 0, false
+		m.holds.Store(false)
 		m.manualGen.Store(0)
 		m.knownEpoch.Store(-1)
 		m.denyUntil.Store(0)
@@ -201,6 +203,35 @@ func (f *Fleet) acquire(m *member, probe uint64) lease {
 	return lease{retry: max(rep.retry, time.Millisecond)}
 }
 
+// FleetDecides implements breaker.DecideSync: while Redis answers, the
+// scripts make the transitions that fleet-wide counts decide, from the
+// outcomes every replica reports, and this replica's breaker waits for them
+// instead of moving on its own counts, whose last outcome may still be
+// queued:
+//   - HALF_OPEN to CLOSED, while the fleet leases the probes (its state is
+//     not CLOSED): a replica that closed on its own count before its last
+//     success reached Redis let ordinary calls through while the fleet still
+//     probed, one more "probe" than HalfOpenSuccesses;
+//   - CLOSED to OPEN, with a quorum of 1: the fleet's streak is the one that
+//     counts, and the replica whose report reaches the threshold is the one
+//     that decided (Transition.DecidedBy). With a larger quorum a replica
+//     still opens its own circuit on its own counts (see Options.Quorum).
+//
+// A degraded replica decides alone, as it does everything else.
+func (f *Fleet) FleetDecides(l *breaker.FleetLink, r breaker.Reason) bool {
+	m := f.member(l)
+	if m == nil || f.degraded.Load() {
+		return false
+	}
+	switch r {
+	case breaker.ReasonProbesSucceeded:
+		return m.holds.Load()
+	case breaker.ReasonFailureThreshold:
+		return f.opts.Quorum <= 1 && !m.holds.Load()
+	}
+	return false
+}
+
 // Transition implements breaker.TransitionSync: an operator's action on one replica
 // applies to the fleet; so does an OPEN decided by a failure-rate window,
 // which only the replica sees. Trips by consecutive failures are the
@@ -352,6 +383,7 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 	case r.epoch > m.epoch.Load():
 		m.epoch.Store(r.epoch)
 		m.held = r.state != breaker.Closed
+		m.holds.Store(m.held)
 		m.sq = r.sq // a new epoch orders its streaks afresh: a lagging clock may number them lower
 		m.knownEpoch.Store(r.epoch)
 		m.denyUntil.Store(0)
