@@ -115,15 +115,15 @@ type member struct {
 	// mu guards the fleet's decisions for this breaker (see apply); it is
 	// never held while the breaker runs listeners.
 	mu         sync.Mutex
-	epoch      atomic.Int64 // highest epoch applied; written under mu, read anywhere
-	sq         int64        // highest streak sequence applied; guarded by mu
-	held       bool         // the fleet was not CLOSED in epoch; guarded by mu
-	holds      atomic.Bool  // held, for FleetDecides, which runs under the breaker's lock (m.mu is taken before it)
+	epoch      atomic.Int64            // highest epoch applied; written under mu, read anywhere
+	sq         int64                   // highest streak sequence applied; guarded by mu
+	held       bool                    // the fleet was not CLOSED in epoch; guarded by mu
+	holds      atomic.Bool             // held, for FleetDecides, which runs under the breaker's lock (m.mu is taken before it)
 	opening    atomic.Pointer[Opening] // the last fleet transition applied (Fleet.Opening)
-	dead       bool         // swept: its breaker was collected; guarded by mu
-	pending    pendingApply // the newest decision not yet applied; guarded by mu
-	hasPending bool         // guarded by mu
-	applying   bool         // a goroutine is applying decisions; guarded by mu
+	dead       bool                    // swept: its breaker was collected; guarded by mu
+	pending    pendingApply            // the newest decision not yet applied; guarded by mu
+	hasPending bool                    // guarded by mu
+	applying   bool                    // a goroutine is applying decisions; guarded by mu
 	// knownEpoch is the epoch outcomes are reported under; -1 means "the
 	// fleet's current one", for a new breaker and after a manual action,
 	// until Redis's reply says which it is.
