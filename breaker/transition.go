@@ -325,6 +325,9 @@ func (b *Breaker) emit(t Transition) {
 		if t.FleetReason != 0 {
 			attrs = append(attrs, slog.String("fleet_reason", t.FleetReason.String()))
 		}
+		if t.DecidedBy != "" {
+			attrs = append(attrs, slog.String("decided_by", t.DecidedBy))
+		}
 		if t.To == Open {
 			attrs = append(attrs, slog.Duration("open_for", t.OpenFor))
 		}

@@ -30,9 +30,9 @@ func TestFleetOpeningIsAnErrorOnlyWhereFailuresWere(t *testing.T) {
 				return &route{circuit: "genesys/us-east-1", service: "genesys", region: "us-east-1"}
 			})
 			l.record(breaker.Transition{Name: "genesys/us-east-1", From: breaker.Closed, To: breaker.Open, Reason: breaker.ReasonFleet,
-				FleetReason: breaker.ReasonFailureThreshold, Failures: tt.failures, At: at, OpenFor: time.Minute})
+				FleetReason: breaker.ReasonFailureThreshold, Failures: tt.failures, At: at, OpenFor: time.Minute}, "", nil)
 			l.record(breaker.Transition{Name: "genesys/us-east-1", From: breaker.Open, To: breaker.Closed, Reason: breaker.ReasonFleet,
-				FleetReason: breaker.ReasonProbesSucceeded, At: at.Add(3 * time.Minute)})
+				FleetReason: breaker.ReasonProbesSucceeded, At: at.Add(3 * time.Minute)}, "", nil)
 			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 			if len(lines) != 2 || !strings.Contains(lines[0], tt.wantLevel) || !strings.Contains(lines[0], "Circuit breaker OPEN for region us-east-1: "+tt.wantMsg) {
 				t.Fatalf("opening:\n%s", buf.String())
