@@ -3,6 +3,7 @@ package redisstate_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +88,46 @@ func TestAFailedProbesReopeningCarriesThatProbeAsEvidence(t *testing.T) {
 	o, _ := f[0].f.Opening(key)
 	if o.DecidedBy != "replica-2" || len(o.Evidence) != 1 || o.Evidence[0].Replica != "replica-2" || o.Evidence[0].Detail != "timeout/5000ms" {
 		t.Fatalf("Opening = %+v, want replica-2's reopening with its failed probe as the only evidence", o)
+	}
+}
+
+// Evidence Redis holds that no script wrote (a hostile or broken writer, a
+// key of another type) never stops the fleet: bad entries are left out and
+// counted in Stats.Malformed, the opening applies everywhere with the good
+// ones, and a key of another type is replaced.
+func TestHostileEvidenceIsLeftOutAndCountedAndTheFleetStillOpens(t *testing.T) {
+	srv := redistest.Start(t)
+	f := newFleet(t, srv, 2, t10(time.Minute), redisstate.Options{Describe: func(string) string { return "503/1ms" }})
+	ctx := context.Background()
+	ev := fleetHash() + ":e"
+	f[0].fail(9)
+	eventually(t, 5*time.Second, func() bool { return streak(srv) == 9 }, "Redis counts 9 failures")
+	srv.Client().LPush(ctx, ev, "no-time-here", "replica-x 12 "+strings.Repeat("x", 5000), "bad\x01name 5 x", "replica-x -3 x")
+	f[0].fail(1)
+	f.wantState(t, breaker.Open, "the 10th failure opens the fleet")
+	o, _ := f[1].f.Opening(key)
+	if o.DecidedBy != "replica-1" || len(o.Evidence) != 6 {
+		t.Fatalf("Opening = %+v, want replica-1's, with the 6 good entries of the 10 kept", o)
+	}
+	for _, e := range o.Evidence {
+		if e.Replica != "replica-1" || e.Detail != "503/1ms" {
+			t.Fatalf("evidence entry %+v, want only replica-1's failures", e)
+		}
+	}
+	if m := f[1].f.Stats().Malformed; m == 0 {
+		t.Fatal("the hostile entries were not counted in Stats.Malformed")
+	}
+
+	// A key of another type in the evidence's place: replaced, counting goes on.
+	f[1].b().Reset()
+	f.wantState(t, breaker.Closed, "reset")
+	f[0].fail(5)
+	eventually(t, 5*time.Second, func() bool { return streak(srv) == 5 }, "Redis counts 5 failures")
+	srv.Client().Del(ctx, ev)
+	srv.Client().HSet(ctx, ev, "not", "a list")
+	f[0].fail(5)
+	f.wantState(t, breaker.Open, "10 failures with a hash where the evidence list goes")
+	if o, _ := f[1].f.Opening(key); len(o.Evidence) != 5 {
+		t.Fatalf("Opening = %+v, want the 5 failures reported since the list was replaced", o)
 	}
 }

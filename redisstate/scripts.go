@@ -125,6 +125,8 @@ end
 -- note keeps n failures the caller reported (at most the list's 10) as
 -- evidence, with the caller's description of the last of them.
 local function note(n, detail)
+  local t = redis.call('TYPE', E).ok
+  if t ~= 'list' and t ~= 'none' then redis.call('DEL', E) end -- not ours: evidence only informs
   for _ = 1, math.min(n, 10) do
     redis.call('LPUSH', E, caller .. ' ' .. string.format('%d', now) .. ' ' .. detail)
   end
