@@ -81,6 +81,10 @@ func TestAReplicaWhoseLastProbeIsStillQueuedDoesNotCloseAheadOfTheFleet(t *testi
 	release()
 	f.wantState(t, breaker.Closed, "the 3rd success reaches Redis and closes the fleet")
 	for _, r := range f {
+		eventually(t, 5*time.Second, func() bool { // delivered just after the state is visible
+			tr := r.transitions()
+			return len(tr) > 0 && tr[len(tr)-1].To == breaker.Closed
+		}, r.name+" delivers the CLOSED")
 		tr := r.transitions()
 		last := tr[len(tr)-1]
 		if last.To != breaker.Closed || last.Reason != breaker.ReasonFleet || last.FleetReason != breaker.ReasonProbesSucceeded {

@@ -146,6 +146,17 @@ func TestAFleetTransitionIsOneErrorFleetWideWithTheEvidenceOfEveryReplica(t *tes
 		}
 	}
 	waitUntil(t, everywhere("open"), "the fleet opens on every replica")
+	logged := func(sub string) func() bool { // a line is written just after the state it logs is visible
+		return func() bool {
+			for _, r := range f {
+				if len(r.lines(sub)) == 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitUntil(t, logged("Circuit breaker OPEN for region eu-west-1"), "every replica logs the opening")
 
 	errors, infos := 0, 0
 	for _, r := range f {
@@ -198,6 +209,7 @@ func TestAFleetTransitionIsOneErrorFleetWideWithTheEvidenceOfEveryReplica(t *tes
 		f[0].call(t)
 		return everywhere("closed")()
 	}, "3 probes close the fleet")
+	waitUntil(t, logged("Circuit breaker CLOSED for region eu-west-1"), "every replica logs the recovery")
 	if n := up.hits.Load() - hits; n < 3 {
 		t.Fatalf("%d calls reached the upstream, want the 3 probes at least", n)
 	}
