@@ -445,6 +445,12 @@ func (b *Breaker) machine() machine {
 func (b *Breaker) apply(v verdict, o Outcome, probe uint64) {
 	b.failures, b.probeSuccesses, b.fleetStreak = v.m.failures, v.m.successes, v.m.fleetStreak
 	switch {
+	case v.reason != 0 && b.fleetDecides(v.reason):
+		// The fleet's transition comes through FleetLink.Apply; the counts
+		// stay. The word is published as for a streak's first failure (a
+		// threshold of 1 skips it). Decided here, not by changing v: the
+		// verdict stays in registers on the paths without a transition.
+		b.storeWord()
 	case v.reason != 0:
 		b.setState(v.m.state, v.reason) // reads the counts into the event, then resets them
 	case v.publish:
@@ -453,6 +459,13 @@ func (b *Breaker) apply(v verdict, o Outcome, probe uint64) {
 	if v.report {
 		b.report(o, probe)
 	}
+}
+
+// fleetDecides asks the fleet (DecideSync), if any, whether it makes the
+// transition the breaker's own counts reached for reason. It requires b.mu.
+func (b *Breaker) fleetDecides(reason Reason) bool {
+	return b.fleet.decides != nil && (reason == ReasonFailureThreshold || reason == ReasonProbesSucceeded) &&
+		b.fleet.decides.FleetDecides(b.fleet.link, reason)
 }
 
 // report tells the fleet, if any, an outcome it needs. It requires b.mu.

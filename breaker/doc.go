@@ -45,7 +45,8 @@
 // redisstate does it on Redis). The breaker keeps deciding locally; the Sync
 // is handed a FleetLink at Attach, the only way to move the breaker to the
 // fleet's state, and implements the optional hooks it needs (OutcomeSync,
-// ProbeSync, TransitionSync). See Sync for the rule that lets hooks be added
+// ProbeSync, TransitionSync, DecideSync: the fleet, not the breaker's own
+// counts, makes the transitions that fleet-wide counts decide). See Sync for the rule that lets hooks be added
 // without breaking implementations.
 //
 // # Cost

@@ -15,7 +15,7 @@ import (
 // Sync has one method and will keep exactly one. Every other hook is an
 // optional interface, discovered by type assertion once, at New, as
 // net/http discovers an http.Flusher: an implementation implements those it
-// needs (OutcomeSync, ProbeSync, TransitionSync), and a later version adds a
+// needs (OutcomeSync, ProbeSync, TransitionSync, DecideSync), and a later version adds a
 // hook as a new optional interface, never as a method of an existing one, so
 // no implementation breaks. Assert at compile time the ones you mean to
 // implement, so that a signature mistake is not silently a missing hook:
@@ -65,6 +65,26 @@ type TransitionSync interface {
 	Transition(l *FleetLink, t Transition)
 }
 
+// DecideSync is a Sync whose fleet makes the transitions that counts of
+// consecutive outcomes decide, because it counts every replica's: the
+// fleet-wide failure streak, the successful probes of all replicas. A
+// breaker whose own counts reach a threshold first asks it whether to wait:
+// its last outcome may still be on its way to the fleet, and a replica that
+// moved ahead of it would close while the fleet still probes (its ordinary
+// calls reaching a service that has passed fewer probes than
+// HalfOpenSuccesses) or open on a streak the fleet saw broken elsewhere.
+type DecideSync interface {
+	// FleetDecides is called, with the breaker's lock held, when the
+	// breaker's own counts would make a transition for reason
+	// (ReasonFailureThreshold in CLOSED, ReasonProbesSucceeded in
+	// HALF_OPEN). true keeps the breaker in its state, counting on, until
+	// the fleet's decision arrives through FleetLink.Apply; the outcome is
+	// still reported (OutcomeSync). false lets the breaker decide, as it
+	// must when the fleet cannot be reached. It must not block, nor call the
+	// breaker or the link back.
+	FleetDecides(l *FleetLink, reason Reason) bool
+}
+
 // FleetLink is a breaker's handle for its Sync, handed to Sync.Attach: the
 // Sync reads the breaker through Breaker and moves it to the fleet's state
 // through Apply and SetStreak, which the breaker's own API does not offer.
@@ -99,6 +119,9 @@ type FleetState struct {
 	// Reason is why the fleet changed state, if known; the transition
 	// carries it as FleetReason.
 	Reason Reason
+	// DecidedBy names the replica whose call made the fleet's transition,
+	// if known; the transition carries it as DecidedBy.
+	DecidedBy string
 }
 
 // Apply moves the breaker to the fleet's state. A change of state is a
@@ -117,8 +140,9 @@ func (l *FleetLink) Apply(f FleetState) (changed bool, err error) {
 	switch {
 	case f.State != b.state:
 		b.setStateFor(f.State, ReasonFleet, f.OpenFor)
-		b.last.FleetReason = f.Reason
+		b.last.FleetReason, b.last.DecidedBy = f.Reason, f.DecidedBy
 		b.pending[len(b.pending)-1].FleetReason = f.Reason
+		b.pending[len(b.pending)-1].DecidedBy = f.DecidedBy
 		changed = true
 	case f.State == Open && f.OpenFor > 0:
 		b.armOpen(b.clock.Now(), f.OpenFor)
@@ -166,6 +190,7 @@ type fleet struct {
 	outcomes   OutcomeSync
 	probes     ProbeSync
 	transition TransitionSync
+	decides    DecideSync
 }
 
 func newFleet(b *Breaker, s Sync) fleet {
@@ -176,5 +201,6 @@ func newFleet(b *Breaker, s Sync) fleet {
 	f.outcomes, _ = s.(OutcomeSync)
 	f.probes, _ = s.(ProbeSync)
 	f.transition, _ = s.(TransitionSync)
+	f.decides, _ = s.(DecideSync)
 	return f
 }

@@ -79,6 +79,9 @@ type Transition struct {
 	// FleetReason is, for ReasonFleet, why the fleet changed state (e.g.
 	// ReasonFailureThreshold on another replica), or 0 if not known.
 	FleetReason Reason
+	// DecidedBy is, for ReasonFleet, the replica whose call made the fleet's
+	// transition (FleetState.DecidedBy), or "" if not known.
+	DecidedBy string
 }
 
 // Message is the human-readable log line for the transition.
@@ -321,6 +324,9 @@ func (b *Breaker) emit(t Transition) {
 		}
 		if t.FleetReason != 0 {
 			attrs = append(attrs, slog.String("fleet_reason", t.FleetReason.String()))
+		}
+		if t.DecidedBy != "" {
+			attrs = append(attrs, slog.String("decided_by", t.DecidedBy))
 		}
 		if t.To == Open {
 			attrs = append(attrs, slog.Duration("open_for", t.OpenFor))

@@ -24,6 +24,21 @@
 // the circuit are counted fleet-wide. An operator's ForceOpen, ForceClosed
 // or Reset on one replica applies to all.
 //
+// While Redis answers, the fleet, not a replica's own counts, closes a
+// HALF_OPEN circuit and (with a quorum of 1) opens a CLOSED one
+// (breaker.DecideSync): a replica whose last probe's success is still queued
+// stays HALF_OPEN until Redis has counted it, so exactly HalfOpenSuccesses
+// probes succeed before the fleet closes and no replica lets ordinary calls
+// through ahead of it. A replica that dies with that success queued loses
+// it: its lease expires after ProbeTimeout and another probe is counted in
+// its place; a success is never counted twice.
+//
+// Every transition says which replica's call made it
+// (breaker.Transition.DecidedBy, Fleet.Opening): the sidecar logs it at
+// ERROR on that replica only. The scripts keep a breaker's last 10 reported
+// failures, each with its replica and Options.Describe's description, and
+// hand them with the opening they led to (Evidence).
+//
 // Redis faults never become call failures. If Redis is down, slow, paused,
 // restarted empty or failed over, each replica keeps deciding on its own
 // local counts, logs that it is degraded (Stats and metrics say so too), and
@@ -87,8 +102,9 @@
 //
 // # Keys
 //
-// For a breaker named N the fleet uses the keys <prefix>{N}, <prefix>{N}:r
-// and <prefix>{N}:l (hash-tagged, so a Redis Cluster keeps them in one slot
+// For a breaker named N the fleet uses the keys <prefix>{N}, <prefix>{N}:r,
+// <prefix>{N}:l and <prefix>{N}:e (the evidence list, at most 10 short
+// entries) (hash-tagged, so a Redis Cluster keeps them in one slot
 // and each script runs on one node) and the channels <prefix>events and
 // <prefix>events:v1 (PUBLISH reaches every node of a cluster). A breaker with
 // an empty name has no hash tag: its keys may land in different slots of a
@@ -104,12 +120,19 @@
 //     {"v":1, "key":"<prefix>{<name>}", "ep":"<epoch>", "st":"<state>",
 //     "ms":<remaining open ms>, "streak":<bool>, "sq":"<streak sequence>",
 //     "rs":"<reason>"}; epochs and sequences are decimal strings, as Lua's
-//     numbers are doubles. Version 0, from replicas that predate versions, is
+//     numbers are doubles. Two optional fields, added within v1 (older v1
+//     readers ignore them, and a message without them reads as before):
+//     "by", the replica whose call made the transition, and "ev", with a
+//     transition to OPEN on failures, its evidence: up to 10 strings
+//     "<replica> <ms of Redis's clock> <description>", newest first. A bad
+//     "by" or "ev" is counted in Stats.Malformed and left out; the state
+//     still applies. Version 0, from replicas that predate versions, is
 //     "<epoch> <state> <remaining ms> <streak 0|1> <streak seq> <reason> <key>"
 //     on <prefix>events.
 //   - Script replies: an array whose first element is the version (1), then
 //     granted, retry ms, state, epoch, remaining ms, streak, streak sequence,
-//     reason, restored. A replica only reads its own scripts' replies.
+//     reason, restored, by, evidence. A replica only reads its own scripts'
+//     replies.
 //   - The hash each breaker's state lives in (see scripts.go): the scripts of
 //     both versions read and write it, so its fields and their meanings are
 //     part of the format.

@@ -61,6 +61,15 @@ type Options struct {
 	// Logger receives the fleet's own records (degraded, rejoined). nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Describe, if set, describes this replica's failure of breaker name
+	// being reported to the fleet, in a few words (the sidecar: "503/12ms",
+	// "timeout/5000ms"). The fleet keeps the last 10 failures of a streak
+	// with the replica that reported each (Evidence) and hands them with the
+	// transition to OPEN they led to (Fleet.Opening). It is called with the
+	// breaker's lock held, once per failure reported, so it must be quick
+	// and must not call the breaker; at most 100 bytes are kept, control
+	// characters become '?'.
+	Describe func(breaker string) string
 }
 
 // Fleet shares breakers across the replicas connected to one Redis. It is a
@@ -91,6 +100,10 @@ type Fleet struct {
 	}
 	malformedAt       atomic.Int64  // unix nanos of the last malformed log line
 	malformedUnlogged atomic.Uint64 // malformed not logged since
+
+	// beforeFlush, if set, runs before each batch is sent: tests hold the
+	// flush loop with it to leave outcomes queued (export_test.go).
+	beforeFlush atomic.Pointer[func()]
 }
 
 // member is one shared breaker.
@@ -102,13 +115,15 @@ type member struct {
 	// mu guards the fleet's decisions for this breaker (see apply); it is
 	// never held while the breaker runs listeners.
 	mu         sync.Mutex
-	epoch      atomic.Int64 // highest epoch applied; written under mu, read anywhere
-	sq         int64        // highest streak sequence applied; guarded by mu
-	held       bool         // the fleet was not CLOSED in epoch; guarded by mu
-	dead       bool         // swept: its breaker was collected; guarded by mu
-	pending    pendingApply // the newest decision not yet applied; guarded by mu
-	hasPending bool         // guarded by mu
-	applying   bool         // a goroutine is applying decisions; guarded by mu
+	epoch      atomic.Int64            // highest epoch applied; written under mu, read anywhere
+	sq         int64                   // highest streak sequence applied; guarded by mu
+	held       bool                    // the fleet was not CLOSED in epoch; guarded by mu
+	holds      atomic.Bool             // held, for FleetDecides, which runs under the breaker's lock (m.mu is taken before it)
+	opening    atomic.Pointer[Opening] // the last fleet transition applied (Fleet.Opening)
+	dead       bool                    // swept: its breaker was collected; guarded by mu
+	pending    pendingApply            // the newest decision not yet applied; guarded by mu
+	hasPending bool                    // guarded by mu
+	applying   bool                    // a goroutine is applying decisions; guarded by mu
 	// knownEpoch is the epoch outcomes are reported under; -1 means "the
 	// fleet's current one", for a new breaker and after a manual action,
 	// until Redis's reply says which it is.
@@ -185,8 +200,8 @@ func (o *Options) resolve() error {
 		return fmt.Errorf("redisstate: Options.QueueSize = %d: must be ≥ 0 (0 means 4096)", o.QueueSize)
 	case o.Timeout < 0 || o.HealthInterval < 0 || o.MaxBackoff < 0 || o.KeyTTL < 0:
 		return errors.New("redisstate: Options.Timeout, HealthInterval, MaxBackoff and KeyTTL must be ≥ 0 (0 means the default)")
-	case strings.ContainsAny(o.Replica, " \n"):
-		return fmt.Errorf("redisstate: Options.Replica = %q: must not contain spaces", o.Replica)
+	case o.Replica != "" && checkReplica(o.Replica) != nil:
+		return fmt.Errorf("redisstate: Options.Replica = %q: must be one printable word (no spaces) of at most 200 bytes", o.Replica)
 	}
 	if o.Prefix == "" {
 		o.Prefix = "breakerbox:"

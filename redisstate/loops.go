@@ -39,6 +39,9 @@ func (f *Fleet) flushLoop() {
 			f.unqueueManual(batch)
 			continue
 		}
+		if hook := f.beforeFlush.Load(); hook != nil {
+			(*hook)()
+		}
 		f.flush(batch)
 	}
 }
@@ -110,7 +113,7 @@ func (f *Fleet) syncCall(ctx context.Context, pipe redis.Pipeliner, o op) *redis
 		to = o.state.String()
 	}
 	return syncScript.EvalSha(ctx, pipe, o.m.keys, f.opts.KeyTTL.Milliseconds(), f.channel, o.mode.String(), to, o.openMs, o.reason,
-		o.known, o.m.heldAt(o.known), o.m.applied())
+		o.known, o.m.heldAt(o.known), o.m.applied(), f.opts.Replica)
 }
 
 // settle applies the reply of one call. The reply to a manual action

@@ -62,6 +62,9 @@ func TestAnOldAndANewReplicaShareOneFleet(t *testing.T) {
 	old.do("done success")
 	old.wait(t, "the old replica's probe closes it", "closed")
 	eventually(t, 10*time.Second, func() bool { return nb.State() == breaker.Closed }, "the old replica's probe closes the new one")
+	if last := nb.Snapshot().LastTransition; last.Reason != breaker.ReasonFleet || last.DecidedBy != "" {
+		t.Fatalf("the old replica's CLOSED on the new one: %+v, want the fleet's, its decider not known (v1 without \"by\")", last)
+	}
 
 	nu.fail(4)
 	old.wait(t, "the new replica's failures open the old one", "open", "half_open")
@@ -77,6 +80,9 @@ func TestAnOldAndANewReplicaShareOneFleet(t *testing.T) {
 	}
 	probe.Done(nil)
 	eventually(t, 10*time.Second, func() bool { return nb.State() == breaker.Closed }, "the new replica's probe closes it")
+	if last := nb.Snapshot().LastTransition; last.Reason != breaker.ReasonFleet || last.DecidedBy != "new" {
+		t.Fatalf("the new replica's CLOSED: %+v, want the fleet's, decided by itself (it waits for the fleet's count)", last)
+	}
 	old.wait(t, "the new replica's probe closes the old one", "closed")
 
 	old.do("force-open")

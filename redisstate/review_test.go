@@ -331,7 +331,7 @@ func TestQuickSuccessiveManualActionsEndInTheLastOne(t *testing.T) {
 func TestALateAcknowledgementDoesNotUndoTheNextManualAction(t *testing.T) {
 	srv := redistest.Start(t)
 	other := newReplica(t, srv, "replica-2", t10(time.Minute), redisstate.Options{})
-	b, events := resetHeldUntil(t, srv, 10, func() {
+	b, events := resetHeldUntil(t, srv, 10, 1, func() {
 		eventually(t, 5*time.Second, func() bool {
 			return srv.Client().HGet(context.Background(), "breakerbox:{"+key+"}", "st").Val() == "forced_open"
 		}, "Redis applies the ForceOpen")
@@ -350,18 +350,25 @@ func TestALateAcknowledgementDoesNotUndoTheNextManualAction(t *testing.T) {
 
 // Fleet news that reaches a replica between an operator's action and the
 // moment the breaker hands it to the fleet (here: the Reset's delivery is
-// held until the fleet's OPEN, decided from this replica's own failures, has
-// had time to arrive) is older than the action: it must not move the breaker.
+// held until the fleet's OPEN has had time to arrive) is older than the
+// action: it must not move the breaker. replica-1 requires a quorum of 2, so
+// it opens its own circuit on its own failures (with a quorum of 1 it waits
+// for the fleet's decision: Fleet.FleetDecides); replica-2's failures then
+// complete the fleet's streak while the Reset is held.
 func TestFleetNewsOlderThanAManualActionDoesNotMoveTheBreaker(t *testing.T) {
 	srv := redistest.Start(t)
 	other := newReplica(t, srv, "replica-2", t10(time.Minute), redisstate.Options{})
-	b, events := resetHeldUntil(t, srv, 5, func() {
+	b, events := resetHeldUntil(t, srv, 5, 2, func() {
+		other.fail(5) // 5 + 5 of 2 replicas: the fleet opens
 		eventually(t, 5*time.Second, func() bool { return other.b().State() == breaker.Open }, "the fleet's OPEN is published")
 		time.Sleep(50 * time.Millisecond) // and reaches replica-1
 	})
 	other.b()
-	for range 5 { // opens replica-1 at once on its own counts; the fleet's OPEN follows
+	for range 5 { // opens replica-1 at once on its own counts
 		b.Do(context.Background(), func(context.Context) error { return errUpstream })
+	}
+	if b.State() != breaker.Open {
+		t.Fatalf("replica-1 is %v after 5 failures, want OPEN on its own counts (quorum 2)", b.State())
 	}
 	b.Reset()
 	eventually(t, 5*time.Second, func() bool { return other.b().State() == breaker.Closed && b.State() == breaker.Closed },
@@ -372,11 +379,11 @@ func TestFleetNewsOlderThanAManualActionDoesNotMoveTheBreaker(t *testing.T) {
 	}
 }
 
-// resetHeldUntil makes replica-1 of a fleet on srv with a breaker (the
-// given FailureThreshold) whose delivery of a Reset waits for wait, before
+// resetHeldUntil makes replica-1 of a fleet on srv (with the given quorum)
+// with a breaker (the given FailureThreshold) whose delivery of a Reset waits for wait, before
 // the breaker hands the action to the fleet; events returns its transitions.
-func resetHeldUntil(t *testing.T, srv *redistest.Server, threshold int, wait func()) (b *breaker.Breaker, events func() []breaker.Transition) {
-	f, err := redisstate.New(context.Background(), redisstate.Options{URL: srv.URL(), Replica: "replica-1", Logger: quiet})
+func resetHeldUntil(t *testing.T, srv *redistest.Server, threshold, quorum int, wait func()) (b *breaker.Breaker, events func() []breaker.Transition) {
+	f, err := redisstate.New(context.Background(), redisstate.Options{URL: srv.URL(), Replica: "replica-1", Quorum: quorum, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

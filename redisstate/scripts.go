@@ -10,9 +10,16 @@ import "github.com/redis/go-redis/v9"
 //	                      Redis's clock), sc (successful probes), sq (streak
 //	                      sequence: grows when a streak starts or ends), rs
 //	                      (reason of the last transition), lu (expiry of the
-//	                      last probe lease, 0 when none is live)
+//	                      last probe lease, 0 when none is live), by
+//	                      (replica whose call made the last transition;
+//	                      absent when a replica of the previous version made
+//	                      it)
 //	<prefix>{<name>}:r    set: replicas that reported the current streak (quorum)
 //	<prefix>{<name>}:l    hash: probe leases, "<replica>:<slot>" → expiry (ms)
+//	<prefix>{<name>}:e    list: evidence, newest first, at most 10 entries
+//	                      "<replica> <ms of Redis's clock> <description>": the
+//	                      failures of the current streak, or the failed probe
+//	                      that reopened the fleet (Evidence)
 //
 // Every decision is one script, so it is atomic. Times come from Redis's own
 // TIME and leave Redis only as remaining durations. The epoch grows with every
@@ -25,7 +32,12 @@ import "github.com/redis/go-redis/v9"
 // doc.go, "Wire format"): as v1 on <prefix>events:v1,
 //
 //	{"v":1,"key":"<hash key>","ep":"<epoch>","st":"<state>","ms":<remaining ms>,
-//	 "streak":<true|false>,"sq":"<streak seq>","rs":"<reason>"}
+//	 "streak":<true|false>,"sq":"<streak seq>","rs":"<reason>",
+//	 "by":"<replica>","ev":["<evidence entry>",...]}
+//
+// where "by" (the replica whose call made the transition) and "ev" (the
+// evidence list, with a transition to OPEN) are optional: replicas of the
+// previous version neither write nor read them.
 //
 // and as v0, for replicas of the previous version, on <prefix>events:
 //
@@ -33,8 +45,10 @@ import "github.com/redis/go-redis/v9"
 //
 // Every script replies with {version 1, granted 0|1, retry ms, state, epoch,
 // remaining ms, streak 0|1, streak seq, reason of the last transition,
-// restored 0|1}; epochs and sequences travel as decimal strings (Lua's
-// numbers are doubles).
+// restored 0|1, replica that made the last transition ("" if not known),
+// evidence published with a transition to OPEN this call made (else empty)};
+// epochs and sequences travel as decimal strings (Lua's numbers are
+// doubles).
 //
 // Replicas of the previous version run their own scripts on the same hash:
 // its fields, and their meaning, are part of the wire format. A field Redis
@@ -52,7 +66,7 @@ import "github.com/redis/go-redis/v9"
 // in its reply (restored 1): exactly one replica logs and counts each loss,
 // the others adopt the restored state by pub/sub and find no loss any more.
 const prelude = `
-local K, R, L = KEYS[1], KEYS[2], KEYS[3]
+local K, R, L, E = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local T = redis.call('TIME')
 local now = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local ttl = tonumber(ARGV[1])
@@ -61,9 +75,11 @@ local channel = ARGV[2] -- v0's; v1's is channel .. ':v1'
 local function num(v)
   return tonumber(v or '0') or 0
 end
-local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs', 'lu', 'ef')
+local f = redis.call('HMGET', K, 'st', 'ep', 'fl', 'ou', 'sc', 'sq', 'rs', 'lu', 'ef', 'by')
 local s = {st = f[1] or 'closed', ep = num(f[2]), fl = num(f[3]), ou = num(f[4]), sc = num(f[5]), sq = num(f[6]),
-           rs = f[7] or '', lu = num(f[8]), ef = num(f[9])}
+           rs = f[7] or '', lu = num(f[8]), ef = num(f[9]), by = f[10] or ''}
+local caller = '' -- the replica calling: each script sets it from its arguments
+local opened = {} -- evidence published with a transition to OPEN this call made
 
 -- leasesLost says the probe leases were lost (the lease hash evicted alone)
 -- while one was live: the hash holds the last lease's expiry until the
@@ -89,8 +105,11 @@ end
 
 local function publish(reason)
   local ms, streaking = remaining(), streak()
-  redis.call('PUBLISH', channel .. ':v1', cjson.encode({v = 1, key = K, ep = string.format('%d', s.ep), st = s.st, ms = ms,
-    streak = streaking == 1, sq = string.format('%d', s.sq), rs = reason}))
+  local m = {v = 1, key = K, ep = string.format('%d', s.ep), st = s.st, ms = ms,
+    streak = streaking == 1, sq = string.format('%d', s.sq), rs = reason}
+  if s.by ~= '' then m.by = s.by end
+  if #opened > 0 then m.ev = opened end
+  redis.call('PUBLISH', channel .. ':v1', cjson.encode(m))
   redis.call('PUBLISH', channel, string.format('%d %s %d %d %d %s %s', s.ep, s.st, ms, streaking, s.sq, reason, K))
 end
 
@@ -103,14 +122,27 @@ local function touch()
   redis.call('PEXPIRE', K, ttl)
 end
 
+-- note keeps n failures the caller reported (at most the list's 10) as
+-- evidence, with the caller's description of the last of them.
+local function note(n, detail)
+  local t = redis.call('TYPE', E).ok
+  if t ~= 'list' and t ~= 'none' then redis.call('DEL', E) end -- not ours: evidence only informs
+  for _ = 1, math.min(n, 10) do
+    redis.call('LPUSH', E, caller .. ' ' .. string.format('%d', now) .. ' ' .. detail)
+  end
+  redis.call('LTRIM', E, 0, 9)
+  redis.call('PEXPIRE', E, ttl)
+end
+
 local function transition(to, open_ms, reason)
   s.ep = math.max(s.ep + 1, now, s.ef + 1)
   s.sq = math.max(s.sq + 1, now)
-  s.st, s.fl, s.sc, s.ou, s.rs = to, 0, 0, 0, reason
+  s.st, s.fl, s.sc, s.ou, s.rs, s.by = to, 0, 0, 0, reason, caller
   if to == 'open' then s.ou = now + open_ms end
+  if reason == 'failure_threshold' or reason == 'probe_failed' then opened = redis.call('LRANGE', E, 0, 9) end
   redis.call('DEL', K, R, L)
   redis.call('HSET', K, 'st', to, 'ep', string.format('%d', s.ep), 'ou', string.format('%d', s.ou), 'fl', 0, 'sc', 0,
-    'sq', string.format('%d', s.sq), 'rs', reason, 'lu', 0)
+    'sq', string.format('%d', s.sq), 'rs', reason, 'lu', 0, 'by', caller)
   touch()
   publish(reason)
 end
@@ -151,33 +183,39 @@ local function restore(known, to, open_ms)
 end
 
 local function reply(granted, retry)
-  return {1, granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq), s.rs, restored}
+  return {1, granted, retry, s.st, string.format('%d', s.ep), remaining(), streak(), string.format('%d', s.sq), s.rs, restored,
+    s.by, opened}
 end
 `
 
 // reportScript applies a replica's outcomes in order.
 // ARGV: ttl, channel, replica, known epoch, failure threshold, open ms,
 // successes to close, quorum, held (1: the replica holds the fleet's state of
-// the known epoch, which was not CLOSED), then the outcomes in order: "f<n>" n
-// consecutive failures, "s" a success ending a streak, "p<s|f|i><slot>:<open
-// ms>" a probe's outcome. A known epoch of -1 means "the current one": the
+// the known epoch, which was not CLOSED), then the outcomes in order:
+// "f<n>[:<description>]" n consecutive failures, "s" a success ending a
+// streak, "p<s|f|i><slot>:<open ms>[:<description>]" a probe's outcome. A known epoch of -1 means "the current one": the
 // replica's own manual action, queued before these outcomes, made it.
 var reportScript = redis.NewScript(prelude + `
 local replica, known = ARGV[3], tonumber(ARGV[4])
+caller = replica
 local threshold, open_ms, needed, quorum, held = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 catchUp(known)
 for i = 10, #ARGV do
   local e = ARGV[i]
   local c = string.sub(e, 1, 1)
   if c == 'f' then
+    local sep = string.find(e, ':', 2, true)
+    local n, detail = tonumber(string.sub(e, 2, (sep or 0) - 1)), ''
+    if sep then detail = string.sub(e, sep + 1) end
     -- a failure observed under an older epoch tells nothing about this one
     if s.st == 'closed' and (known >= s.ep or known < 0) then
       local first = s.fl == 0
       if first then
-        redis.call('DEL', R) -- reporters of an older streak (their hash was evicted)
+        redis.call('DEL', R, E) -- reporters and evidence of an older streak
         bump()
       end
-      s.fl = s.fl + tonumber(string.sub(e, 2))
+      note(n, detail)
+      s.fl = s.fl + n
       redis.call('HSET', K, 'fl', s.fl)
       redis.call('SADD', R, replica)
       redis.call('PEXPIRE', R, ttl)
@@ -198,7 +236,9 @@ for i = 10, #ARGV do
     local o = string.sub(e, 2, 2)
     local sep = string.find(e, ':', 3, true)
     local lease = replica .. ':' .. string.sub(e, 3, sep - 1)
-    local om = tonumber(string.sub(e, sep + 1))
+    local sep2 = string.find(e, ':', sep + 1, true)
+    local om, detail = tonumber(string.sub(e, sep + 1, (sep2 or 0) - 1)), ''
+    if sep2 then detail = string.sub(e, sep2 + 1) end
     if om <= 0 then om = open_ms end
     -- only a probe that still holds its lease counts; an expired one was
     -- given to another replica
@@ -223,6 +263,8 @@ for i = 10, #ARGV do
         redis.call('HSET', K, 'sc', s.sc)
         if s.sc >= needed then transition('closed', 0, 'probes_succeeded') end
       elseif o == 'f' then
+        redis.call('DEL', E) -- the reopening's evidence is the failed probe
+        note(1, detail)
         transition('open', om, 'probe_failed')
       end
     end
@@ -237,6 +279,7 @@ return reply(0, 0)
 // ARGV: ttl, channel, replica, slot, probe slots, lease ms, known epoch, held.
 var acquireScript = redis.NewScript(prelude + `
 local lease, slots, lease_ms = ARGV[3] .. ':' .. ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+caller = ARGV[3]
 local known, holds = tonumber(ARGV[7]), tonumber(ARGV[8])
 catchUp(known)
 if lost(known, holds) then
@@ -274,7 +317,7 @@ return reply(1, 0)
 // syncScript reads the fleet's state, and optionally changes it.
 // ARGV: ttl, channel, mode, state, open ms, reason, known epoch, held, the
 // highest epoch the replica applied (for catchUp: known is -1 for an
-// operator's action that applies whatever the epoch). Modes:
+// operator's action that applies whatever the epoch), replica. Modes:
 // "read"; "force" (an operator's action: applies unless the fleet made a
 // transition the operator had not seen, or always with known -1); "join" (a state
 // the replica holds on its own, published only if the fleet has none: the
@@ -284,6 +327,7 @@ return reply(1, 0)
 // Redis lost it).
 var syncScript = redis.NewScript(prelude + `
 local mode, to, open_ms, reason, known, held = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+caller = ARGV[10]
 catchUp(math.max(known, tonumber(ARGV[9])))
 if mode == 'force' and (s.ep <= known or known < 0) and (s.st ~= to or to == 'closed') then
   transition(to, open_ms, reason)

@@ -2,9 +2,12 @@ package redisstate
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 	"weak"
 
 	"github.com/breakerbox/breakerbox/breaker"
@@ -16,6 +19,7 @@ var _ interface {
 	breaker.OutcomeSync
 	breaker.ProbeSync
 	breaker.TransitionSync
+	breaker.DecideSync
 } = (*Fleet)(nil)
 
 // Attach implements breaker.Sync: the breaker joins the fleet under its
@@ -26,7 +30,7 @@ func (f *Fleet) Attach(l *breaker.FleetLink) {
 	key := f.opts.Prefix + "{" + name + "}"
 	wp := weak.Make(l) // the breaker holds its link: both live as long
 	for {
-		v, _ := f.members.LoadOrStore(name, &member{name: name, keys: []string{key, key + ":r", key + ":l"}})
+		v, _ := f.members.LoadOrStore(name, &member{name: name, keys: []string{key, key + ":r", key + ":l", key + ":e"}})
 		m := v.(*member)
 		m.mu.Lock()
 		if m.dead { // swept meanwhile: make a new one
@@ -41,6 +45,7 @@ func (f *Fleet) Attach(l *breaker.FleetLink) {
 		m.cfg.Store(&cfg)
 		m.epoch.Store(0)
 		m.sq, m.held = 0, false
+		m.holds.Store(false)
 		m.manualGen.Store(0)
 		m.knownEpoch.Store(-1)
 		m.denyUntil.Store(0)
@@ -86,14 +91,36 @@ func (f *Fleet) Report(l *breaker.FleetLink, r breaker.Report) {
 	switch {
 	case r.Probe != 0:
 		ev = event{kind: evProbe, outcome: r.Outcome, probe: r.Probe, openFor: r.OpenFor}
+		if r.Outcome == breaker.Failure {
+			ev.detail = f.describe(m.name)
+		}
 	case r.Outcome == breaker.Failure:
-		ev = event{kind: evFailure}
+		ev = event{kind: evFailure, detail: f.describe(m.name)}
 	case r.Outcome == breaker.Success:
 		ev = event{kind: evSuccess}
 	default:
 		return
 	}
 	f.enqueue(op{m: m, ev: ev, known: m.knownEpoch.Load()})
+}
+
+// describe is Options.Describe's description of a failure of breaker name,
+// made safe for the scripts' arguments and the evidence list: printable,
+// one line, at most maxDetail bytes.
+func (f *Fleet) describe(name string) string {
+	if f.opts.Describe == nil {
+		return ""
+	}
+	d := f.opts.Describe(name)
+	if len(d) > maxDetail {
+		d = d[:maxDetail]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, d)
 }
 
 func (f *Fleet) enqueue(o op) bool {
@@ -201,6 +228,35 @@ func (f *Fleet) acquire(m *member, probe uint64) lease {
 	return lease{retry: max(rep.retry, time.Millisecond)}
 }
 
+// FleetDecides implements breaker.DecideSync: while Redis answers, the
+// scripts make the transitions that fleet-wide counts decide, from the
+// outcomes every replica reports, and this replica's breaker waits for them
+// instead of moving on its own counts, whose last outcome may still be
+// queued:
+//   - HALF_OPEN to CLOSED, while the fleet leases the probes (its state is
+//     not CLOSED): a replica that closed on its own count before its last
+//     success reached Redis let ordinary calls through while the fleet still
+//     probed, one more "probe" than HalfOpenSuccesses;
+//   - CLOSED to OPEN, with a quorum of 1: the fleet's streak is the one that
+//     counts, and the replica whose report reaches the threshold is the one
+//     that decided (Transition.DecidedBy). With a larger quorum a replica
+//     still opens its own circuit on its own counts (see Options.Quorum).
+//
+// A degraded replica decides alone, as it does everything else.
+func (f *Fleet) FleetDecides(l *breaker.FleetLink, r breaker.Reason) bool {
+	m := f.member(l)
+	if m == nil || f.degraded.Load() {
+		return false
+	}
+	switch r {
+	case breaker.ReasonProbesSucceeded:
+		return m.holds.Load()
+	case breaker.ReasonFailureThreshold:
+		return f.opts.Quorum <= 1 && !m.holds.Load()
+	}
+	return false
+}
+
 // Transition implements breaker.TransitionSync: an operator's action on one replica
 // applies to the fleet; so does an OPEN decided by a failure-rate window,
 // which only the replica sees. Trips by consecutive failures are the
@@ -295,6 +351,11 @@ type reply struct {
 	// restored says this call found the fleet's state lost and restored it
 	// (see scripts.go).
 	restored bool
+	by       string     // the replica whose call made the last transition, if known
+	evidence []Evidence // with a transition to OPEN: what led to it, newest first
+	// junk says what was wrong with the optional parts that were ignored
+	// (counted in Stats.Malformed); the rest applies.
+	junk []string
 }
 
 // source says where a fleet state comes from.
@@ -320,6 +381,9 @@ const (
 // goroutine at a time, always to the newest decision: FleetLink.Apply delivers
 // listeners, which may call the breaker and, through it, the fleet.
 func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
+	if r.junk != nil {
+		f.malformed("parts of a fleet state", errors.New(strings.Join(r.junk, "; ")))
+	}
 	if r.restored {
 		f.stats.losses.Add(1)
 		f.log.Warn("fleet state LOST in Redis (keys evicted or deleted, or Redis restarted empty): restored from this replica's state",
@@ -352,6 +416,7 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 	case r.epoch > m.epoch.Load():
 		m.epoch.Store(r.epoch)
 		m.held = r.state != breaker.Closed
+		m.holds.Store(m.held)
 		m.sq = r.sq // a new epoch orders its streaks afresh: a lagging clock may number them lower
 		m.knownEpoch.Store(r.epoch)
 		m.denyUntil.Store(0)
@@ -360,7 +425,8 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 			m.hasPending = false // older than the unseen action, too
 			break
 		}
-		next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak, Reason: r.reason}, state: true}, true
+		next, ok = pendingApply{fs: breaker.FleetState{State: r.state, OpenFor: r.openFor, Streak: r.streak, Reason: r.reason, DecidedBy: r.by},
+			state: true, opening: Opening{Epoch: r.epoch, State: r.state, Reason: r.reason, DecidedBy: r.by, Evidence: r.evidence}}, true
 	case (r.epoch == m.epoch.Load() || r.epoch == 0) && r.sq > m.sq:
 		m.sq = r.sq
 		if r.state == breaker.Closed {
@@ -411,6 +477,9 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 		func() {
 			defer m.mu.Lock() // also if a listener panics
 			if p.state {
+				// Before Apply, which delivers the transition: a listener
+				// asks Opening for this one.
+				m.opening.Store(&p.opening)
 				if _, err := l.Apply(p.fs); err != nil {
 					f.log.Warn("ignoring fleet state", "breaker", m.name, "err", err)
 				}
@@ -424,6 +493,37 @@ func (f *Fleet) apply(m *member, r reply, src source, ack *op) bool {
 
 // pendingApply is a decision of apply waiting to be applied to the breaker.
 type pendingApply struct {
-	fs    breaker.FleetState
-	state bool // a new state; otherwise only the streak flag
+	fs      breaker.FleetState
+	state   bool    // a new state; otherwise only the streak flag
+	opening Opening // with a new state: for Fleet.Opening
+}
+
+// Opening is the fleet's last transition of a breaker as this replica
+// applied it: who made it and, for a transition to OPEN by failures, the
+// evidence (see Fleet.Opening).
+type Opening struct {
+	Epoch     int64
+	State     breaker.State
+	Reason    breaker.Reason // why the fleet moved, if known
+	DecidedBy string         // the replica whose call made it, "" if not known (a replica of the previous version)
+	// Evidence is, for a transition to OPEN on a failure streak or a failed
+	// probe, the failures that led to it, newest first, each saying which
+	// replica reported it (the last 10); empty otherwise.
+	Evidence []Evidence
+}
+
+// Opening returns the fleet's last transition of the breaker name that this
+// replica applied, and whether there was one. A listener of the breaker's
+// transitions (Config.OnTransition) that sees a transition with
+// ReasonFleet finds it here, as long as no newer one was applied meanwhile
+// (its DecidedBy and State match the transition's).
+func (f *Fleet) Opening(name string) (Opening, bool) {
+	v, ok := f.members.Load(name)
+	if !ok {
+		return Opening{}, false
+	}
+	if o := v.(*member).opening.Load(); o != nil {
+		return *o, true
+	}
+	return Opening{}, false
 }

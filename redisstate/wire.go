@@ -96,6 +96,10 @@ type v1 struct {
 	Streak *bool   `json:"streak"`
 	Seq    *string `json:"sq"`
 	Reason *string `json:"rs"`
+	// Optional: what a newer replica adds. A bad one is counted in
+	// Stats.Malformed and ignored, and the message still applies.
+	By       json.RawMessage `json:"by"`
+	Evidence json.RawMessage `json:"ev"`
 }
 
 func decodeV1(payload string) (key string, r reply, err error) {
@@ -138,7 +142,71 @@ func decodeV1(payload string) (key string, r reply, err error) {
 		return "", r, fmt.Errorf("v1 message %.120q: %w", payload, err)
 	}
 	r.streak, r.reason = *m.Streak, reason(*m.Reason)
+	if m.By != nil {
+		var by string
+		if err := json.Unmarshal(m.By, &by); err != nil || checkReplica(by) != nil {
+			r.junk = append(r.junk, fmt.Sprintf("by %.60s: want a replica's name", m.By))
+		} else {
+			r.by = by
+		}
+	}
+	if m.Evidence != nil {
+		var entries []string
+		if err := json.Unmarshal(m.Evidence, &entries); err != nil || len(entries) > maxEvidence {
+			r.junk = append(r.junk, fmt.Sprintf("ev %.60s: want at most %d strings", m.Evidence, maxEvidence))
+		} else {
+			r.evidence, r.junk = decodeEvidence(entries, r.junk)
+		}
+	}
 	return *m.Key, r, nil
+}
+
+// maxEvidence is the length of a breaker's evidence list (scripts.go).
+const maxEvidence = 10
+
+// Evidence is one failure a replica reported to the fleet: the scripts keep
+// the last 10 of a breaker's failure streak (or the failed probe that
+// reopened it) in Redis, and hand them with the transition to OPEN they led
+// to (see Fleet.Opening).
+type Evidence struct {
+	Replica string    // the replica that reported it (Options.Replica)
+	At      time.Time // when Redis counted it, by Redis's clock
+	// Detail is the reporting replica's description of the failure
+	// (Options.Describe), "" if it gave none.
+	Detail string
+}
+
+// decodeEvidence decodes the evidence list's entries, "<replica> <ms>
+// <description>", newest first; an entry that is not one is left out and
+// said in junk.
+func decodeEvidence(entries []string, junk []string) ([]Evidence, []string) {
+	out := make([]Evidence, 0, len(entries))
+	for _, e := range entries {
+		p := strings.SplitN(e, " ", 3)
+		var ms int64
+		var err error
+		if len(p) == 3 {
+			ms, err = count("time", p[1])
+		}
+		if len(p) != 3 || err != nil || checkReplica(p[0]) != nil || len(p[2]) > maxDetail {
+			junk = append(junk, fmt.Sprintf("evidence entry %.80q: want \"<replica> <ms> <description>\"", e))
+			continue
+		}
+		out = append(out, Evidence{Replica: p[0], At: time.UnixMilli(ms).UTC(), Detail: p[2]})
+	}
+	return out, junk
+}
+
+// maxDetail bounds a failure's description (Options.Describe).
+const maxDetail = 100
+
+// checkReplica checks a replica's name as the scripts carry it: one word,
+// printable, at most 200 bytes.
+func checkReplica(name string) error {
+	if name == "" || len(name) > 200 || strings.IndexFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return fmt.Errorf("replica %.60q: want one printable word of at most 200 bytes", name)
+	}
+	return nil
 }
 
 // count parses an epoch or a sequence: an integer from 0 to 2^53, the
@@ -176,8 +244,9 @@ func reason(s string) breaker.Reason {
 
 // replyLen is the length of a script's reply:
 // {version, granted, retry ms, state, epoch, remaining ms, streak, streak
-// seq, reason of the last transition, restored}.
-const replyLen = 10
+// seq, reason of the last transition, restored, replica that made it,
+// evidence of a transition to OPEN made by this call}.
+const replyLen = 12
 
 // decodeReply decodes a script's reply, checking the type and range of
 // every element.
@@ -200,8 +269,28 @@ func decodeReply(v any) (reply, error) {
 	r.sq = e.num(7, "streak sequence")
 	r.reason = reason(e.str(8, "reason"))
 	r.restored = e.int(9, "restored", 0, 1) == 1
+	if by := e.str(10, "by"); by != "" {
+		if checkReplica(by) != nil {
+			r.junk = append(r.junk, fmt.Sprintf("by %.60q: want a replica's name", by))
+		} else {
+			r.by = by
+		}
+	}
 	if e.err != nil {
 		return reply{}, fmt.Errorf("script reply %.200v: %w", v, e.err)
+	}
+	if ev, ok := a[11].([]any); !ok || len(ev) > maxEvidence {
+		r.junk = append(r.junk, fmt.Sprintf("evidence %.80v: want at most %d strings", a[11], maxEvidence))
+	} else if len(ev) > 0 {
+		entries := make([]string, 0, len(ev))
+		for _, x := range ev {
+			if s, ok := x.(string); ok {
+				entries = append(entries, s)
+			} else {
+				r.junk = append(r.junk, fmt.Sprintf("evidence entry %.40v: want a string", x))
+			}
+		}
+		r.evidence, r.junk = decodeEvidence(entries, r.junk)
 	}
 	var err error
 	if r.state, err = breaker.ParseState(st); err != nil {
@@ -246,6 +335,7 @@ type event struct {
 	outcome breaker.Outcome // of a probe
 	probe   uint64          // the probe's slot
 	openFor time.Duration   // of a probe: the open timeout its failure starts (0: the configured one)
+	detail  string          // of a failure: Options.Describe's description
 }
 
 type eventKind uint8
@@ -258,19 +348,29 @@ const (
 )
 
 // appendEvents appends events to the report script's arguments, in order:
-// "f<n>" for n consecutive failures, "s" for a success ending a streak,
-// "p<s|f|i><slot>:<open ms>" for a probe's outcome (success, failure,
-// ignored).
+// "f<n>[:<description>]" for n consecutive failures (described alike), "s"
+// for a success ending a streak, "p<s|f|i><slot>:<open ms>[:<description>]"
+// for a probe's outcome (success, failure, ignored).
 func appendEvents(args []any, events []event) []any {
-	run := 0
+	run, detail := 0, ""
+	flush := func() {
+		if run > 0 {
+			a := "f" + strconv.Itoa(run)
+			if detail != "" {
+				a += ":" + detail
+			}
+			args, run = append(args, a), 0
+		}
+	}
 	for _, e := range events {
-		if e.kind == evFailure { // a run of failures is one argument
-			run++
+		if e.kind == evFailure { // a run of failures described alike is one argument
+			if run > 0 && e.detail != detail {
+				flush()
+			}
+			run, detail = run+1, e.detail
 			continue
 		}
-		if run > 0 {
-			args, run = append(args, "f"+strconv.Itoa(run)), 0
-		}
+		flush()
 		switch e.kind {
 		case evSuccess:
 			args = append(args, "s")
@@ -282,12 +382,14 @@ func appendEvents(args []any, events []event) []any {
 			case breaker.Failure:
 				o = "f"
 			}
-			args = append(args, "p"+o+strconv.FormatUint(e.probe, 10)+":"+strconv.FormatInt(e.openFor.Milliseconds(), 10))
+			a := "p" + o + strconv.FormatUint(e.probe, 10) + ":" + strconv.FormatInt(e.openFor.Milliseconds(), 10)
+			if e.detail != "" {
+				a += ":" + e.detail
+			}
+			args = append(args, a)
 		}
 	}
-	if run > 0 {
-		args = append(args, "f"+strconv.Itoa(run))
-	}
+	flush()
 	return args
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
 
@@ -59,7 +60,16 @@ func TestScriptsPublishWhatTheDecoderReads(t *testing.T) {
 		}
 		got = append(got, r)
 	}
-	if got[0] != got[1] || got[2] != got[3] {
+	// v1 adds what v0 cannot say: which replica decided, and the evidence.
+	if o := got[2]; o.by != f.Replica() || len(o.evidence) != 3 || o.evidence[0].Replica != f.Replica() {
+		t.Fatalf("v1 OPEN %+v: want it decided by %s, with its 3 failures as evidence", o, f.Replica())
+	}
+	for i := range got {
+		if i%2 == 0 {
+			got[i].by, got[i].evidence = "", nil
+		}
+	}
+	if !reflect.DeepEqual(got[0], got[1]) || !reflect.DeepEqual(got[2], got[3]) {
 		t.Fatalf("v1 and v0 differ: %+v", got)
 	}
 	if s, o := got[0], got[2]; s.state != breaker.Closed || !s.streak || o.state != breaker.Open ||

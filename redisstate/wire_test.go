@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestDecodeMessageReadsV0AndV1Alike(t *testing.T) {
 	key := "breakerbox:{genesys/eu west}" // a name with a space: the key is v0's last field
 	for _, payload := range []string{encodeV0(key, want, "failure_threshold"), encodeV1(key, want, "failure_threshold")} {
 		name, got, err := decodeMessage("breakerbox:", payload)
-		if err != nil || name != "genesys/eu west" || got != want {
+		if err != nil || name != "genesys/eu west" || !reflect.DeepEqual(got, want) {
 			t.Fatalf("decodeMessage(%q) = %q, %+v, %v; want %+v", payload, name, got, err, want)
 		}
 	}
@@ -79,9 +80,11 @@ func TestDecodeMessageSaysWhatIsWrong(t *testing.T) {
 }
 
 func TestDecodeReplyChecksEveryElement(t *testing.T) {
-	good := []any{int64(1), int64(1), int64(0), "half_open", "1764657269123", int64(0), int64(0), "1764657269124", "open_timeout", int64(0)}
+	good := []any{int64(1), int64(1), int64(0), "half_open", "1764657269123", int64(0), int64(0), "1764657269124", "open_timeout", int64(0),
+		"replica-b", []any{"replica-a 1764657269100 503/12ms"}}
 	r, err := decodeReply(good)
-	if err != nil || !r.granted || r.state != breaker.HalfOpen || r.epoch != 1764657269123 || r.sq != 1764657269124 || r.reason != breaker.ReasonOpenTimeout {
+	if err != nil || !r.granted || r.state != breaker.HalfOpen || r.epoch != 1764657269123 || r.sq != 1764657269124 || r.reason != breaker.ReasonOpenTimeout ||
+		r.by != "replica-b" || len(r.evidence) != 1 || r.evidence[0] != (Evidence{"replica-a", time.UnixMilli(1764657269100).UTC(), "503/12ms"}) || r.junk != nil {
 		t.Fatalf("decodeReply(good) = %+v, %v", r, err)
 	}
 	for i, tc := range []struct {
@@ -100,6 +103,7 @@ func TestDecodeReplyChecksEveryElement(t *testing.T) {
 		{6, int64(7), "streak 7"},
 		{7, int64(4), "streak sequence 4, want a string"},
 		{9, "1", "restored \"1\""},
+		{10, int64(1), "by 1, want a string"},
 	} {
 		bad := append([]any(nil), good...)
 		bad[tc.at] = tc.v
@@ -107,10 +111,44 @@ func TestDecodeReplyChecksEveryElement(t *testing.T) {
 			t.Errorf("case %d: decodeReply error = %v, want one saying %q", i, err, tc.want)
 		}
 	}
-	for _, v := range []any{nil, "OK", []any{int64(1)}, append(good, int64(0))} {
-		if _, err := decodeReply(v); err == nil || !strings.Contains(err.Error(), "want an array of 10 elements") {
+	for _, v := range []any{nil, "OK", []any{int64(1)}, append(good, int64(0)), good[:10]} {
+		if _, err := decodeReply(v); err == nil || !strings.Contains(err.Error(), "want an array of 12 elements") {
 			t.Errorf("decodeReply(%v) error = %v", v, err)
 		}
+	}
+}
+
+// The optional parts (the decider, the evidence) are informative: bad ones
+// are left out and said (counted in Stats.Malformed), the state applies.
+func TestDecodeReplyLeavesOutBadEvidenceAndKeepsTheState(t *testing.T) {
+	for _, tc := range []struct {
+		by   any
+		ev   any
+		keep int
+	}{
+		{"replica b", []any{}, 0},
+		{"", "replica-a 1 x", 0},
+		{"", []any{"replica-a 1 x", int64(3), "no-time", "replica-a -5 x", "replica-a 9007199254740993 x", "\x00 1 x", "replica-a 2 " + strings.Repeat("x", 101)}, 1},
+		{"", make([]any, 11), 0},
+	} {
+		r, err := decodeReply([]any{int64(1), int64(0), int64(0), "open", "5", int64(10), int64(0), "6", "failure_threshold", int64(0), tc.by, tc.ev})
+		if err != nil || r.state != breaker.Open || r.epoch != 5 || len(r.evidence) != tc.keep || r.junk == nil || r.by != "" {
+			t.Errorf("by %q, evidence %v: %+v, %v; want the state, %d entries kept, the rest said in junk", tc.by, tc.ev, r, err, tc.keep)
+		}
+	}
+	key := "breakerbox:{genesys/eu-west-1}"
+	for _, extra := range []string{`"by":7`, `"by":"a b"`, `"ev":{"x":1}`, `"ev":["bogus"]`, `"ev":"x"`} {
+		p := strings.TrimSuffix(encodeV1(key, reply{epoch: 5, state: breaker.Open, openFor: time.Second}, "failure_threshold"), "}") + "," + extra + "}"
+		name, r, err := decodeMessage("breakerbox:", p)
+		if err != nil || name != "genesys/eu-west-1" || r.state != breaker.Open || r.junk == nil {
+			t.Errorf("decodeMessage(%s) = %q %+v, %v; want the state, the bad part said in junk", p, name, r, err)
+		}
+	}
+	p := strings.TrimSuffix(encodeV1(key, reply{epoch: 5, state: breaker.Open, openFor: time.Second}, "failure_threshold"), "}") +
+		`,"by":"replica-b","ev":["replica-b 1764657269100 timeout/5000ms","replica-a 1764657269000 503/1.5ms"]}`
+	if _, r, err := decodeMessage("breakerbox:", p); err != nil || r.by != "replica-b" || len(r.evidence) != 2 || r.evidence[1].Replica != "replica-a" ||
+		r.evidence[1].Detail != "503/1.5ms" || r.junk != nil {
+		t.Errorf("decodeMessage(%s) = %+v, %v", p, r, err)
 	}
 }
 
@@ -119,6 +157,13 @@ func TestEventsEncodeInOrderWithFailureRunsJoined(t *testing.T) {
 		{kind: evProbe, outcome: breaker.Success, probe: 7}, {kind: evProbe, outcome: breaker.Failure, probe: 8, openFor: 2 * time.Second},
 		{kind: evProbe, outcome: breaker.Ignored, probe: 9}, {kind: evFailure}})
 	want := []any{"f2", "s", "f1", "ps7:0", "pf8:2000", "pi9:0", "f1"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("appendEvents = %v, want %v", got, want)
+	}
+	// Described failures: a run is one argument while described alike.
+	got = appendEvents(nil, []event{{kind: evFailure, detail: "503/2ms"}, {kind: evFailure, detail: "503/2ms"}, {kind: evFailure, detail: "timeout/5000ms"},
+		{kind: evFailure}, {kind: evProbe, outcome: breaker.Failure, probe: 3, detail: "502/1ms"}})
+	want = []any{"f2:503/2ms", "f1:timeout/5000ms", "f1", "pf3:0:502/1ms"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("appendEvents = %v, want %v", got, want)
 	}
@@ -147,7 +192,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 		for _, again := range again {
 			n2, r2, err := decodeMessage("breakerbox:", again)
-			if err != nil || n2 != name || r2 != r {
+			if err != nil || n2 != name || !reflect.DeepEqual(r2, r) {
 				t.Fatalf("decodeMessage(%q) = %q %+v; re-encoded as %q it reads %q %+v, %v", payload, name, r, again, n2, r2, err)
 			}
 		}
@@ -156,9 +201,9 @@ func FuzzDecodeMessage(f *testing.F) {
 
 // FuzzDecodeReply: no reply panics the decoder.
 func FuzzDecodeReply(f *testing.F) {
-	f.Add(int64(1), int64(1), int64(0), "closed", "5", int64(0), int64(1), "6", "reset", int64(0))
-	f.Fuzz(func(t *testing.T, v, g, retry int64, st, ep string, ms, streak int64, sq, rs string, restored int64) {
-		r, err := decodeReply([]any{v, g, retry, st, ep, ms, streak, sq, rs, restored})
+	f.Add(int64(1), int64(1), int64(0), "closed", "5", int64(0), int64(1), "6", "reset", int64(0), "replica-a", "replica-a 5 503/1ms")
+	f.Fuzz(func(t *testing.T, v, g, retry int64, st, ep string, ms, streak int64, sq, rs string, restored int64, by, ev string) {
+		r, err := decodeReply([]any{v, g, retry, st, ep, ms, streak, sq, rs, restored, by, []any{ev}})
 		if err == nil && (r.epoch < 0 || r.retry < 0 || r.openFor < 0) {
 			t.Fatalf("accepted %+v", r)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,14 +16,16 @@ import (
 
 // openFleet connects the shared state of a redis:// config. An unreachable
 // Redis is not an error here: the fleet starts degraded and says so loudly.
-func openFleet(ctx context.Context, cfg *config.Config, log *slog.Logger) (*redisstate.Fleet, error) {
+// describe, if set, describes the failures the fleet keeps as evidence
+// (redisstate.Options.Describe).
+func openFleet(ctx context.Context, cfg *config.Config, log *slog.Logger, describe func(circuit string) string) (*redisstate.Fleet, error) {
 	if cfg.State == "memory" {
 		return nil, nil
 	}
 	// go-redis logs every failed dial of its pool; the fleet already says,
 	// once, that Redis is unreachable. Keep the client's lines for debugging.
 	redis.SetLogger(redisLogger{log})
-	f, err := redisstate.New(ctx, redisstate.Options{Redis: cfg.Redis.Options(), Timeout: cfg.Redis.Timeout.Duration, Quorum: cfg.Quorum, Logger: slog.New(circuitKey{log.Handler()}), Replica: cfg.Replica})
+	f, err := redisstate.New(ctx, redisstate.Options{Redis: cfg.Redis.Options(), Timeout: cfg.Redis.Timeout.Duration, Quorum: cfg.Quorum, Logger: slog.New(circuitKey{log.Handler()}), Replica: cfg.Replica, Describe: describe})
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -71,6 +74,18 @@ func shareWithFleet(cfg *config.Config, f *redisstate.Fleet, opts *proxy.Options
 	return func() { client.Close() }
 }
 
+// failureDescriber describes a circuit's failures for the fleet's evidence
+// (proxy.Server.DescribeFailure) once the proxy exists: the fleet is made
+// first, since the proxy's breakers join it.
+type failureDescriber struct{ srv atomic.Pointer[proxy.Server] }
+
+func (d *failureDescriber) describe(circuit string) string {
+	if s := d.srv.Load(); s != nil {
+		return s.DescribeFailure(circuit)
+	}
+	return ""
+}
+
 // redisLogger sends the Redis client's own log lines to slog at DEBUG.
 type redisLogger struct{ log *slog.Logger }
 
@@ -82,7 +97,7 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 func checkFleet(cfg *config.Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	f, err := openFleet(ctx, cfg, slog.New(slog.DiscardHandler))
+	f, err := openFleet(ctx, cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil || f == nil {
 		return err
 	}

@@ -58,10 +58,13 @@ func TestThreeBinariesShareOneBreakerPerRegion(t *testing.T) {
 	defer upstream.Close()
 
 	bin := buildBinary(t)
-	type replica struct{ proxy, admin string }
+	type replica struct {
+		proxy, admin string
+		stderr       *syncbuf.Buffer
+	}
 	var replicas []replica
 	for i := range 3 {
-		r := replica{freeAddr(t), freeAddr(t)}
+		r := replica{proxy: freeAddr(t), admin: freeAddr(t)}
 		cfgPath := filepath.Join(t.TempDir(), fmt.Sprintf("replica-%d.yaml", i))
 		// A generous Redis timeout: on a loaded machine a 100 ms round trip
 		// would put a replica in degraded mode, where it probes on its own.
@@ -83,6 +86,7 @@ services:
 		cmd := exec.Command(bin, "serve", "--config", cfgPath)
 		stdout, stderr := new(syncbuf.Buffer), new(syncbuf.Buffer)
 		cmd.Stdout, cmd.Stderr = stdout, stderr
+		r.stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -137,6 +141,33 @@ services:
 	waitFor(t, everywhere("open"))
 	if code, st := call(replicas[2]); code != http.StatusServiceUnavailable || st != "open" {
 		t.Fatalf("call while open: %d %q, want 503 from breakerbox itself", code, st)
+	}
+	// One ERROR fleet-wide, on the replica whose failure was the 10th; each
+	// line names it, and the ERROR's evidence names the replicas. (A line is
+	// written just after the state it logs is visible.)
+	waitFor(t, func() bool {
+		for _, r := range replicas {
+			if !strings.Contains(r.stderr.String(), "Circuit breaker OPEN for region eu-west-1") {
+				return false
+			}
+		}
+		return true
+	})
+	errors := 0
+	for i, r := range replicas {
+		lines := grepLines(r.stderr.String(), "Circuit breaker OPEN for region eu-west-1")
+		if strings.Count(lines, "\n") != 0 || !strings.Contains(lines, "decided_by=") {
+			t.Fatalf("replica %d logs the opening as %q, want one line with decided_by", i, lines)
+		}
+		if strings.Contains(lines, "level=ERROR") {
+			errors++
+			if strings.Count(lines, ":503/") != 10 {
+				t.Fatalf("the ERROR's evidence does not name a replica for each of the 10 failures: %s", lines)
+			}
+		}
+	}
+	if errors != 1 {
+		t.Fatalf("the fleet's opening was logged at ERROR by %d replicas, want 1", errors)
 	}
 
 	// The upstream recovers; every replica keeps calling it from 2 clients.

@@ -113,7 +113,7 @@ services:
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	fleet, err := openFleet(context.Background(), cfg, log)
+	fleet, err := openFleet(context.Background(), cfg, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

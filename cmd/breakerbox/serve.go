@@ -50,7 +50,8 @@ func loadConfig(path string) (*config.Config, error) {
 // SIGHUP reloads the config file.
 func serve(ctx context.Context, cfg *config.Config, path string, grace time.Duration, log *slog.Logger) error {
 	opts := proxy.Options{Logger: log, Replica: cfg.Replica, Collectors: []prometheus.Collector{newBuildInfoCollector()}}
-	fleet, err := openFleet(ctx, cfg, log)
+	var describer failureDescriber
+	fleet, err := openFleet(ctx, cfg, log, describer.describe)
 	if err != nil {
 		return err
 	}
@@ -64,6 +65,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, grace time.Dura
 	if err != nil {
 		return err
 	}
+	describer.srv.Store(srv)
 	defer srv.Close()
 	stopOTLP, err := startOTLP(srv.Registry(), log)
 	if err != nil {

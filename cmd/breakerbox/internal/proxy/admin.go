@@ -94,8 +94,14 @@ type TransitionJSON struct {
 	OpenForSeconds float64 `json:"open_for_seconds,omitempty"`
 	// Replica is the replica that recorded the transition.
 	Replica string `json:"replica,omitempty"`
-	// Evidence is, for a transition to open, the circuit's last outcomes
-	// on this replica before it (oldest first).
+	// DecidedBy is, in a fleet, the replica whose call made the transition:
+	// the fleet's decider, or Replica for a transition it made on its own;
+	// empty outside a fleet or when not known.
+	DecidedBy string `json:"decided_by,omitempty"`
+	// Evidence is, for a transition to open, the outcomes that led to it
+	// (oldest first): for one the fleet made, the failures reported by every
+	// replica, each naming its replica; otherwise the circuit's last outcomes
+	// on this replica.
 	Evidence []Outcome `json:"evidence,omitempty"`
 }
 

@@ -38,16 +38,17 @@ func newHistory(max int) *history {
 	return &history{max: max, subs: map[chan *TransitionJSON]struct{}{}}
 }
 
-// onTransition records t with this replica's evidence (for an opening) in
+// onTransition records t with its evidence (for an opening: evidenceOf) in
 // the history, the circuit's stats and the store.
-func (s *Server) onTransition(t breaker.Transition) {
+func (s *Server) onTransition(t breaker.Transition, evidence []Outcome) {
 	j := transitionJSON(t)
 	j.Replica = s.replica
+	j.DecidedBy = s.decidedBy(t)
 	r := s.table.Load().circuits[t.Name]
 	switch {
 	case r == nil:
 	case t.To == breaker.Open:
-		j.Evidence = r.stats.evidence()
+		j.Evidence = evidence
 		r.stats.opened.Store(j)
 	case t.To == breaker.Closed:
 		r.stats.opened.Store(nil) // a later forced open is not explained by an old opening

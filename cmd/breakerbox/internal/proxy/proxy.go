@@ -83,8 +83,9 @@ type Server struct {
 	transports     map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
 	localFaults    burstLog
 	upstreamFaults *upstreamLog
-	health         Health      // set by the process serving the listeners (health.go)
-	fleetHealth    fleetHealth // opts.Sync when it reports its health, else nil
+	health         Health        // set by the process serving the listeners (health.go)
+	fleetHealth    fleetHealth   // opts.Sync when it reports its health, else nil
+	openings       fleetOpenings // opts.Sync when it says who made its transitions, else nil
 	stats          statsTable
 	started        time.Time
 	replica        string
@@ -115,7 +116,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.stats.attach(t)
 	s.table.Store(t)
+	s.openings, _ = opts.Sync.(fleetOpenings)
 	s.translog = newTransitionLog(s.log, func(circuit string) *route { return s.table.Load().circuits[circuit] })
+	s.translog.replica = s.replica
 	base := breaker.Config{
 		Clock: opts.Clock,
 		// The sidecar logs transitions by outage episode (transitionLog),
@@ -123,8 +126,13 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Logger:         slog.New(slog.DiscardHandler),
 		CountSuccesses: true, // a proxied request costs microseconds; exact counts are worth an atomic add
 		OnTransition: func(t breaker.Transition) {
-			s.translog.record(t)
-			s.onTransition(t)
+			r := s.table.Load().circuits[t.Name]
+			var ev []Outcome
+			if t.To == breaker.Open {
+				ev = s.evidenceOf(t, r)
+			}
+			s.translog.record(t, s.decidedBy(t), ev)
+			s.onTransition(t, ev)
 		},
 		Sync: opts.Sync,
 	}

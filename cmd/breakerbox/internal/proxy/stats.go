@@ -78,6 +78,10 @@ type circuitStats struct {
 type window struct {
 	buckets  [bucketCount]bucket
 	evidence evidenceRing
+	// lastFailure is the newest failed call, as an evidence slot's what
+	// (code<<48 | latency in ns): the fleet's evidence describes each
+	// reported failure with it (describeFailure).
+	lastFailure atomic.Uint64
 }
 
 type bucket struct {
@@ -132,7 +136,10 @@ func (cs *circuitStats) forwarded(now time.Time, code int, failed bool, lat time
 		b.failures.Add(1)
 	}
 	b.latency[latIndex(lat)].Add(1)
-	w.evidence.add(now, code, lat)
+	what := w.evidence.add(now, code, lat)
+	if failed {
+		w.lastFailure.Store(what)
+	}
 }
 
 // rejected records a call the open circuit refused, at now.
@@ -178,11 +185,13 @@ type evidenceRing struct {
 	}
 }
 
-func (r *evidenceRing) add(now time.Time, code int, lat time.Duration) {
+func (r *evidenceRing) add(now time.Time, code int, lat time.Duration) (what uint64) {
 	s := &r.slots[(r.next.Add(1)-1)%evidenceSize]
+	what = uint64(code)<<48 | uint64(min(max(lat, 0), 1<<48-1))
 	s.at.Store(0)
-	s.what.Store(uint64(code)<<48 | uint64(min(max(lat, 0), 1<<48-1)))
+	s.what.Store(what)
 	s.at.Store(now.UnixNano())
+	return what
 }
 
 // Outcome is one forwarded call, as evidence of a transition.
@@ -211,15 +220,22 @@ func (r *evidenceRing) outcomes() []Outcome {
 		if at == 0 || s.at.Load() != at {
 			continue
 		}
-		o := Outcome{At: time.Unix(0, at).UTC(), LatencyMs: roundMs(time.Duration(what & (1<<48 - 1)))}
-		if code := int(what >> 48); code >= 1000 {
-			o.Error = outcomeName(code)
-		} else {
-			o.Status = code
-		}
+		o := outcomeOf(what)
+		o.At = time.Unix(0, at).UTC()
 		out = append(out, o)
 	}
 	return out
+}
+
+// outcomeOf decodes an evidence slot's what.
+func outcomeOf(what uint64) Outcome {
+	o := Outcome{LatencyMs: roundMs(time.Duration(what & (1<<48 - 1)))}
+	if code := int(what >> 48); code >= 1000 {
+		o.Error = outcomeName(code)
+	} else {
+		o.Status = code
+	}
+	return o
 }
 
 func (cs *circuitStats) evidence() []Outcome {

@@ -23,15 +23,20 @@ const stillOpenEvery = 5 * time.Minute
 // logs every state change, which made an 8-minute outage of 128 circuits
 // 295 "OPEN again" ERROR lines and as many WARNs.)
 //
-// In a fleet, a circuit the fleet opened (breaker.ReasonFleet) is logged at
-// ERROR by the replicas that saw failures of the streak that opened it,
-// and at INFO by the others: they only learnt of it.
+// In a fleet, each transition the fleet made (breaker.ReasonFleet) is
+// logged at its level by one replica, the one whose call decided it
+// (Transition.DecidedBy: an opening is one ERROR fleet-wide), and at INFO at
+// most by the others, which only learnt of it; every replica's line says
+// decided_by. When the fleet does not say (a replica of the previous
+// version decided), an opening is an ERROR on the replicas that saw
+// failures of its streak.
 //
 // Every line carries circuit, service and region (for per-region
 // circuits), as every other line of the sidecar does.
 type transitionLog struct {
-	log   *slog.Logger
-	route func(circuit string) *route // nil for a circuit no longer configured
+	log     *slog.Logger
+	route   func(circuit string) *route // nil for a circuit no longer configured
+	replica string                      // this replica's name, to tell the fleet's decisions made here
 
 	mu      sync.Mutex
 	outages map[string]*outage // by circuit, while not closed
@@ -48,21 +53,27 @@ func newTransitionLog(log *slog.Logger, route func(string) *route) *transitionLo
 	return &transitionLog{log: log, route: route, outages: map[string]*outage{}}
 }
 
-// record logs t; called in order for each breaker (OnTransition).
-func (l *transitionLog) record(t breaker.Transition) {
+// record logs t, decided by replica decidedBy ("" if not known or outside
+// a fleet), with its evidence if it opened the circuit; called in order for
+// each breaker (OnTransition).
+func (l *transitionLog) record(t breaker.Transition, decidedBy string, evidence []Outcome) {
 	level, msg, o := l.classify(t)
+	if t.Reason == breaker.ReasonFleet && t.DecidedBy != "" && t.DecidedBy != l.replica {
+		level = min(level, slog.LevelInfo) // the decider logs it at its level
+	}
 	if !l.log.Enabled(context.Background(), level) {
 		return
 	}
 	attrs := l.attrs(t)
+	if decidedBy != "" {
+		attrs = append(attrs, slog.String("decided_by", decidedBy))
+	}
 	if o != nil && (t.From == breaker.HalfOpen && t.To == breaker.Open || t.To == breaker.Closed) {
 		attrs = append(attrs, slog.Duration("down", t.At.Sub(o.since).Round(time.Second)),
 			slog.Int("failed_probes", o.failedProbes))
 	}
-	if t.To == breaker.Open {
-		if r := l.route(t.Name); r != nil && r.stats != nil {
-			attrs = append(attrs, slog.String("evidence", evidenceText(r.stats.evidence())))
-		}
+	if r := l.route(t.Name); t.To == breaker.Open && (len(evidence) > 0 || r != nil && r.stats != nil) {
+		attrs = append(attrs, slog.String("evidence", evidenceText(evidence)))
 	}
 	l.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
@@ -90,7 +101,7 @@ func (l *transitionLog) classify(t breaker.Transition) (level slog.Level, msg st
 			l.outages[t.Name] = o
 		}
 		level = slog.LevelError
-		if t.Reason == breaker.ReasonFleet && t.Failures == 0 {
+		if t.Reason == breaker.ReasonFleet && t.DecidedBy == "" && t.Failures == 0 {
 			level = slog.LevelInfo // another replica's failures opened it; it logs the ERROR
 		}
 		return level, l.openMessage(t, name), o
