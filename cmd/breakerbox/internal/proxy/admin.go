@@ -173,18 +173,18 @@ func summaryOf(c *Circuit) CircuitSummary {
 //     then (see circuitsSince); Breakerbox-Time is the server's time of the
 //     answer, the since of the next delta;
 //   - name=NAME (repeated): only those circuits (a dashboard's visible page);
-//   - view=summary: CircuitSummary instead of Circuit.
+//   - view=summary: CircuitSummary instead of Circuit;
+//   - view=page: one sorted, filtered page and the counts (pages.go).
 func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	summary := false
-	switch v := q.Get("view"); v {
-	case "", "full":
-	case "summary":
-		summary = true
+	view := q.Get("view")
+	switch view {
+	case "", "full", "summary", "page":
 	default:
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("view=%q: want summary or full", v)})
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("view=%q: want full, summary or page", view)})
 		return
 	}
+	summary := view == "summary"
 	var names map[string]bool
 	if ns := q["name"]; len(ns) > 0 {
 		names = make(map[string]bool, len(ns))
@@ -200,6 +200,10 @@ func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		since = time.Unix(0, int64(secs*1e9))
+	}
+	if view == "page" {
+		s.listPage(w, q, since)
+		return
 	}
 	w.Header().Set("Breakerbox-Time", strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64))
 	w.Header().Set("Breakerbox-Replica", s.replica)

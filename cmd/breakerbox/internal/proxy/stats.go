@@ -302,13 +302,7 @@ func (cs *circuitStats) snapshot(now time.Time, started time.Time, percentiles b
 			}
 		}
 	}
-	// The summary's span: the full buckets before the current one, and the
-	// current one so far; no longer than the process has run.
-	span := time.Duration(summaryWindow-1)*bucketWidth + now.Sub(time.Unix(cur*widthS, 0))
-	if up := now.Sub(started); up < span {
-		span = up
-	}
-	secs := max(span.Seconds(), 1)
+	secs := summarySpan(now, cur, started)
 	st.WindowSeconds = math.Round(secs*10) / 10
 	st.RequestsPerSecond = round2(float64(calls) / secs)
 	st.RejectedPerSecond = round2(float64(rejected) / secs)
@@ -317,6 +311,53 @@ func (cs *circuitStats) snapshot(now time.Time, started time.Time, percentiles b
 	}
 	st.P50Ms, st.P99Ms = quantile(&hist, 0.5), quantile(&hist, 0.99)
 	return st
+}
+
+// rates are the summary figures of StatsJSON (requests/s, rejections/s,
+// error %, and p99 if withP99) read without allocating, for sorting every
+// circuit; zeros when the circuit was idle for the summary window.
+func (cs *circuitStats) rates(now, started time.Time, withP99 bool) (rps, rejps, errPct, p99 float64) {
+	w := cs.window.Load()
+	if w == nil || now.Unix()-cs.active.Load() >= int64(summaryWindow*bucketWidth/time.Second) {
+		return 0, 0, 0, 0
+	}
+	cur := epochOf(now)
+	var hist [latBuckets]uint64
+	var calls, failures, rejected uint64
+	for e := cur - summaryWindow + 1; e <= cur; e++ {
+		b := &w.buckets[e%bucketCount]
+		if b.epoch.Load() != e {
+			continue
+		}
+		calls += uint64(b.calls.Load())
+		failures += uint64(b.failures.Load())
+		rejected += uint64(b.rejected.Load())
+		if withP99 {
+			for j := range b.latency {
+				hist[j] += uint64(b.latency[j].Load())
+			}
+		}
+	}
+	secs := summarySpan(now, cur, started)
+	rps, rejps = round2(float64(calls)/secs), round2(float64(rejected)/secs)
+	if calls > 0 {
+		errPct = round2(100 * float64(failures) / float64(calls))
+	}
+	if withP99 {
+		p99 = quantile(&hist, 0.99)
+	}
+	return rps, rejps, errPct, p99
+}
+
+// summarySpan is the seconds the summary window covers at now: the full
+// buckets before the current one, and the current one so far; no longer
+// than the process has run, and at least 1.
+func summarySpan(now time.Time, cur int64, started time.Time) float64 {
+	span := time.Duration(summaryWindow-1)*bucketWidth + now.Sub(time.Unix(cur*int64(bucketWidth/time.Second), 0))
+	if up := now.Sub(started); up < span {
+		span = up
+	}
+	return max(span.Seconds(), 1)
 }
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
