@@ -328,7 +328,8 @@ func triage(t *testing.T, ctx context.Context) {
 	var focused string
 	err := run(ctx, 90*time.Second,
 		chromedp.KeyEvent("n"),
-		chromedp.Evaluate(`document.activeElement.closest('.card') ? document.activeElement.dataset.state : ''`, &focused),
+		// The server finds the next problem: wait for the page to focus it.
+		chromedp.Poll(`document.activeElement.closest('.card') ? document.activeElement.dataset.state : ''`, &focused, chromedp.WithPollingTimeout(30*time.Second)),
 	)
 	if err != nil || focused == "" || focused == "closed" {
 		t.Errorf("key n focused a %q card (%v), want a problem", focused, err)
@@ -430,6 +431,34 @@ func TestDashboardAt10000Circuits(t *testing.T) {
 		t.Fatalf("first screen of 10,000 circuits: %v", err)
 	}
 	loaded := time.Since(start)
+	// What the page fetched before its first screen: one page of circuits,
+	// never every circuit.
+	type fetch struct {
+		Name  string
+		Bytes float64
+		End   float64
+	}
+	var fetches []fetch
+	if err := run(ctx, 5*time.Second, chromedp.Evaluate(`performance.getEntriesByType('resource').
+		filter(e => e.name.includes('/api/')).
+		map(e => ({name: e.name.slice(e.name.indexOf('/api/')), bytes: e.encodedBodySize, end: e.responseEnd}))`, &fetches)); err != nil {
+		t.Fatal(err)
+	}
+	var firstBytes float64
+	var firstFetches []string
+	for _, f := range fetches {
+		if f.End <= firstScreenMs {
+			firstBytes += f.Bytes
+			firstFetches = append(firstFetches, fmt.Sprintf("%s (%.0f B)", f.Name, f.Bytes))
+		}
+		if strings.HasPrefix(f.Name, "/api/circuits") && !strings.Contains(f.Name, "view=page") && !strings.Contains(f.Name, "name=") {
+			t.Errorf("the page read %s: every circuit, not a page", f.Name)
+		}
+	}
+	t.Logf("before the first screen the page fetched %.0f KB from the API: %s", firstBytes/1024, strings.Join(firstFetches, ", "))
+	if firstBytes > 400<<10 {
+		t.Errorf("%.0f KB fetched before the first screen of 10,000 circuits: want one page (a few dozen KB), not all of them", firstBytes/1024)
+	}
 	var marks string
 	run(ctx, 5*time.Second, chromedp.Evaluate(`performance.getEntriesByType('mark').map(m => m.name + ' ' + Math.round(m.startTime)).join('; ')`, &marks))
 	t.Logf("the page's marks (ms since navigation start): %s", marks)

@@ -70,7 +70,7 @@ type pageQuery struct {
 	withP99       bool
 	states        [len(pageRank)]bool // none set: every state
 	anyState      bool
-	q             string // lower case
+	q             string // lower case, in the name or the upstream
 	offset, limit int
 	focus         string // show the page holding this circuit
 	problemAfter  *string
@@ -169,7 +169,7 @@ func (s *Server) listPage(w http.ResponseWriter, q map[string][]string, since ti
 		if pq.anyState && (int(snap.State) >= len(pq.states) || !pq.states[snap.State]) {
 			continue
 		}
-		if pq.q != "" && !strings.Contains(strings.ToLower(r.circuit), pq.q) {
+		if pq.q != "" && !strings.Contains(strings.ToLower(r.circuit), pq.q) && !strings.Contains(strings.ToLower(r.upstream), pq.q) {
 			continue
 		}
 		row := pageRow{r: r, state: snap.State, lastTransition: snap.LastTransition.At,
