@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/breakerbox/breakerbox/breaker"
@@ -58,7 +58,11 @@ type Counts map[string]uint64
 // sorts a map's keys by reflection, most of the cost of /api/circuits at
 // 10,000 circuits.
 func (c Counts) MarshalJSON() ([]byte, error) {
-	b := append(make([]byte, 0, 64), '{')
+	return c.appendJSON(make([]byte, 0, 64)), nil
+}
+
+func (c Counts) appendJSON(b []byte) []byte {
+	b = append(b, '{')
 	for i, k := range [...]string{"success", "failure", "ignored"} {
 		if i > 0 {
 			b = append(b, ',')
@@ -68,7 +72,7 @@ func (c Counts) MarshalJSON() ([]byte, error) {
 		b = append(b, '"', ':')
 		b = strconv.AppendUint(b, c[k], 10)
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // SettingsJSON are a circuit's breaker settings.
@@ -113,18 +117,19 @@ func transitionJSON(t breaker.Transition) *TransitionJSON {
 // Circuits returns every configured circuit, sorted by name.
 func (s *Server) Circuits() []Circuit {
 	var out []Circuit
-	s.circuitsSince(time.Time{}, nil, func(c *Circuit) { out = append(out, *c) })
+	now := time.Now()
+	s.routesSince(time.Time{}, nil, func(r *route, snap breaker.Snapshot) {
+		out = append(out, s.circuitJSON(r, snap, now))
+	})
 	return out
 }
 
-// circuitsSince returns the circuits whose answer may have changed since
-// since (all of them for the zero time): those with traffic in the stats'
-// window before since or later (their rates move as the window slides),
-// or a transition since; of those in names if not nil. It hands each to
-// yield, in name order.
-func (s *Server) circuitsSince(since time.Time, names map[string]bool, yield func(*Circuit)) {
+// routesSince hands yield, in name order, the circuits whose answer may
+// have changed since since (all of them for the zero time): those with
+// traffic in the stats' window before since or later (their rates move as
+// the window slides), or a transition since; of those in names if not nil.
+func (s *Server) routesSince(since time.Time, names map[string]bool, yield func(*route, breaker.Snapshot)) {
 	t := s.table.Load()
-	now := time.Now()
 	horizon := since.Unix() - int64(bucketCount*bucketWidth/time.Second)
 	for _, r := range t.sorted {
 		if names != nil && !names[r.circuit] {
@@ -138,8 +143,7 @@ func (s *Server) circuitsSince(since time.Time, names map[string]bool, yield fun
 		if !since.IsZero() && r.stats.active.Load() < horizon && snap.LastTransition.At.Before(since) {
 			continue
 		}
-		c := s.circuitJSON(r, snap, now)
-		yield(&c)
+		yield(r, snap)
 	}
 }
 
@@ -158,19 +162,40 @@ type CircuitSummary struct {
 	P99Ms               float64 `json:"p99_ms,omitempty"`
 }
 
-func summaryOf(c *Circuit) CircuitSummary {
-	s := CircuitSummary{Name: c.Name, State: c.State, ConsecutiveFailures: c.ConsecutiveFailures,
-		FailureThreshold: c.Settings.FailureThreshold, RetryAfterSeconds: c.RetryAfterSeconds}
-	if st := c.Stats; st != nil {
-		s.RequestsPerSecond, s.ErrorPercent, s.RejectedPerSecond, s.P99Ms = st.RequestsPerSecond, st.ErrorPercent, st.RejectedPerSecond, st.P99Ms
+// appendSummary appends c's CircuitSummary as encoding/json would
+// (TestAppendCircuitMatchesEncodingJSON).
+func appendSummary(b []byte, c *Circuit) []byte {
+	b = append(b, `{"name":`...)
+	b = appendJSONString(b, c.Name)
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, c.State)
+	if c.ConsecutiveFailures != 0 {
+		b = append(b, `,"consecutive_failures":`...)
+		b = strconv.AppendInt(b, int64(c.ConsecutiveFailures), 10)
 	}
-	return s
+	b = append(b, `,"failure_threshold":`...)
+	b = strconv.AppendInt(b, int64(c.Settings.FailureThreshold), 10)
+	var st StatsJSON
+	if c.Stats != nil {
+		st = *c.Stats
+	}
+	for _, f := range [...]struct {
+		key string
+		v   float64
+	}{{`,"retry_after_seconds":`, c.RetryAfterSeconds}, {`,"requests_per_second":`, st.RequestsPerSecond},
+		{`,"error_percent":`, st.ErrorPercent}, {`,"rejected_per_second":`, st.RejectedPerSecond}, {`,"p99_ms":`, st.P99Ms}} {
+		if f.v != 0 {
+			b = append(b, f.key...)
+			b = appendJSONFloat(b, f.v)
+		}
+	}
+	return append(b, '}')
 }
 
 // listCircuits is GET /api/circuits: every circuit, as compact JSON (there
 // may be 10,000). Parameters:
 //   - since=UNIX_SECONDS: only the circuits that may have changed since
-//     then (see circuitsSince); Breakerbox-Time is the server's time of the
+//     then (see routesSince); Breakerbox-Time is the server's time of the
 //     answer, the since of the next delta;
 //   - name=NAME (repeated): only those circuits (a dashboard's visible page);
 //   - view=summary: CircuitSummary instead of Circuit;
@@ -208,35 +233,66 @@ func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Breakerbox-Time", strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64))
 	w.Header().Set("Breakerbox-Replica", s.replica)
 	w.Header().Set("Content-Type", "application/json")
-	// Streamed, one circuit at a time: no slice of 10,000 circuits, no
-	// buffer holding the whole answer.
-	bw := bufio.NewWriterSize(w, 32<<10)
-	enc := json.NewEncoder(bw)
-	bw.WriteByte('[')
+	// Streamed, one circuit at a time, through one Circuit reused for
+	// each: no slice of 10,000 circuits, no buffer holding the whole
+	// answer, no allocation per circuit without transitions.
+	sc := listScratchPool.Get().(*listScratch)
+	defer listScratchPool.Put(sc)
+	b := append(sc.buf[:0], '[')
+	now := time.Now()
 	first := true
-	s.circuitsSince(since, names, func(c *Circuit) {
+	s.routesSince(since, names, func(r *route, snap breaker.Snapshot) {
 		if !first {
-			bw.WriteByte(',')
+			b = append(b, ',')
 		}
 		first = false
+		c := &sc.circuit
+		s.fillCircuit(c, r, snap, now, &sc.stats)
 		if summary {
-			enc.Encode(summaryOf(c))
+			b = appendSummary(b, c)
 		} else {
-			enc.Encode(c)
+			b = appendCircuit(b, c)
+		}
+		if len(b) >= 32<<10 {
+			w.Write(b)
+			b = b[:0]
 		}
 	})
-	bw.WriteString("]\n")
-	bw.Flush()
+	b = append(b, "]\n"...)
+	w.Write(b)
+	sc.buf = b[:0]
 }
 
+// listScratch is what one listing reuses for each circuit.
+type listScratch struct {
+	buf     []byte
+	circuit Circuit
+	stats   StatsJSON
+}
+
+var listScratchPool = sync.Pool{New: func() any { return &listScratch{buf: make([]byte, 0, 36<<10)} }}
+
 func (s *Server) circuitJSON(r *route, snap breaker.Snapshot, now time.Time) Circuit {
-	c := Circuit{
+	var c Circuit
+	s.fillCircuit(&c, r, snap, now, nil)
+	return c
+}
+
+// fillCircuit sets every field of c but Recent, reusing c.Counts and, if
+// st is not nil, *st and its slices for the stats.
+func (s *Server) fillCircuit(c *Circuit, r *route, snap breaker.Snapshot, now time.Time, st *StatsJSON) {
+	counts := c.Counts
+	if counts == nil {
+		counts = make(Counts, 3)
+	}
+	counts["success"], counts["failure"], counts["ignored"] = snap.Successes, snap.Failures, snap.Ignored
+	*c = Circuit{
 		Name: r.circuit, Kind: r.kind, Service: r.service, Region: r.region, Upstream: r.upstream,
 		State:                snap.State.String(),
 		ConsecutiveFailures:  snap.ConsecutiveFailures,
 		ConsecutiveSuccesses: snap.ConsecutiveSuccesses,
 		ProbesInFlight:       snap.ProbesInFlight,
-		Counts:               map[string]uint64{"success": snap.Successes, "failure": snap.Failures, "ignored": snap.Ignored},
+		Counts:               counts,
 		Rejected:             snap.Rejected,
 		RejectedHalfOpen:     snap.RejectedHalfOpen,
 		RetryAfterSeconds:    math.Round(snap.RetryAfter.Seconds()*10) / 10,
@@ -249,11 +305,14 @@ func (s *Server) circuitJSON(r *route, snap breaker.Snapshot, now time.Time) Cir
 	if !snap.LastTransition.At.IsZero() {
 		c.LastTransition = transitionJSON(snap.LastTransition)
 	}
-	c.Stats = r.stats.snapshot(now, s.started, false)
+	if st == nil {
+		c.Stats = r.stats.snapshot(now, s.started, false)
+	} else if r.stats.snapshotInto(st, now, s.started, false) {
+		c.Stats = st
+	}
 	if snap.State != breaker.Closed {
 		c.Opened = r.stats.opened.Load()
 	}
-	return c
 }
 
 // Admin is the admin listener's handler: the dashboard at /, the JSON API

@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"bufio"
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -62,7 +60,13 @@ type pageRow struct {
 
 func (p *pageRow) volume() float64 { return p.rps + p.rejps }
 
-var pageRowPool = sync.Pool{New: func() any { return new([]pageRow) }}
+// pageRows are one request's rows and their order, kept for the next.
+type pageRows struct {
+	rows   []pageRow
+	sorted []*pageRow
+}
+
+var pageRowsPool = sync.Pool{New: func() any { return new(pageRows) }}
 
 // pageQuery is a parsed view=page request.
 type pageQuery struct {
@@ -153,9 +157,9 @@ func (s *Server) listPage(w http.ResponseWriter, q map[string][]string, since ti
 	pq.since = since
 	t := s.table.Load()
 	now := time.Now()
-	rowsp := pageRowPool.Get().(*[]pageRow)
-	defer pageRowPool.Put(rowsp)
-	rows := (*rowsp)[:0]
+	pr := pageRowsPool.Get().(*pageRows)
+	defer pageRowsPool.Put(pr)
+	rows := pr.rows[:0]
 	var counts [len(pageRank)]int
 	for _, r := range t.sorted {
 		b, ok := s.registry.Lookup(r.circuit)
@@ -183,63 +187,96 @@ func (s *Server) listPage(w http.ResponseWriter, q map[string][]string, since ti
 		}
 		rows = append(rows, row)
 	}
-	*rowsp = rows
-	slices.SortFunc(rows, func(a, b pageRow) int {
-		return cmp.Or(pq.sort(&a, &b), strings.Compare(a.r.circuit, b.r.circuit))
+	pr.rows = rows
+	// Sorted by pointer: a comparison of two rows taken by value would
+	// copy them to the heap (pq.sort is not known to the compiler).
+	sorted := pr.sorted[:0]
+	for i := range rows {
+		sorted = append(sorted, &rows[i])
+	}
+	pr.sorted = sorted
+	slices.SortFunc(sorted, func(a, b *pageRow) int {
+		return cmp.Or(pq.sort(a, b), strings.Compare(a.r.circuit, b.r.circuit))
 	})
 
-	page := Page{Total: len(t.sorted), Matched: len(rows), Limit: pq.limit, Counts: make(map[string]int, len(counts))}
-	for st, n := range counts {
-		page.Counts[breaker.State(st).String()] = n
-	}
+	page := Page{Total: len(t.sorted), Matched: len(rows), Limit: pq.limit}
 	focusAt := -1
 	switch {
 	case pq.problemAfter != nil:
-		focusAt = nextProblem(rows, *pq.problemAfter)
+		focusAt = nextProblem(sorted, *pq.problemAfter)
 	case pq.focus != "":
-		focusAt = slices.IndexFunc(rows, func(p pageRow) bool { return p.r.circuit == pq.focus })
+		focusAt = slices.IndexFunc(sorted, func(p *pageRow) bool { return p.r.circuit == pq.focus })
 	}
 	page.Offset = min(pq.offset, max(0, len(rows)-1)/pq.limit*pq.limit)
 	if focusAt >= 0 {
-		page.Focus = rows[focusAt].r.circuit
+		page.Focus = sorted[focusAt].r.circuit
 		page.Offset = focusAt / pq.limit * pq.limit
 	}
-	shown := rows[page.Offset:min(len(rows), page.Offset+pq.limit)]
+	shown := sorted[page.Offset:min(len(sorted), page.Offset+pq.limit)]
 
 	w.Header().Set("Breakerbox-Time", strconv.FormatFloat(float64(now.UnixMilli())/1000, 'f', 3, 64))
 	w.Header().Set("Breakerbox-Replica", s.replica)
 	w.Header().Set("Content-Type", "application/json")
-	page.Names = make([]string, len(shown))
-	for i := range shown {
-		page.Names[i] = shown[i].r.circuit
-	}
 	horizon := since.Unix() - int64(bucketCount*bucketWidth/time.Second)
-	for i := range shown {
-		p := &shown[i]
+	// Written by hand like the full listing (circuitjson.go): the Page
+	// type documents the answer.
+	sc := listScratchPool.Get().(*listScratch)
+	defer listScratchPool.Put(sc)
+	b := append(sc.buf[:0], `{"total":`...)
+	b = strconv.AppendInt(b, int64(page.Total), 10)
+	b = append(b, `,"matched":`...)
+	b = strconv.AppendInt(b, int64(page.Matched), 10)
+	b = append(b, `,"counts":{`...)
+	for st, n := range counts {
+		if st > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, breaker.State(st).String())
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(n), 10)
+	}
+	b = append(b, `},"offset":`...)
+	b = strconv.AppendInt(b, int64(page.Offset), 10)
+	b = append(b, `,"limit":`...)
+	b = strconv.AppendInt(b, int64(page.Limit), 10)
+	b = append(b, `,"focus":`...)
+	b = appendJSONString(b, page.Focus)
+	b = append(b, `,"names":[`...)
+	for i, p := range shown {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, p.r.circuit)
+	}
+	b = append(b, `],"circuits":[`...)
+	first := true
+	for _, p := range shown {
 		if !since.IsZero() && p.r.stats.active.Load() < horizon && p.lastTransition.Before(since) {
 			continue
 		}
-		b, ok := s.registry.Lookup(p.r.circuit)
+		br, ok := s.registry.Lookup(p.r.circuit)
 		if !ok {
 			continue
 		}
-		page.Circuits = append(page.Circuits, s.circuitJSON(p.r, b.Snapshot(), now))
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		s.fillCircuit(&sc.circuit, p.r, br.Snapshot(), now, &sc.stats)
+		b = appendCircuit(b, &sc.circuit)
 	}
-	if page.Circuits == nil {
-		page.Circuits = []Circuit{}
-	}
-	bw := bufio.NewWriterSize(w, 16<<10)
-	json.NewEncoder(bw).Encode(&page)
-	bw.Flush()
+	b = append(b, "]}\n"...)
+	w.Write(b)
+	sc.buf = b[:0]
 }
 
 // nextProblem is the index of the first circuit not closed after the one
 // named after (from the top if after is "" or not among rows), round to
 // the first; -1 if every row is closed.
-func nextProblem(rows []pageRow, after string) int {
+func nextProblem(rows []*pageRow, after string) int {
 	from := -1
 	if after != "" {
-		from = slices.IndexFunc(rows, func(p pageRow) bool { return p.r.circuit == after })
+		from = slices.IndexFunc(rows, func(p *pageRow) bool { return p.r.circuit == after })
 	}
 	for k := 1; k <= len(rows); k++ {
 		i := (from + k) % len(rows)

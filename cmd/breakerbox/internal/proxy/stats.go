@@ -263,14 +263,30 @@ type BucketsJSON struct {
 // traffic in the last bucketCount widths. percentiles adds the per-bucket
 // percentiles (for one circuit's page; the list leaves them out).
 func (cs *circuitStats) snapshot(now time.Time, started time.Time, percentiles bool) *StatsJSON {
+	st := new(StatsJSON)
+	if !cs.snapshotInto(st, now, started, percentiles) {
+		return nil
+	}
+	return st
+}
+
+// snapshotInto is snapshot into *st, reusing its slices; false (and st
+// untouched) if the circuit had no traffic in the last bucketCount widths.
+func (cs *circuitStats) snapshotInto(st *StatsJSON, now time.Time, started time.Time, percentiles bool) bool {
 	w := cs.window.Load()
 	if w == nil || now.Unix()-cs.active.Load() >= int64(bucketCount*bucketWidth/time.Second) {
-		return nil
+		return false
 	}
 	cur := epochOf(now)
 	widthS := int64(bucketWidth / time.Second)
-	st := &StatsJSON{Buckets: BucketsJSON{Start: (cur - bucketCount + 1) * widthS, WidthSeconds: int(widthS),
-		Requests: make([]uint32, bucketCount), Failures: make([]uint32, bucketCount), Rejected: make([]uint32, bucketCount)}}
+	series := func(s []uint32) []uint32 {
+		if cap(s) < bucketCount {
+			return make([]uint32, bucketCount)
+		}
+		return s[:bucketCount]
+	}
+	*st = StatsJSON{Buckets: BucketsJSON{Start: (cur - bucketCount + 1) * widthS, WidthSeconds: int(widthS),
+		Requests: series(st.Buckets.Requests), Failures: series(st.Buckets.Failures), Rejected: series(st.Buckets.Rejected)}}
 	if percentiles {
 		st.Buckets.P50Ms = make([]float64, bucketCount)
 		st.Buckets.P99Ms = make([]float64, bucketCount)
@@ -281,13 +297,14 @@ func (cs *circuitStats) snapshot(now time.Time, started time.Time, percentiles b
 		e := cur - bucketCount + 1 + int64(i)
 		b := &w.buckets[e%bucketCount]
 		if b.epoch.Load() != e {
+			st.Buckets.Requests[i], st.Buckets.Failures[i], st.Buckets.Rejected[i] = 0, 0, 0
 			continue
 		}
 		c, f, r := b.calls.Load(), b.failures.Load(), b.rejected.Load()
 		st.Buckets.Requests[i], st.Buckets.Failures[i], st.Buckets.Rejected[i] = c, f, r
 		var bh [latBuckets]uint64
 		inSummary := i >= bucketCount-summaryWindow
-		if inSummary || percentiles {
+		if (inSummary || percentiles) && c > 0 { // an idle bucket's histogram is empty: 34 loads saved
 			for j := range b.latency {
 				bh[j] = uint64(b.latency[j].Load())
 			}
@@ -310,7 +327,7 @@ func (cs *circuitStats) snapshot(now time.Time, started time.Time, percentiles b
 		st.ErrorPercent = round2(100 * float64(failures) / float64(calls))
 	}
 	st.P50Ms, st.P99Ms = quantile(&hist, 0.5), quantile(&hist, 0.99)
-	return st
+	return true
 }
 
 // rates are the summary figures of StatsJSON (requests/s, rejections/s,
@@ -329,10 +346,11 @@ func (cs *circuitStats) rates(now, started time.Time, withP99 bool) (rps, rejps,
 		if b.epoch.Load() != e {
 			continue
 		}
-		calls += uint64(b.calls.Load())
+		c := b.calls.Load()
+		calls += uint64(c)
 		failures += uint64(b.failures.Load())
 		rejected += uint64(b.rejected.Load())
-		if withP99 {
+		if withP99 && c > 0 {
 			for j := range b.latency {
 				hist[j] += uint64(b.latency[j].Load())
 			}
