@@ -253,6 +253,7 @@ func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
 		} else {
 			b = appendCircuit(b, c)
 		}
+		b = append(b, '\n') // one circuit a line, as json.Encoder wrote them
 		if len(b) >= 32<<10 {
 			w.Write(b)
 			b = b[:0]

@@ -25,8 +25,11 @@ import (
 // lock, nothing shared between circuits, no allocation); once per bucket
 // width one caller per circuit takes the circuit's lock to recycle the
 // oldest bucket. Memory: a circuit that never sees traffic holds one
-// circuitStats (a few words); its window (about 5 KiB) is allocated on its
-// first call.
+// circuitStats (a few words); its window (about 1 KiB: counts and
+// evidence) is allocated on its first call, and each bucket's latency
+// histogram (136 bytes) on the bucket's first forwarded call, so a circuit
+// seldom called stays small (10,000 windows of 5 KiB were 51 MB of heap
+// after one request to each circuit).
 const (
 	bucketWidth   = 10 * time.Second
 	bucketCount   = 30
@@ -83,7 +86,33 @@ type window struct {
 type bucket struct {
 	epoch                     atomic.Int64 // unix time / bucketWidth of the interval counted here
 	calls, failures, rejected atomic.Uint32
-	latency                   [latBuckets]atomic.Uint32
+	latency                   atomic.Pointer[latencyHist] // nil until a call is forwarded in this slot
+}
+
+type latencyHist [latBuckets]atomic.Uint32
+
+// hist returns b's latency histogram, allocating it on first use.
+func (cs *circuitStats) hist(b *bucket) *latencyHist {
+	if h := b.latency.Load(); h != nil {
+		return h
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	h := b.latency.Load()
+	if h == nil {
+		h = new(latencyHist)
+		b.latency.Store(h)
+	}
+	return h
+}
+
+// load adds b's latency histogram into into (nothing if it has none).
+func (b *bucket) load(into *[latBuckets]uint64) {
+	if h := b.latency.Load(); h != nil {
+		for i := range h {
+			into[i] += uint64(h[i].Load())
+		}
+	}
 }
 
 func epochOf(t time.Time) int64 { return t.Unix() / int64(bucketWidth/time.Second) }
@@ -113,8 +142,10 @@ func (cs *circuitStats) bucket(now time.Time) (*window, *bucket) {
 			b.calls.Store(0)
 			b.failures.Store(0)
 			b.rejected.Store(0)
-			for i := range b.latency {
-				b.latency[i].Store(0)
+			if h := b.latency.Load(); h != nil { // kept for the slot's next interval
+				for i := range h {
+					h[i].Store(0)
+				}
 			}
 			b.epoch.Store(e)
 		}
@@ -131,7 +162,7 @@ func (cs *circuitStats) forwarded(now time.Time, code int, failed bool, lat time
 	if failed {
 		b.failures.Add(1)
 	}
-	b.latency[latIndex(lat)].Add(1)
+	cs.hist(b)[latIndex(lat)].Add(1)
 	w.evidence.add(now, code, lat)
 }
 
@@ -305,9 +336,7 @@ func (cs *circuitStats) snapshotInto(st *StatsJSON, now time.Time, started time.
 		var bh [latBuckets]uint64
 		inSummary := i >= bucketCount-summaryWindow
 		if (inSummary || percentiles) && c > 0 { // an idle bucket's histogram is empty: 34 loads saved
-			for j := range b.latency {
-				bh[j] = uint64(b.latency[j].Load())
-			}
+			b.load(&bh)
 		}
 		if percentiles {
 			st.Buckets.P50Ms[i], st.Buckets.P99Ms[i] = quantile(&bh, 0.5), quantile(&bh, 0.99)
@@ -351,9 +380,7 @@ func (cs *circuitStats) rates(now, started time.Time, withP99 bool) (rps, rejps,
 		failures += uint64(b.failures.Load())
 		rejected += uint64(b.rejected.Load())
 		if withP99 && c > 0 {
-			for j := range b.latency {
-				hist[j] += uint64(b.latency[j].Load())
-			}
+			b.load(&hist)
 		}
 	}
 	secs := summarySpan(now, cur, started)
