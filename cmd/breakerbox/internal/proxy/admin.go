@@ -125,12 +125,10 @@ func (s *Server) Circuits() []Circuit {
 }
 
 // routesSince hands yield, in name order, the circuits whose answer may
-// have changed since since (all of them for the zero time): those with
-// traffic in the stats' window before since or later (their rates move as
-// the window slides), or a transition since; of those in names if not nil.
+// have changed since since (see changedSince); of those in names if not
+// nil.
 func (s *Server) routesSince(since time.Time, names map[string]bool, yield func(*route, breaker.Snapshot)) {
 	t := s.table.Load()
-	horizon := since.Unix() - int64(bucketCount*bucketWidth/time.Second)
 	for _, r := range t.sorted {
 		if names != nil && !names[r.circuit] {
 			continue
@@ -140,11 +138,20 @@ func (s *Server) routesSince(since time.Time, names map[string]bool, yield func(
 			continue
 		}
 		snap := b.Snapshot()
-		if !since.IsZero() && r.stats.active.Load() < horizon && snap.LastTransition.At.Before(since) {
+		if !changedSince(r, snap.LastTransition.At, since) {
 			continue
 		}
 		yield(r, snap)
 	}
+}
+
+// changedSince says whether a circuit's answer may have changed since
+// since (always for the zero time): it had traffic in the stats' window
+// before since or later (its rates move as the window slides), or its last
+// transition is since.
+func changedSince(r *route, lastTransition, since time.Time) bool {
+	horizon := since.Unix() - int64(bucketCount*bucketWidth/time.Second)
+	return since.IsZero() || r.stats.active.Load() >= horizon || !lastTransition.Before(since)
 }
 
 // CircuitSummary is a circuit in GET /api/circuits?view=summary: what a

@@ -217,7 +217,6 @@ func (s *Server) listPage(w http.ResponseWriter, q map[string][]string, since ti
 	w.Header().Set("Breakerbox-Time", strconv.FormatFloat(float64(now.UnixMilli())/1000, 'f', 3, 64))
 	w.Header().Set("Breakerbox-Replica", s.replica)
 	w.Header().Set("Content-Type", "application/json")
-	horizon := since.Unix() - int64(bucketCount*bucketWidth/time.Second)
 	// Written by hand like the full listing (circuitjson.go): the Page
 	// type documents the answer.
 	sc := listScratchPool.Get().(*listScratch)
@@ -251,7 +250,7 @@ func (s *Server) listPage(w http.ResponseWriter, q map[string][]string, since ti
 	b = append(b, `],"circuits":[`...)
 	first := true
 	for _, p := range shown {
-		if !since.IsZero() && p.r.stats.active.Load() < horizon && p.lastTransition.Before(since) {
+		if !changedSince(p.r, p.lastTransition, since) {
 			continue
 		}
 		br, ok := s.registry.Lookup(p.r.circuit)
