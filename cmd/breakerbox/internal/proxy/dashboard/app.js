@@ -21,6 +21,7 @@
   const MAX_SEGMENTS = 20; // a larger threshold is drawn as a plain bar
   const RENDER_MS = 250; // renders are coalesced to at most 4 a second
   const EVIDENCE_SHOWN = 6;
+  const HIGHLIGHT_MS = 1500;
 
   const STATE_LABEL = {
     closed: "Closed",
@@ -360,7 +361,7 @@
       if (highlight) announce = t.message || `${t.circuit}: ${STATE_LABEL[t.to] || t.to}`;
       model.transitions.unshift(t);
       const li = timelineItem(t);
-      if (highlight) li.classList.add("new");
+      if (highlight) flash(li);
       incoming.prepend(li);
     }
     invalidate();
@@ -590,13 +591,22 @@
     return `${v >= 10 ? Math.round(v) : dec.format(v)} ms`;
   }
 
-  // flash highlights a card. It restarts the animation by switching
-  // between two of the same keyframes: removing and adding one class would
-  // need a forced layout in between, per card per event.
-  function flash(card) {
-    const a = card.classList.contains("flash-a");
-    card.classList.toggle("flash-a", !a);
-    card.classList.toggle("flash-b", a);
+  // flash highlights a card, or a timeline item, for HIGHLIGHT_MS; tick
+  // turns them off (style.css says why not a fade).
+  const highlighted = new Map(); // element → performance.now() when it goes off
+  function flash(node) {
+    if (node.classList.contains("tl")) node.classList.add("new");
+    else node.dataset.flash = "";
+    highlighted.set(node, performance.now() + HIGHLIGHT_MS);
+  }
+
+  function unflash(now) {
+    for (const [node, until] of highlighted) {
+      if (until > now) continue;
+      highlighted.delete(node);
+      node.classList.remove("new");
+      delete node.dataset.flash;
+    }
   }
 
   function updateCard(card, c) {
@@ -713,6 +723,7 @@
   // "ago" labels and the connection's freshness. It runs every second.
   function tick() {
     const now = performance.now();
+    unflash(now);
     for (const [name, card] of cards) updateStatus(card, name, now);
     for (const ago of document.querySelectorAll("#timeline [data-ago]")) setText(ago, agoText(Date.parse(ago.dataset.ago) - model.skewMs));
     renderConnection();
