@@ -155,8 +155,11 @@ func (m pageMetrics) diff(before pageMetrics) string {
 }
 
 // installObserver counts, from now on, the cards created and the nodes
-// added under #cards and #timeline.
+// added under #cards and #timeline, and starts afresh the list of the
+// page's requests (resource timing).
 const installObserver = `(() => {
+  performance.clearResourceTimings();
+  performance.setResourceTimingBufferSize(10000);
   window.__m = {created: 0, added: 0, transitions: 0};
   const seen = new WeakSet(document.querySelectorAll('#cards .card'));
   new MutationObserver((records) => {
@@ -272,6 +275,23 @@ func TestDashboardAtOutageScale(t *testing.T) {
 
 	if transitions < 10 {
 		t.Errorf("only %d transitions reached the page in the window: want the outage to cycle", transitions)
+	}
+	// What the page read while following the outage: pages of circuits
+	// (every 2 s, and soon after a circuit joins or leaves the problems),
+	// never every circuit.
+	var reads []string
+	if err := run(ctx, 5*time.Second, chromedp.Evaluate(`performance.getEntriesByType('resource').
+		map(e => e.name.slice(e.name.indexOf('/api/'))).filter(n => n.startsWith('/api/circuits'))`, &reads)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reads {
+		if !strings.Contains(r, "view=page") && !strings.Contains(r, "name=") {
+			t.Errorf("the page read %s: every circuit, not a page", r)
+		}
+	}
+	t.Logf("  /api/circuits requests in the window: %d", len(reads))
+	if most := int(window/(500*time.Millisecond)) + 2; len(reads) > most || len(reads) == 0 {
+		t.Errorf("%d /api/circuits requests in %v, want 1..%d (a page every 2 s, re-reads at most every 500 ms)", len(reads), window, most)
 	}
 	if after.cards > pageMax || after.cards == 0 {
 		t.Errorf("%d cards on the page, want 1..%d (one page)", after.cards, pageMax)
