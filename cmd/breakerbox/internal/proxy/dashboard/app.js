@@ -100,6 +100,7 @@
   function mark(name) {
     if (marks++ < 20) performance.mark(name);
   }
+  mark("script");
 
   async function getJSON(path, timeout = FETCH_TIMEOUT_MS) {
     const ctl = new AbortController();
@@ -387,9 +388,9 @@
 
   let renderTimer = 0;
 
-  // invalidate asks for a render soon.
+  // invalidate asks for a render soon: at once for the first screen.
   function invalidate() {
-    if (!renderTimer) renderTimer = setTimeout(render, RENDER_MS);
+    if (!renderTimer) renderTimer = setTimeout(render, cards.size ? RENDER_MS : 0);
   }
 
   // ---- rendering ---------------------------------------------------------
@@ -1012,6 +1013,7 @@
   // ---- start -------------------------------------------------------------
 
   function start() {
+    mark("start");
     setText($("#where"), `· ${location.host}`);
     fitPage();
     $("#cards").addEventListener("click", (ev) => {
@@ -1086,6 +1088,7 @@
       $("#token").focus();
     });
 
+    mark("poll");
     poll();
     loadTransitions();
     connectStream();
