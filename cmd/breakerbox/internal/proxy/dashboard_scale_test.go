@@ -404,7 +404,7 @@ func screenshots(t *testing.T, ctx context.Context, dir string) {
 				{Name: "prefers-reduced-motion", Value: "reduce"},
 			}),
 			chromedp.Evaluate(`window.scrollTo(0, 0)`, nil),
-			chromedp.Sleep(600), // let a render settle after the resize (screenshots only)
+			chromedp.Sleep(1500), // the resized page: read from the server, then rendered (screenshots only)
 			chromedp.CaptureScreenshot(&png),
 		)
 		if err != nil {

@@ -22,6 +22,9 @@
   const RENDER_MS = 250; // renders are coalesced to at most 4 a second
   const EVIDENCE_SHOWN = 6;
   const HIGHLIGHT_MS = 1500;
+  // More changes than this in one render highlight none: in a storm every
+  // item would be lit, which says nothing.
+  const HIGHLIGHT_MAX = 3;
 
   const STATE_LABEL = {
     closed: "Closed",
@@ -131,6 +134,7 @@
   let lastFull = 0;
   let sinceKey = ""; // the view model.since belongs to
   let wanted = null; // {focus} or {problemAfter}: for the next poll
+  let again = false; // the view changed during a poll: read it once that one ends
 
   // pageQuery is the view as api/circuits?view=page parameters.
   function pageQuery() {
@@ -149,7 +153,7 @@
   function poll(want) {
     if (want) wanted = want;
     if (inFlight) {
-      if (want) inFlight.then(() => poll());
+      again = true;
       return inFlight;
     }
     clearTimeout(pollTimer);
@@ -200,7 +204,8 @@
       } finally {
         inFlight = null;
         renderConnection();
-        pollTimer = setTimeout(poll, POLL_MS);
+        pollTimer = setTimeout(poll, again ? 0 : POLL_MS);
+        again = false;
       }
       if (goto) landOn(goto.go, goto.found);
     })();
@@ -362,7 +367,7 @@
       if (highlight) announce = t.message || `${t.circuit}: ${STATE_LABEL[t.to] || t.to}`;
       model.transitions.unshift(t);
       const li = timelineItem(t);
-      if (highlight) flash(li);
+      if (highlight) li.dataset.fresh = "";
       incoming.prepend(li);
     }
     invalidate();
@@ -377,6 +382,11 @@
       ol.replaceChildren(...model.transitions.slice(0, TIMELINE_MAX).map(timelineItem));
     }
     if (!incoming.firstChild && ol.childElementCount <= TIMELINE_MAX) return;
+    const fresh = incoming.querySelectorAll("[data-fresh]");
+    for (const li of fresh) {
+      delete li.dataset.fresh;
+      if (fresh.length <= HIGHLIGHT_MAX) flash(li);
+    }
     ol.prepend(incoming);
     if (announce) setText($("#announce"), announce);
     announce = "";
@@ -441,8 +451,10 @@
   // renderPage shows the page the server sent: it keeps the cards already
   // there, creates the missing, drops the rest, and moves a card only when
   // its place changed.
+  const changed = []; // cards whose state changed in this render
   function renderPage() {
     const root = $("#cards");
+    changed.length = 0;
     const all = model.names;
     const from = view.page * view.pageSize;
     const pages = Math.max(1, Math.ceil(model.matched / view.pageSize));
@@ -472,6 +484,7 @@
       updateFleetRates(card, name);
       prev = card;
     }
+    if (changed.length <= HIGHLIGHT_MAX) changed.forEach(flash);
     let empty = $("#empty", root);
     if (!names.length) {
       if (!empty) root.append((empty = el("p", { class: "placeholder", id: "empty" })));
@@ -613,7 +626,7 @@
   function updateCard(card, c) {
     if (card.dataset.state !== c.state) {
       card.dataset.state = c.state;
-      flash(card);
+      changed.push(card);
     }
     setAttr(card, "aria-label", `${c.name}: ${STATE_LABEL[c.state] || c.state}`);
     setText($("[data-role=state]", card), STATE_LABEL[c.state] || c.state);
