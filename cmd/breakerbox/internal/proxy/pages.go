@@ -78,7 +78,6 @@ type pageQuery struct {
 	offset, limit int
 	focus         string // show the page holding this circuit
 	problemAfter  *string
-	since         time.Time
 }
 
 // parsePageQuery reads view=page's parameters; the error names the
@@ -154,11 +153,14 @@ func (s *Server) listPage(w http.ResponseWriter, q map[string][]string, since ti
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
 		return
 	}
-	pq.since = since
 	t := s.table.Load()
 	now := time.Now()
 	pr := pageRowsPool.Get().(*pageRows)
-	defer pageRowsPool.Put(pr)
+	defer func() {
+		clear(pr.rows) // no routes of an old table kept alive in the pool
+		clear(pr.sorted)
+		pageRowsPool.Put(pr)
+	}()
 	rows := pr.rows[:0]
 	var counts [len(pageRank)]int
 	for _, r := range t.sorted {
