@@ -217,6 +217,14 @@ func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	summary := view == "summary"
+	if view != "page" {
+		for _, k := range pageParams {
+			if q.Has(k) {
+				writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("%s=: only with view=page (the paged view sorts, filters and pages)", k)})
+				return
+			}
+		}
+	}
 	var names map[string]bool
 	if ns := q["name"]; len(ns) > 0 {
 		names = make(map[string]bool, len(ns))

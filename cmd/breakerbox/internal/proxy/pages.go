@@ -37,6 +37,9 @@ var pageSorts = map[string]func(a, b *pageRow) int{
 	"name":    func(a, b *pageRow) int { return 0 },
 }
 
+// pageParams are the parameters only view=page takes.
+var pageParams = [...]string{"sort", "state", "q", "offset", "limit", "focus", "problem_after"}
+
 const (
 	pageSortNames    = "health, volume, errors, latency or name"
 	pageLimitMax     = 500

@@ -175,9 +175,15 @@ func TestPagedCircuitsRejectBadParameters(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400 with %q", tt.query, w.Code, strings.TrimSpace(w.Body.String()), tt.want)
 		}
 	}
-	w := httptest.NewRecorder()
-	admin.ServeHTTP(w, httptest.NewRequest("GET", "http://127.0.0.1/api/circuits?view=pages", nil))
-	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "want full, summary or page") {
-		t.Errorf("view=pages: %d %s", w.Code, w.Body)
+	for query, want := range map[string]string{
+		"view=pages":              "want full, summary or page",
+		"sort=name":               "sort=: only with view=page",
+		"view=summary&state=open": "state=: only with view=page",
+	} {
+		w := httptest.NewRecorder()
+		admin.ServeHTTP(w, httptest.NewRequest("GET", "http://127.0.0.1/api/circuits?"+query, nil))
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), want) {
+			t.Errorf("%s: %d %s, want 400 with %q", query, w.Code, w.Body, want)
+		}
 	}
 }
