@@ -81,7 +81,6 @@
     seen: new Set(),        // transition keys already in the timeline
     skewMs: 0,              // server clock minus ours, when it matters
     lastOK: 0,              // Date.now() of the last good api/circuits answer
-    fetched: 0,             // api/circuits requests made (tests read it)
     apiDown: false,
     stream: "connecting",   // live | reconnecting | connecting
   };
@@ -172,7 +171,6 @@
         // the counts still to read.
         const none = p.get("state") === "none";
         if (none) p.delete("state"), p.set("limit", "1");
-        model.fetched++;
         const { body, headers } = await getJSON("api/circuits?" + p.toString());
         showReplica(headers.get("Breakerbox-Replica") || "");
         if (none) Object.assign(body, { matched: 0, names: [], circuits: [], offset: 0 });
@@ -191,8 +189,7 @@
         mergeDetails(body.circuits || []);
         const missing = model.names.filter((n) => !model.details.has(n));
         if (missing.length) {
-          model.fetched++;
-          const { body: rows } = await getJSON("api/circuits?" + missing.map((n) => "name=" + encodeURIComponent(n)).join("&"));
+            const { body: rows } = await getJSON("api/circuits?" + missing.map((n) => "name=" + encodeURIComponent(n)).join("&"));
           mergeDetails(rows || []);
         }
         if (model.fleetShared && model.names.length) await loadFleet(model.names);
@@ -1009,10 +1006,12 @@
     lastTotals = "";
   }
 
-  // viewChanged reads the first page of the new view at once.
+  // viewChanged reads the first page of the new view at once (and shows
+  // the pressed chip before it arrives).
   function viewChanged() {
     view.page = 0;
     poll();
+    invalidate();
   }
 
   // pageSize fits the cards to the viewport: a page is about two screens.
