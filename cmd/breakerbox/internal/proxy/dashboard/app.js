@@ -1026,8 +1026,12 @@
 
   function start() {
     mark("start");
-    setText($("#where"), `· ${location.host}`);
     fitPage();
+    // The first screen's requests go out first; the listeners can wait.
+    mark("poll");
+    poll();
+    loadTransitions();
+    setText($("#where"), `· ${location.host}`);
     $("#cards").addEventListener("click", (ev) => {
       const b = ev.target.closest("button[data-action]");
       if (b) openControl(b.closest("[data-circuit]").dataset.circuit, b.dataset.action);
@@ -1100,9 +1104,6 @@
       $("#token").focus();
     });
 
-    mark("poll");
-    poll();
-    loadTransitions();
     connectStream();
     setInterval(tick, 1000);
   }
