@@ -269,7 +269,7 @@ func (s *Server) listCircuits(w http.ResponseWriter, r *http.Request) {
 			b = appendCircuit(b, c)
 		}
 		b = append(b, '\n') // one circuit a line, as json.Encoder wrote them
-		if len(b) >= 32<<10 {
+		if len(b) >= 256<<10 {
 			w.Write(b)
 			b = b[:0]
 		}
@@ -286,7 +286,7 @@ type listScratch struct {
 	stats   StatsJSON
 }
 
-var listScratchPool = sync.Pool{New: func() any { return &listScratch{buf: make([]byte, 0, 36<<10)} }}
+var listScratchPool = sync.Pool{New: func() any { return &listScratch{buf: make([]byte, 0, 260<<10)} }}
 
 func (s *Server) circuitJSON(r *route, snap breaker.Snapshot, now time.Time) Circuit {
 	var c Circuit
