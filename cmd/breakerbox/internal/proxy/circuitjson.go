@@ -67,6 +67,36 @@ func appendCircuit(b []byte, c *Circuit) []byte {
 	return append(b, '}')
 }
 
+// appendSummary appends c's CircuitSummary as encoding/json would
+// (TestAppendCircuitMatchesEncodingJSON).
+func appendSummary(b []byte, c *Circuit) []byte {
+	b = append(b, `{"name":`...)
+	b = appendJSONString(b, c.Name)
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, c.State)
+	if c.ConsecutiveFailures != 0 {
+		b = append(b, `,"consecutive_failures":`...)
+		b = strconv.AppendInt(b, int64(c.ConsecutiveFailures), 10)
+	}
+	b = append(b, `,"failure_threshold":`...)
+	b = strconv.AppendInt(b, int64(c.Settings.FailureThreshold), 10)
+	var st StatsJSON
+	if c.Stats != nil {
+		st = *c.Stats
+	}
+	for _, f := range [...]struct {
+		key string
+		v   float64
+	}{{`,"retry_after_seconds":`, c.RetryAfterSeconds}, {`,"requests_per_second":`, st.RequestsPerSecond},
+		{`,"error_percent":`, st.ErrorPercent}, {`,"rejected_per_second":`, st.RejectedPerSecond}, {`,"p99_ms":`, st.P99Ms}} {
+		if f.v != 0 {
+			b = append(b, f.key...)
+			b = appendJSONFloat(b, f.v)
+		}
+	}
+	return append(b, '}')
+}
+
 func appendStats(b []byte, st *StatsJSON) []byte {
 	if st == nil {
 		return append(b, "null"...)
