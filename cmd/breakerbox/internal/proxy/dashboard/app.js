@@ -74,7 +74,7 @@
     details: new Map(),     // name → Circuit, the page's circuits
     fleet: null,            // api/fleet for the page's circuits, with a shared state
     fleetShared: true,      // false once api/fleet says this replica is alone
-    probeAt: new Map(),     // name → performance.now() deadline of the next probe
+    probeAt: new Map(),     // name → performance.now() deadline of the next probe (the page's)
     since: "",              // Breakerbox-Time of the last answer: the next delta's since
     replica: "",
     transitions: [],        // newest first, as shown
@@ -186,6 +186,7 @@
         if (full) lastFull = Date.now();
         const keep = new Set(model.names);
         for (const name of model.details.keys()) if (!keep.has(name)) model.details.delete(name);
+        for (const name of model.probeAt.keys()) if (!keep.has(name)) model.probeAt.delete(name);
         mergeDetails(body.circuits || []);
         const missing = model.names.filter((n) => !model.details.has(n));
         if (missing.length) {
@@ -339,7 +340,7 @@
       model.details.set(t.circuit, c);
     }
     model.probeAt.delete(t.circuit);
-    setProbe(t.circuit, t.to, retry, performance.now());
+    if (old) setProbe(t.circuit, t.to, retry, performance.now()); // countdowns of the page's circuits only
     if (t.from === "closed" || t.to === "closed" || view.sort !== "health") pollSoon(REORDER_MS);
     invalidate();
   }
