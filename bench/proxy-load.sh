@@ -303,13 +303,14 @@ if [ "$MANY" -gt 0 ]; then
     size=$(wc -c < "$tmp/scrape"); lines=$(grep -vc '^#' "$tmp/scrape" || true)
     awk -v t=$((after - before)) -v hz="$hz" -v s="$size" -v l="$lines" 'BEGIN {printf "%.0f ms CPU, %.1f MB, %d lines", t / hz / 5 * 1000, s / 1e6, l}'
   }
-  m0=$(scrape /metrics); a0=$(scrape /api/circuits)
+  page='/api/circuits?view=page&limit=48'
+  m0=$(scrape /metrics); a0=$(scrape /api/circuits); p0=$(scrape "$page")
   "$tmp/proxyload" -mode touch -services "$MANY" -target "http://$many"
-  m1=$(scrape /metrics); a1=$(scrape /api/circuits)
+  m1=$(scrape /metrics); a1=$(scrape /api/circuits); p1=$(scrape "$page")
   echo
   echo "### $MANY circuits (breakerbox serve with $MANY services; CPU per request from /proc, 5 requests each)"
   echo
   echo "- startup (exec to the first proxied answer): $startup ms wall, $startcpu ms CPU; RSS after start: $rss_start MB"
-  echo "- before traffic: /metrics $m0; /api/circuits $a0"
-  echo "- after one request to each circuit: /metrics $m1; /api/circuits $a1; RSS $(rss) MB"
+  echo "- before traffic: /metrics $m0; /api/circuits $a0; the dashboard's first page ($page) $p0"
+  echo "- after one request to each circuit: /metrics $m1; /api/circuits $a1; the dashboard's first page $p1; RSS $(rss) MB"
 fi

@@ -65,6 +65,40 @@ func BenchmarkManyCircuits(b *testing.B) {
 	}
 }
 
+// BenchmarkCircuitsAfterTraffic is one /api/circuits answer with 10,000
+// circuits after one request to each (each has its rolling stats window):
+// the full listing, the summaries, and one page of the dashboard's paged
+// view, sorted by health and by volume. It reports the process's CPU time
+// per answer and the answer's size.
+func BenchmarkCircuitsAfterTraffic(b *testing.B) {
+	const n = 10000
+	srv, admin := manyCircuits(b, n)
+	for i := range n {
+		// A refused connection (the upstream is 127.0.0.1:1) is recorded
+		// in the stats like any answer.
+		srv.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", fmt.Sprintf("/svc%05d/x", i), nil))
+	}
+	for _, path := range []string{"/api/circuits", "/api/circuits?view=summary",
+		"/api/circuits?view=page&sort=health&limit=48", "/api/circuits?view=page&sort=volume&limit=48"} {
+		b.Run(strings.TrimPrefix(path, "/api/circuits"), func(b *testing.B) {
+			req := httptest.NewRequest("GET", "http://127.0.0.1"+path, nil)
+			var w discardWriter
+			b.ReportAllocs()
+			runtime.GC()
+			cpu := cpuTime()
+			for b.Loop() {
+				w = discardWriter{h: http.Header{}}
+				admin.ServeHTTP(&w, req)
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+			if w.code != http.StatusOK {
+				b.Fatalf("GET %s: %d", path, w.code)
+			}
+			b.ReportMetric(float64(w.n), "resp-bytes")
+		})
+	}
+}
+
 // cpuTime is the CPU time this process has used (user and system).
 func cpuTime() time.Duration {
 	var ru syscall.Rusage

@@ -25,8 +25,11 @@ import (
 // lock, nothing shared between circuits, no allocation); once per bucket
 // width one caller per circuit takes the circuit's lock to recycle the
 // oldest bucket. Memory: a circuit that never sees traffic holds one
-// circuitStats (a few words); its window (about 5 KiB) is allocated on its
-// first call.
+// circuitStats (a few words); its window (about 1 KiB: counts and
+// evidence) is allocated on its first call, and each bucket's latency
+// histogram (136 bytes) on the bucket's first forwarded call, so a circuit
+// seldom called stays small (10,000 windows of 5 KiB were 51 MB of heap
+// after one request to each circuit).
 const (
 	bucketWidth   = 10 * time.Second
 	bucketCount   = 30
@@ -87,7 +90,33 @@ type window struct {
 type bucket struct {
 	epoch                     atomic.Int64 // unix time / bucketWidth of the interval counted here
 	calls, failures, rejected atomic.Uint32
-	latency                   [latBuckets]atomic.Uint32
+	latency                   atomic.Pointer[latencyHist] // nil until a call is forwarded in this slot
+}
+
+type latencyHist [latBuckets]atomic.Uint32
+
+// hist returns b's latency histogram, allocating it on first use.
+func (cs *circuitStats) hist(b *bucket) *latencyHist {
+	if h := b.latency.Load(); h != nil {
+		return h
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	h := b.latency.Load()
+	if h == nil {
+		h = new(latencyHist)
+		b.latency.Store(h)
+	}
+	return h
+}
+
+// load adds b's latency histogram into into (nothing if it has none).
+func (b *bucket) load(into *[latBuckets]uint64) {
+	if h := b.latency.Load(); h != nil {
+		for i := range h {
+			into[i] += uint64(h[i].Load())
+		}
+	}
 }
 
 func epochOf(t time.Time) int64 { return t.Unix() / int64(bucketWidth/time.Second) }
@@ -117,8 +146,10 @@ func (cs *circuitStats) bucket(now time.Time) (*window, *bucket) {
 			b.calls.Store(0)
 			b.failures.Store(0)
 			b.rejected.Store(0)
-			for i := range b.latency {
-				b.latency[i].Store(0)
+			if h := b.latency.Load(); h != nil { // kept for the slot's next interval
+				for i := range h {
+					h[i].Store(0)
+				}
 			}
 			b.epoch.Store(e)
 		}
@@ -135,7 +166,7 @@ func (cs *circuitStats) forwarded(now time.Time, code int, failed bool, lat time
 	if failed {
 		b.failures.Add(1)
 	}
-	b.latency[latIndex(lat)].Add(1)
+	cs.hist(b)[latIndex(lat)].Add(1)
 	what := w.evidence.add(now, code, lat)
 	if failed {
 		w.lastFailure.Store(what)
@@ -279,14 +310,30 @@ type BucketsJSON struct {
 // traffic in the last bucketCount widths. percentiles adds the per-bucket
 // percentiles (for one circuit's page; the list leaves them out).
 func (cs *circuitStats) snapshot(now time.Time, started time.Time, percentiles bool) *StatsJSON {
+	st := new(StatsJSON)
+	if !cs.snapshotInto(st, now, started, percentiles) {
+		return nil
+	}
+	return st
+}
+
+// snapshotInto is snapshot into *st, reusing its slices; false (and st
+// untouched) if the circuit had no traffic in the last bucketCount widths.
+func (cs *circuitStats) snapshotInto(st *StatsJSON, now time.Time, started time.Time, percentiles bool) bool {
 	w := cs.window.Load()
 	if w == nil || now.Unix()-cs.active.Load() >= int64(bucketCount*bucketWidth/time.Second) {
-		return nil
+		return false
 	}
 	cur := epochOf(now)
 	widthS := int64(bucketWidth / time.Second)
-	st := &StatsJSON{Buckets: BucketsJSON{Start: (cur - bucketCount + 1) * widthS, WidthSeconds: int(widthS),
-		Requests: make([]uint32, bucketCount), Failures: make([]uint32, bucketCount), Rejected: make([]uint32, bucketCount)}}
+	series := func(s []uint32) []uint32 {
+		if cap(s) < bucketCount {
+			return make([]uint32, bucketCount)
+		}
+		return s[:bucketCount]
+	}
+	*st = StatsJSON{Buckets: BucketsJSON{Start: (cur - bucketCount + 1) * widthS, WidthSeconds: int(widthS),
+		Requests: series(st.Buckets.Requests), Failures: series(st.Buckets.Failures), Rejected: series(st.Buckets.Rejected)}}
 	if percentiles {
 		st.Buckets.P50Ms = make([]float64, bucketCount)
 		st.Buckets.P99Ms = make([]float64, bucketCount)
@@ -297,16 +344,15 @@ func (cs *circuitStats) snapshot(now time.Time, started time.Time, percentiles b
 		e := cur - bucketCount + 1 + int64(i)
 		b := &w.buckets[e%bucketCount]
 		if b.epoch.Load() != e {
+			st.Buckets.Requests[i], st.Buckets.Failures[i], st.Buckets.Rejected[i] = 0, 0, 0
 			continue
 		}
 		c, f, r := b.calls.Load(), b.failures.Load(), b.rejected.Load()
 		st.Buckets.Requests[i], st.Buckets.Failures[i], st.Buckets.Rejected[i] = c, f, r
 		var bh [latBuckets]uint64
 		inSummary := i >= bucketCount-summaryWindow
-		if inSummary || percentiles {
-			for j := range b.latency {
-				bh[j] = uint64(b.latency[j].Load())
-			}
+		if (inSummary || percentiles) && c > 0 { // an idle bucket's histogram is empty: 34 loads saved
+			b.load(&bh)
 		}
 		if percentiles {
 			st.Buckets.P50Ms[i], st.Buckets.P99Ms[i] = quantile(&bh, 0.5), quantile(&bh, 0.99)
@@ -318,13 +364,7 @@ func (cs *circuitStats) snapshot(now time.Time, started time.Time, percentiles b
 			}
 		}
 	}
-	// The summary's span: the full buckets before the current one, and the
-	// current one so far; no longer than the process has run.
-	span := time.Duration(summaryWindow-1)*bucketWidth + now.Sub(time.Unix(cur*widthS, 0))
-	if up := now.Sub(started); up < span {
-		span = up
-	}
-	secs := max(span.Seconds(), 1)
+	secs := summarySpan(now, cur, started)
 	st.WindowSeconds = math.Round(secs*10) / 10
 	st.RequestsPerSecond = round2(float64(calls) / secs)
 	st.RejectedPerSecond = round2(float64(rejected) / secs)
@@ -332,7 +372,53 @@ func (cs *circuitStats) snapshot(now time.Time, started time.Time, percentiles b
 		st.ErrorPercent = round2(100 * float64(failures) / float64(calls))
 	}
 	st.P50Ms, st.P99Ms = quantile(&hist, 0.5), quantile(&hist, 0.99)
-	return st
+	return true
+}
+
+// rates are the summary figures of StatsJSON (requests/s, rejections/s,
+// error %, and p99 if withP99) read without allocating, for sorting every
+// circuit; zeros when the circuit was idle for the summary window.
+func (cs *circuitStats) rates(now, started time.Time, withP99 bool) (rps, rejps, errPct, p99 float64) {
+	w := cs.window.Load()
+	if w == nil || now.Unix()-cs.active.Load() >= int64(summaryWindow*bucketWidth/time.Second) {
+		return 0, 0, 0, 0
+	}
+	cur := epochOf(now)
+	var hist [latBuckets]uint64
+	var calls, failures, rejected uint64
+	for e := cur - summaryWindow + 1; e <= cur; e++ {
+		b := &w.buckets[e%bucketCount]
+		if b.epoch.Load() != e {
+			continue
+		}
+		c := b.calls.Load()
+		calls += uint64(c)
+		failures += uint64(b.failures.Load())
+		rejected += uint64(b.rejected.Load())
+		if withP99 && c > 0 {
+			b.load(&hist)
+		}
+	}
+	secs := summarySpan(now, cur, started)
+	rps, rejps = round2(float64(calls)/secs), round2(float64(rejected)/secs)
+	if calls > 0 {
+		errPct = round2(100 * float64(failures) / float64(calls))
+	}
+	if withP99 {
+		p99 = quantile(&hist, 0.99)
+	}
+	return rps, rejps, errPct, p99
+}
+
+// summarySpan is the seconds the summary window covers at now: the full
+// buckets before the current one, and the current one so far; no longer
+// than the process has run, and at least 1.
+func summarySpan(now time.Time, cur int64, started time.Time) float64 {
+	span := time.Duration(summaryWindow-1)*bucketWidth + now.Sub(time.Unix(cur*int64(bucketWidth/time.Second), 0))
+	if up := now.Sub(started); up < span {
+		span = up
+	}
+	return max(span.Seconds(), 1)
 }
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }

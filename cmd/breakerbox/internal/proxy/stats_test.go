@@ -200,3 +200,37 @@ func BenchmarkStatsRecord(b *testing.B) {
 		})
 	})
 }
+
+// TestStatsLatencyHistogramsAreLazy: a bucket gets its latency histogram
+// on its first forwarded call only (rejections need none), and a recycled
+// slot starts its new interval with the histogram emptied, so the old
+// interval's latencies never reach the new one's percentiles; rates()
+// agrees with the snapshot.
+func TestStatsLatencyHistogramsAreLazy(t *testing.T) {
+	var cs circuitStats
+	t0 := time.Unix(1_800_000_000, 0)
+	started := t0.Add(-time.Hour)
+	cs.rejected(t0)
+	cs.forwarded(t0.Add(bucketWidth), 200, false, 800*time.Millisecond)
+	w := cs.window.Load()
+	with := 0
+	for i := range w.buckets {
+		if w.buckets[i].latency.Load() != nil {
+			with++
+		}
+	}
+	if with != 1 {
+		t.Errorf("%d buckets hold a latency histogram after one forwarded call, want 1", with)
+	}
+	// The same slot, bucketCount widths later: its 800 ms is gone.
+	later := t0.Add(bucketWidth + bucketCount*bucketWidth)
+	cs.forwarded(later, 200, false, 10*time.Millisecond)
+	st := cs.snapshot(later, started, false)
+	if st == nil || st.P99Ms > 20 {
+		t.Fatalf("p99 after the slot was recycled: %+v, want about 10 ms", st)
+	}
+	rps, rejps, errPct, p99 := cs.rates(later, started, true)
+	if rps != st.RequestsPerSecond || rejps != st.RejectedPerSecond || errPct != st.ErrorPercent || p99 != st.P99Ms {
+		t.Errorf("rates %v %v %v %v, snapshot %v %v %v %v", rps, rejps, errPct, p99, st.RequestsPerSecond, st.RejectedPerSecond, st.ErrorPercent, st.P99Ms)
+	}
+}

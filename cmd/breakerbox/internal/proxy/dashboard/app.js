@@ -1,29 +1,30 @@
 // breakerbox dashboard. It scales to 10,000 circuits by never doing work
-// per circuit per event:
-//   - the model is a Map of circuit summaries (state and rates: enough to
-//     count, filter and sort), read once from api/circuits?view=summary,
-//     then patched every 10 s by ?since= deltas (only the circuits whose
-//     numbers may have moved; a full re-read every 60 s catches reloads),
-//     and by each transition of the api/events stream (the new state, at
-//     once, without a fetch);
-//   - the full details (sparklines, counts, evidence) are read every 2 s
-//     for the circuits on the page only (api/circuits?name=…);
-//   - the page shows one page of cards (triage order: worst first), and a
-//     render reuses the cards it has, touching only what changed;
+// per circuit per event, and never reading every circuit:
+//   - the server filters, sorts and pages (api/circuits?view=page): each
+//     poll (every 2 s, at once when the view changes) reads the page's
+//     circuits in full and the count of circuits in each state; with
+//     ?since= it sends only the page's rows that may have changed;
+//   - each transition of the api/events stream shows at once on its card
+//     and in the counts, without a fetch; one that moves a circuit in or
+//     out of the problems asks for the page again soon (the order moved);
+//   - a render reuses the cards it has, touching only what changed;
 //   - the timeline grows by one item per transition and drops its oldest.
 // No build step, no dependencies: this file is embedded in the binary as is.
 "use strict";
 
 (() => {
-  const POLL_MS = 2000; // details of the page's circuits
-  const SUMMARY_MS = 10000; // summaries: the stats' bucket width
-  const FULL_MS = 60000;
+  const POLL_MS = 2000; // the page
+  const FULL_MS = 60000; // a poll without since= (catches reloads)
+  const REORDER_MS = 500; // a page re-read after a circuit joins or leaves the problems
   const FETCH_TIMEOUT_MS = 8000;
-  const FULL_TIMEOUT_MS = 30000; // 10,000 circuits are a few MB
   const TIMELINE_MAX = 100;
   const MAX_SEGMENTS = 20; // a larger threshold is drawn as a plain bar
   const RENDER_MS = 250; // renders are coalesced to at most 4 a second
   const EVIDENCE_SHOWN = 6;
+  const HIGHLIGHT_MS = 1500;
+  // More changes than this in one render highlight none: in a storm every
+  // item would be lit, which says nothing.
+  const HIGHLIGHT_MAX = 3;
 
   const STATE_LABEL = {
     closed: "Closed",
@@ -66,14 +67,16 @@
   const day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
 
   const model = {
-    circuits: new Map(),    // name → CircuitSummary, every circuit
+    counts: {},             // state → circuits in it, every circuit
+    total: 0,               // circuits configured
+    matched: 0,             // of those, the ones the filters keep
+    names: [],              // the page's circuits, in order
     details: new Map(),     // name → Circuit, the page's circuits
     fleet: null,            // api/fleet for the page's circuits, with a shared state
     fleetShared: true,      // false once api/fleet says this replica is alone
-    probeAt: new Map(),     // name → performance.now() deadline of the next probe
+    probeAt: new Map(),     // name → performance.now() deadline of the next probe (the page's)
     since: "",              // Breakerbox-Time of the last answer: the next delta's since
     replica: "",
-    order: [],              // names after filter and sort
     transitions: [],        // newest first, as shown
     seen: new Set(),        // transition keys already in the timeline
     skewMs: 0,              // server clock minus ours, when it matters
@@ -99,6 +102,7 @@
   function mark(name) {
     if (marks++ < 20) performance.mark(name);
   }
+  mark("script");
 
   async function getJSON(path, timeout = FETCH_TIMEOUT_MS) {
     const ctl = new AbortController();
@@ -127,32 +131,70 @@
   let inFlight = null;
   let pollTimer = 0;
   let lastFull = 0;
-  let lastSummary = 0;
-  let wantFull = true;
+  let sinceKey = ""; // the view model.since belongs to
+  let wanted = null; // {focus} or {problemAfter}: for the next poll
+  let again = false; // the view changed during a poll: read it once that one ends
 
-  // poll reads the summaries when due (all of them at start, every FULL_MS
-  // and after a reconnect; else the delta since the last answer), then the
-  // details of the circuits on the page.
-  function poll() {
-    if (inFlight) return inFlight;
+  // pageQuery is the view as api/circuits?view=page parameters.
+  function pageQuery() {
+    const p = new URLSearchParams({ view: "page", sort: view.sort, limit: String(view.pageSize), offset: String(view.page * view.pageSize) });
+    const states = view.problems ? SEVERITY.filter((s) => s !== "closed" && (!view.states.size || view.states.has(s))) : [...view.states];
+    if (view.problems && !states.length) states.push("none"); // problems only and the closed chip: nothing
+    if (states.length) p.set("state", states.join(","));
+    if (view.query) p.set("q", view.query);
+    return p;
+  }
+
+  // poll reads the page (the whole of it at start, after a change of view,
+  // every FULL_MS and after a reconnect; else the rows changed since the
+  // last answer), then the details of page circuits it has no row for.
+  // want is {focus: name} or {problemAfter: name} to go to a circuit.
+  function poll(want) {
+    if (want) wanted = want;
+    if (inFlight) {
+      again = true;
+      return inFlight;
+    }
     clearTimeout(pollTimer);
     inFlight = (async () => {
+      let goto = null;
       try {
-        const full = wantFull || !model.since || Date.now() - lastFull > FULL_MS;
-        if (full || Date.now() - lastSummary >= SUMMARY_MS) {
-          const path = "api/circuits?view=summary" + (full ? "" : `&since=${encodeURIComponent(model.since)}`);
-          const { body, headers } = await getJSON(path, full ? FULL_TIMEOUT_MS : FETCH_TIMEOUT_MS);
-          model.since = headers.get("Breakerbox-Time") || "";
-          lastSummary = Date.now();
-          if (full) {
-            wantFull = false;
-            lastFull = Date.now();
-          }
-          showReplica(headers.get("Breakerbox-Replica") || "");
-          merge(body || [], full);
-          if (orderDirty) computeOrder();
+        const p = pageQuery();
+        const key = p.toString();
+        const go = wanted;
+        wanted = null;
+        if (go && go.focus) p.set("focus", go.focus);
+        if (go && "problemAfter" in go) p.set("problem_after", go.problemAfter);
+        const full = !model.since || key !== sinceKey || Date.now() - lastFull > FULL_MS;
+        if (!full) p.set("since", model.since);
+        // Problems only with the closed chip pressed: nothing to show, but
+        // the counts still to read.
+        const none = p.get("state") === "none";
+        if (none) p.delete("state"), p.set("limit", "1");
+        const { body, headers } = await getJSON("api/circuits?" + p.toString());
+        showReplica(headers.get("Breakerbox-Replica") || "");
+        if (none) Object.assign(body, { matched: 0, names: [], circuits: [], offset: 0 });
+        model.total = body.total;
+        model.matched = body.matched;
+        model.counts = body.counts || {};
+        view.page = Math.floor(body.offset / view.pageSize);
+        model.names = body.names || [];
+        // The answer may be another page than asked (focus, or past the
+        // end): since= goes with the view it answered.
+        sinceKey = pageQuery().toString();
+        model.since = headers.get("Breakerbox-Time") || "";
+        if (full) lastFull = Date.now();
+        const keep = new Set(model.names);
+        for (const name of model.details.keys()) if (!keep.has(name)) model.details.delete(name);
+        for (const name of model.probeAt.keys()) if (!keep.has(name)) model.probeAt.delete(name);
+        mergeDetails(body.circuits || []);
+        const missing = model.names.filter((n) => !model.details.has(n));
+        if (missing.length) {
+            const { body: rows } = await getJSON("api/circuits?" + missing.map((n) => "name=" + encodeURIComponent(n)).join("&"));
+          mergeDetails(rows || []);
         }
-        await loadDetails();
+        if (model.fleetShared && model.names.length) await loadFleet(model.names);
+        if (go) goto = { go, found: body.focus || "" };
         model.apiDown = false;
         model.lastOK = Date.now();
       } catch {
@@ -160,31 +202,34 @@
       } finally {
         inFlight = null;
         renderConnection();
-        pollTimer = setTimeout(poll, POLL_MS);
-        if (pageNames().some((n) => !model.details.has(n))) detailsSoon();
+        pollTimer = setTimeout(poll, again ? 0 : POLL_MS);
+        again = false;
       }
+      if (goto) landOn(goto.go, goto.found);
     })();
     return inFlight;
   }
 
-  // loadDetails reads the full circuits of the page.
-  async function loadDetails() {
-    const names = pageNames();
-    if (!names.length) return;
-    const { body } = await getJSON("api/circuits?" + names.map((n) => "name=" + encodeURIComponent(n)).join("&"));
-    const keep = new Set(names);
-    for (const name of model.details.keys()) if (!keep.has(name)) model.details.delete(name);
-    if (model.fleetShared) {
-      try {
-        const { body: fleet } = await getJSON("api/fleet?" + names.map((n) => "name=" + encodeURIComponent(n)).join("&"));
-        model.fleetShared = fleet.shared;
-        model.fleet = fleet.shared ? fleet : null;
-        renderFleet();
-      } catch {
-        model.fleet = null; // Redis away: the replica's own numbers stand
-      }
+  // pollSoon reads the page within ms, unless a poll comes sooner.
+  let soonTimer = 0;
+  function pollSoon(ms) {
+    if (soonTimer) return;
+    soonTimer = setTimeout(() => {
+      soonTimer = 0;
+      poll();
+    }, ms);
+  }
+
+  // loadFleet reads, with a shared state, the fleet's figures for the page.
+  async function loadFleet(names) {
+    try {
+      const { body: fleet } = await getJSON("api/fleet?" + names.map((n) => "name=" + encodeURIComponent(n)).join("&"));
+      model.fleetShared = fleet.shared;
+      model.fleet = fleet.shared ? fleet : null;
+      renderFleet();
+    } catch {
+      model.fleet = null; // Redis away: the replica's own numbers stand
     }
-    mergeDetails(body || []);
   }
 
   // renderFleet says, with a shared state, how many replicas the fleet has
@@ -205,10 +250,8 @@
     for (const c of list) {
       model.details.set(c.name, c);
       setProbe(c.name, c.state, c.retry_after_seconds, now);
-      const s = model.circuits.get(c.name);
-      if (s && s.state !== c.state) model.circuits.set(c.name, { ...s, state: c.state });
     }
-    invalidate(false);
+    invalidate();
   }
 
   function showReplica(replica) {
@@ -235,13 +278,13 @@
     }
     const es = new EventSource("api/events");
     es.addEventListener("open", () => {
-      const wasDown = model.stream !== "live";
+      const wasDown = model.stream === "reconnecting"; // not the first connection
       model.stream = "live";
       renderConnection();
       // Transitions may have happened while the stream was down.
       if (wasDown) {
         loadTransitions();
-        wantFull = true;
+        model.since = "";
         model.fleetShared = true;
         poll();
       }
@@ -265,31 +308,6 @@
 
   // ---- model updates -----------------------------------------------------
 
-  // merge takes summaries: of every circuit (full) or of those that
-  // changed.
-  function merge(list, full) {
-    const now = performance.now();
-    const names = full ? new Set() : null;
-    let added = false;
-    for (const c of list) {
-      if (full) names.add(c.name);
-      if (!model.circuits.has(c.name)) added = true;
-      model.circuits.set(c.name, c);
-      if (!model.details.has(c.name)) setProbe(c.name, c.state, c.retry_after_seconds || 0, now);
-    }
-    if (full) {
-      for (const name of model.circuits.keys()) {
-        if (!names.has(name)) {
-          model.circuits.delete(name);
-          added = true;
-        }
-      }
-    } else if (added) {
-      wantFull = true; // a reload added circuits: read them all next time
-    }
-    invalidate(true);
-  }
-
   function setProbe(name, state, seconds, now) {
     if (state !== "open") {
       model.probeAt.delete(name);
@@ -302,24 +320,29 @@
     if (prev === undefined || Math.abs(prev - at) > 1000) model.probeAt.set(name, at);
   }
 
-  // applyTransition shows a transition's new state at once; the next delta
-  // brings the counters.
+  // applyTransition shows a transition's new state at once, on its card
+  // and in the counts; the next poll brings the numbers. A circuit that
+  // joins or leaves the problems may move in the order: the page is read
+  // again soon.
   function applyTransition(t) {
-    const s = model.circuits.get(t.circuit);
-    if (!s) return;
+    if (model.counts[t.from] > 0) {
+      model.counts[t.from]--;
+      model.counts[t.to] = (model.counts[t.to] || 0) + 1;
+    }
     const retry = t.to === "open" ? t.open_for_seconds || 0 : 0;
-    model.circuits.set(t.circuit, { ...s, state: t.to, retry_after_seconds: retry, consecutive_failures: 0 });
     const old = model.details.get(t.circuit);
     if (old) {
       const c = { ...old, state: t.to, last_transition: t, retry_after_seconds: retry };
       if (t.to === "open") c.opened = t;
       else if (t.to === "closed") c.opened = undefined;
       if (t.to === "half_open") c.consecutive_successes = 0;
+      if (t.to === "open") c.consecutive_failures = 0;
       model.details.set(t.circuit, c);
     }
     model.probeAt.delete(t.circuit);
-    setProbe(t.circuit, t.to, retry, performance.now());
-    invalidate(true);
+    if (old) setProbe(t.circuit, t.to, retry, performance.now()); // countdowns of the page's circuits only
+    if (t.from === "closed" || t.to === "closed" || view.sort !== "health") pollSoon(REORDER_MS);
+    invalidate();
   }
 
   const transitionKey = (t) => `${t.circuit}|${t.at}|${t.from}|${t.to}`;
@@ -342,10 +365,10 @@
       if (highlight) announce = t.message || `${t.circuit}: ${STATE_LABEL[t.to] || t.to}`;
       model.transitions.unshift(t);
       const li = timelineItem(t);
-      if (highlight) li.classList.add("new");
+      if (highlight) li.dataset.fresh = "";
       incoming.prepend(li);
     }
-    invalidate(false);
+    invalidate();
   }
 
   function renderTimeline() {
@@ -357,6 +380,11 @@
       ol.replaceChildren(...model.transitions.slice(0, TIMELINE_MAX).map(timelineItem));
     }
     if (!incoming.firstChild && ol.childElementCount <= TIMELINE_MAX) return;
+    const fresh = incoming.querySelectorAll("[data-fresh]");
+    for (const li of fresh) {
+      delete li.dataset.fresh;
+      if (fresh.length <= HIGHLIGHT_MAX) flash(li);
+    }
     ol.prepend(incoming);
     if (announce) setText($("#announce"), announce);
     announce = "";
@@ -366,66 +394,17 @@
     setText($("#timeline-count"), model.transitions.length ? `${model.transitions.length} recent` : "");
   }
 
-  // ---- ordering ------------------------------------------------------------
-
-  let orderDirty = true;
   let renderTimer = 0;
 
-  // invalidate asks for a render soon; reorder when the data the order
-  // depends on moved.
-  function invalidate(reorder) {
-    if (reorder) orderDirty = true;
-    if (!renderTimer) renderTimer = setTimeout(render, RENDER_MS);
-  }
-
-  // Sort keys, from a CircuitSummary (its zero fields are left out).
-  const rps = (c) => (c.requests_per_second || 0) + (c.rejected_per_second || 0);
-  const errPct = (c) => c.error_percent || 0;
-  const p99 = (c) => c.p99_ms || 0;
-  const health = (c) =>
-    // Within closed: the closest to opening first (then by name: a sort
-    // on rates would reshuffle the page on every poll).
-    c.state === "closed" ? (c.consecutive_failures || 0) / Math.max(1, c.failure_threshold) + errPct(c) / 100 : 0;
-
-  const COMPARE = {
-    health: (a, b) => RANK[a.state] - RANK[b.state] || health(b) - health(a),
-    volume: (a, b) => rps(b) - rps(a),
-    errors: (a, b) => errPct(b) - errPct(a) || rps(b) - rps(a),
-    latency: (a, b) => p99(b) - p99(a),
-    name: () => 0,
-  };
-
-  function computeOrder() {
-    const q = view.query.toLowerCase();
-    const list = [];
-    for (const c of model.circuits.values()) {
-      if (view.problems && c.state === "closed") continue;
-      if (view.states.size && !view.states.has(c.state)) continue;
-      if (q && !c.name.toLowerCase().includes(q)) continue;
-      list.push(c);
-    }
-    const cmp = COMPARE[view.sort];
-    list.sort((a, b) => cmp(a, b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    model.order = list.map((c) => c.name);
-    orderDirty = false;
+  // invalidate asks for a render soon: at once for the first screen.
+  function invalidate() {
+    if (!renderTimer) renderTimer = setTimeout(render, cards.size ? RENDER_MS : 0);
   }
 
   // ---- rendering ---------------------------------------------------------
 
-  // detailsSoon reads the page's details now rather than at the next poll
-  // (the page changed: paging, search, sort, a new problem on top).
-  let detailsTimer = 0;
-  function detailsSoon() {
-    if (detailsTimer || inFlight) return;
-    detailsTimer = setTimeout(() => {
-      detailsTimer = 0;
-      if (!inFlight) loadDetails().catch(() => {});
-    }, 50);
-  }
-
   function render() {
     renderTimer = 0;
-    if (orderDirty) computeOrder();
     renderTotals();
     renderPage();
     renderTimeline();
@@ -467,24 +446,17 @@
     }
   }
 
-  function pageNames() {
-    const pages = Math.max(1, Math.ceil(model.order.length / view.pageSize));
-    view.page = Math.min(view.page, pages - 1);
-    const from = view.page * view.pageSize;
-    return model.order.slice(from, from + view.pageSize);
-  }
-
-  // renderPage shows the current page of model.order: it keeps the cards
-  // already there, creates the missing, drops the rest, and moves a card
-  // only when its place changed. A circuit whose details have not arrived
-  // yet gets its card when they do (a fetch is on its way).
+  // renderPage shows the page the server sent: it keeps the cards already
+  // there, creates the missing, drops the rest, and moves a card only when
+  // its place changed.
+  const changed = []; // cards whose state changed in this render
   function renderPage() {
     const root = $("#cards");
-    const all = pageNames();
+    changed.length = 0;
+    const all = model.names;
     const from = view.page * view.pageSize;
-    const pages = Math.max(1, Math.ceil(model.order.length / view.pageSize));
+    const pages = Math.max(1, Math.ceil(model.matched / view.pageSize));
     const names = all.filter((n) => model.details.has(n));
-    if (names.length < all.length) detailsSoon();
     const keep = new Set(names);
     for (const [name, card] of cards) {
       if (!keep.has(name)) {
@@ -510,16 +482,17 @@
       updateFleetRates(card, name);
       prev = card;
     }
+    if (changed.length <= HIGHLIGHT_MAX) changed.forEach(flash);
     let empty = $("#empty", root);
     if (!names.length) {
       if (!empty) root.append((empty = el("p", { class: "placeholder", id: "empty" })));
-      setText(empty, model.circuits.size ? "No circuit matches the search and filters." : "No circuits configured.");
+      setText(empty, model.total ? "No circuit matches the search and filters." : "No circuits configured.");
     } else if (empty) {
       empty.remove();
     }
     root.setAttribute("aria-busy", "false");
-    const n = model.order.length;
-    setText($("#range"), n ? `${num.format(from + 1)}–${num.format(from + all.length)} of ${num.format(n)}${n < model.circuits.size ? ` (of ${num.format(model.circuits.size)})` : ""}` : "");
+    const n = model.matched;
+    setText($("#range"), n ? `${num.format(from + 1)}–${num.format(from + all.length)} of ${num.format(n)}${n < model.total ? ` (of ${num.format(model.total)})` : ""}` : "");
     $("#prev-page").disabled = view.page === 0;
     $("#next-page").disabled = view.page >= pages - 1;
   }
@@ -630,12 +603,28 @@
     return `${v >= 10 ? Math.round(v) : dec.format(v)} ms`;
   }
 
+  // flash highlights a card, or a timeline item, for HIGHLIGHT_MS; tick
+  // turns them off (style.css says why not a fade).
+  const highlighted = new Map(); // element → performance.now() when it goes off
+  function flash(node) {
+    if (node.classList.contains("tl")) node.classList.add("new");
+    else node.dataset.flash = "";
+    highlighted.set(node, performance.now() + HIGHLIGHT_MS);
+  }
+
+  function unflash(now) {
+    for (const [node, until] of highlighted) {
+      if (until > now) continue;
+      highlighted.delete(node);
+      node.classList.remove("new");
+      delete node.dataset.flash;
+    }
+  }
+
   function updateCard(card, c) {
     if (card.dataset.state !== c.state) {
       card.dataset.state = c.state;
-      card.classList.remove("flash");
-      void card.offsetWidth; // restart the animation
-      card.classList.add("flash");
+      changed.push(card);
     }
     setAttr(card, "aria-label", `${c.name}: ${STATE_LABEL[c.state] || c.state}`);
     setText($("[data-role=state]", card), STATE_LABEL[c.state] || c.state);
@@ -746,6 +735,7 @@
   // "ago" labels and the connection's freshness. It runs every second.
   function tick() {
     const now = performance.now();
+    unflash(now);
     for (const [name, card] of cards) updateStatus(card, name, now);
     for (const ago of document.querySelectorAll("#timeline [data-ago]")) setText(ago, agoText(Date.parse(ago.dataset.ago) - model.skewMs));
     renderConnection();
@@ -788,8 +778,7 @@
 
   let lastTotals = "";
   function renderTotals() {
-    const totals = { closed: 0, half_open: 0, open: 0, forced_open: 0, disabled: 0 };
-    for (const c of model.circuits.values()) totals[c.state] = (totals[c.state] || 0) + 1;
+    const totals = { closed: 0, half_open: 0, open: 0, forced_open: 0, disabled: 0, ...model.counts };
     const key = JSON.stringify(totals) + [...view.states].join();
     if (key === lastTotals) return;
     lastTotals = key;
@@ -976,47 +965,54 @@
     setTimeout(() => t.remove(), 5000);
   }
 
-  // goTo shows a circuit's card: on its page, with the filters cleared if
-  // they hide it.
+  // goTo shows a circuit's card: the server finds its page; with the
+  // filters cleared if they hide it.
   function goTo(name) {
-    if (!model.circuits.has(name)) return;
-    if (orderDirty) computeOrder();
-    let i = model.order.indexOf(name);
-    if (i < 0) {
-      view.query = "";
-      $("#search").value = "";
-      view.states.clear();
-      view.problems = false;
-      $("#problems").checked = false;
-      computeOrder();
-      i = model.order.indexOf(name);
-    }
-    view.page = Math.floor(i / view.pageSize);
-    render();
-    const card = cards.get(name);
-    if (!card) return;
-    card.scrollIntoView({ block: "nearest", behavior: matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth" });
-    card.focus({ preventScroll: true });
-    card.classList.remove("flash");
-    void card.offsetWidth;
-    card.classList.add("flash");
+    poll({ focus: name });
   }
 
   // nextProblem goes to the next circuit not closed after the focused one,
-  // in the page's order, round to the first.
+  // in the page's order, round to the first (the server finds it).
   function nextProblem() {
-    if (orderDirty) computeOrder();
     const current = document.activeElement && document.activeElement.closest && document.activeElement.closest(".card");
-    const from = current ? model.order.indexOf(current.dataset.circuit) : -1;
-    const n = model.order.length;
-    for (let k = 1; k <= n; k++) {
-      const name = model.order[(from + k) % n];
-      if (model.circuits.get(name).state !== "closed") {
-        goTo(name);
-        return;
+    poll({ problemAfter: current ? current.dataset.circuit : "" });
+  }
+
+  // landOn ends goTo and nextProblem once the page is read: found is the
+  // circuit the server put on it, "" if none matched.
+  function landOn(go, found) {
+    if (!found) {
+      if (go.focus && (view.query || view.states.size || view.problems)) {
+        clearFilters();
+        poll({ focus: go.focus, retried: true });
+      } else if ("problemAfter" in go) {
+        toast(view.query || view.states.size ? "No circuit matching the filters is open, half-open, forced or disabled" : "No circuit is open, half-open, forced or disabled", "ok");
       }
+      return;
     }
-    toast("No circuit is open, half-open, forced or disabled", "ok");
+    render();
+    const card = cards.get(found);
+    if (!card) return;
+    card.scrollIntoView({ block: "nearest", behavior: matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth" });
+    card.focus({ preventScroll: true });
+    flash(card);
+  }
+
+  function clearFilters() {
+    view.query = "";
+    $("#search").value = "";
+    view.states.clear();
+    view.problems = false;
+    $("#problems").checked = false;
+    lastTotals = "";
+  }
+
+  // viewChanged reads the first page of the new view at once (and shows
+  // the pressed chip before it arrives).
+  function viewChanged() {
+    view.page = 0;
+    poll();
+    invalidate();
   }
 
   // pageSize fits the cards to the viewport: a page is about two screens.
@@ -1030,8 +1026,13 @@
   // ---- start -------------------------------------------------------------
 
   function start() {
-    setText($("#where"), `· ${location.host}`);
+    mark("start");
     fitPage();
+    // The first screen's requests go out first; the listeners can wait.
+    mark("poll");
+    poll();
+    loadTransitions();
+    setText($("#where"), `· ${location.host}`);
     $("#cards").addEventListener("click", (ev) => {
       const b = ev.target.closest("button[data-action]");
       if (b) openControl(b.closest("[data-circuit]").dataset.circuit, b.dataset.action);
@@ -1046,37 +1047,33 @@
       const s = b.dataset.total;
       if (view.states.has(s)) view.states.delete(s);
       else view.states.add(s);
-      view.page = 0;
       lastTotals = "";
-      invalidate(true);
+      viewChanged();
     });
     let searchTimer = 0;
     $("#search").addEventListener("input", (ev) => {
       clearTimeout(searchTimer);
       searchTimer = setTimeout(() => {
         view.query = ev.target.value.trim();
-        view.page = 0;
-        invalidate(true);
+        viewChanged();
       }, 120);
     });
     $("#sort").addEventListener("change", (ev) => {
       view.sort = ev.target.value;
-      view.page = 0;
-      invalidate(true);
+      viewChanged();
     });
     $("#problems").addEventListener("change", (ev) => {
       view.problems = ev.target.checked;
-      view.page = 0;
-      invalidate(true);
+      viewChanged();
     });
     $("#next-problem").addEventListener("click", nextProblem);
     $("#prev-page").addEventListener("click", () => {
       view.page = Math.max(0, view.page - 1);
-      render();
+      poll();
     });
     $("#next-page").addEventListener("click", () => {
       view.page++;
-      render();
+      poll();
     });
     document.addEventListener("keydown", (ev) => {
       if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.target.closest("input, select, textarea, dialog")) {
@@ -1094,7 +1091,7 @@
     window.addEventListener("resize", () => {
       const before = view.pageSize;
       fitPage();
-      if (view.pageSize !== before) invalidate(false);
+      if (view.pageSize !== before) poll();
     });
     $("#control-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -1108,8 +1105,6 @@
       $("#token").focus();
     });
 
-    poll();
-    loadTransitions();
     connectStream();
     setInterval(tick, 1000);
   }
