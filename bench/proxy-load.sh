@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of the sidecar, side by side in one run, on loopback:
 #   breakerbox          this tree's cmd/breakerbox, closed circuit
+#   breakerbox-fasthttp the same with listen_engine: fasthttp
 #   breakerbox@REV      the same at git revision $BASELINE (optional: the "before")
 #   rp+pool             plain httputil.ReverseProxy with a BufferPool (as breakerbox has)
 #   rp+pool+tuned       the same with breakerbox's transport settings
@@ -67,12 +68,13 @@ if [ -n "$BASELINE" ]; then
   (cd "$tmp/base-src" && go build -o "$tmp/breakerbox-base" ./cmd/breakerbox)
 fi
 
-mapfile -t port < <("$tmp/proxyload" -mode ports -n 17)
+mapfile -t port < <("$tmp/proxyload" -mode ports -n 19)
 up=127.0.0.1:${port[0]}; bb=127.0.0.1:${port[1]}; bbadmin=127.0.0.1:${port[2]}
 rpp=127.0.0.1:${port[3]}; rpt=127.0.0.1:${port[4]}; ngx=127.0.0.1:${port[5]}; hap=127.0.0.1:${port[6]}
 base=127.0.0.1:${port[7]}; baseadmin=127.0.0.1:${port[8]}; dead=127.0.0.1:${port[9]}
 many=127.0.0.1:${port[10]}; manyadmin=127.0.0.1:${port[11]}
 fpx=127.0.0.1:${port[12]}; rjn=127.0.0.1:${port[13]}; rjf=127.0.0.1:${port[14]}
+bbf=127.0.0.1:${port[15]}; bbfadmin=127.0.0.1:${port[16]}
 
 ngx_common() { # prefix
   cat <<NGINX
@@ -86,9 +88,10 @@ ngx_http_common="access_log off; keepalive_requests 1000000;
 body='{"ok":true,"id":"0123456789abcdef","items":['$(printf '{"n":1},%.0s' $(seq 19))'{"n":1}]}'
 
 declare -A pidof # target → pid of its main process
-start_bb() { # name binary listen admin
+start_bb() { # name binary listen admin [engine]
   cat > "$tmp/$1.yaml" <<YAML
 listen: $3
+${5:+listen_engine: $5}
 admin: $4
 services:
   - name: up
@@ -110,6 +113,7 @@ else
   "$tmp/proxyload" -mode upstream -listen "$up" & pids+=($!)
 fi
 start_bb breakerbox "$tmp/breakerbox" "$bb" "$bbadmin"
+start_bb breakerbox-fasthttp "$tmp/breakerbox" "$bbf" "$bbfadmin" fasthttp
 [ -n "$BASELINE" ] && start_bb "breakerbox@$BASELINE" "$tmp/breakerbox-base" "$base" "$baseadmin"
 # (their logs say "context canceled" for the requests in flight when wrk stops)
 "$tmp/proxyload" -mode proxy -pool -listen "$rpp" -upstream "http://$up" 2>"$tmp/rp.log" & pids+=($!); pidof[rp+pool]=$!
@@ -165,12 +169,13 @@ wait_up() { # url
 }
 declare -A url
 url[breakerbox]=http://$bb/up/ping
+url[breakerbox-fasthttp]=http://$bbf/up/ping
 [ -n "$BASELINE" ] && url[breakerbox@$BASELINE]=http://$base/up/ping
 url[rp+pool]=http://$rpp/up/ping
 url[rp+pool+tuned]=http://$rpt/up/ping
 [ $have_nginx = 1 ] && url[nginx]=http://$ngx/up/ping
 [ $have_haproxy = 1 ] && url[haproxy]=http://$hap/up/ping
-targets=(breakerbox); [ -n "$BASELINE" ] && targets+=("breakerbox@$BASELINE")
+targets=(breakerbox breakerbox-fasthttp); [ -n "$BASELINE" ] && targets+=("breakerbox@$BASELINE")
 if [ "$MODE" = ceiling ]; then
   url["fasthttp proxy"]=http://$fpx/up/ping
   targets+=("fasthttp proxy"); [ $have_nginx = 1 ] && targets+=(nginx)
@@ -216,9 +221,10 @@ load() { # kind target url conns pid
 echo "proxy-load: wrk -t$THREADS -d$DURATION, connections: $CONNS, $ROUNDS interleaved round(s); $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | awk '{print $3}')$([ $have_nginx = 1 ] && echo ", $(nginx -v 2>&1 | sed 's/.*: //')")$([ $have_haproxy = 1 ] && echo ", HAProxy $(haproxy -v | awk 'NR==1 {print $3}')")"
 
 # Open circuit: one failed request trips "down" (threshold 1, open for 1h).
-open_targets=(breakerbox); [ -n "$BASELINE" ] && open_targets+=("breakerbox@$BASELINE")
+open_targets=(breakerbox breakerbox-fasthttp); [ -n "$BASELINE" ] && open_targets+=("breakerbox@$BASELINE")
 declare -A open_url
 open_url[breakerbox]=http://$bb/down/x
+open_url[breakerbox-fasthttp]=http://$bbf/down/x
 [ -n "$BASELINE" ] && open_url[breakerbox@$BASELINE]=http://$base/down/x
 for t in "${open_targets[@]}"; do curl -s -o /dev/null "${open_url[$t]}"; done
 if [ "$MODE" = ceiling ]; then

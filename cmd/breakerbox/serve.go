@@ -106,7 +106,7 @@ func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, mai
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	lim := srv.Config().Limits
-	proxySrv, pl := limitedServer(proxyDeadlines(srv, lim.Proxy), pl, lim.Proxy, errLog)
+	proxySrv, pl := limitedProxy(srv, pl, lim.Proxy, errLog)
 	adminSrv, al := limitedServer(srv.Admin(), al, lim.Admin, errLog)
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
@@ -187,8 +187,9 @@ func restartOnly(old, cfg *config.Config) error {
 		return fmt.Errorf("state and quorum cannot change on reload (was %s, quorum %d): restart breakerbox to change them",
 			old.StateRedacted(), old.Quorum)
 	}
-	if cfg.Listen != old.Listen || cfg.Admin != old.Admin {
-		return fmt.Errorf("listen and admin cannot change on reload (was %s and %s): restart breakerbox to change them", old.Listen, old.Admin)
+	if cfg.Listen != old.Listen || cfg.Admin != old.Admin || cfg.ListenEngine != old.ListenEngine {
+		return fmt.Errorf("listen, listen_engine and admin cannot change on reload (was %s on %s and %s): restart breakerbox to change them",
+			old.Listen, old.ListenEngine, old.Admin)
 	}
 	a, b := old.Limits, cfg.Limits
 	a.Admin.MaxEventStreams, b.Admin.MaxEventStreams = 0, 0

@@ -112,6 +112,7 @@ func TestBadConfigNamesFileLineFieldAndFix(t *testing.T) {
 		{"any address overlaps loopback", "listen: 0.0.0.0:7070\nadmin: '[::1]:7070'\n" + svc, `is also the proxy's listen address`},
 		{"upstream is the proxy", "listen: 127.0.0.1:7070\nservices: [{name: a, upstream: 'http://localhost:7070/x'}]", `services[0].upstream: "http://localhost:7070/x" is breakerbox's own listen address`},
 		{"upstream is the admin", "admin: 127.0.0.1:80\nservices: [{name: a, upstream: 'http://127.0.0.1'}]", `is breakerbox's own admin address`},
+		{"unknown engine", "listen_engine: nginx\n" + svc, `listen_engine: "nginx": want "net/http" (the default) or "fasthttp"`},
 		{"bad state", "state: disk\n" + svc, `state: "disk": want memory`},
 		{"redis url without host", "state: 'redis:///0'\n" + svc, `state: "redis:///0": no host`},
 		{"redis url bad db", "state: 'redis://127.0.0.1:6379/x'\n" + svc, `database "x" is not a number`},
