@@ -217,6 +217,9 @@ func (s *Server) forwardFast(ctx *fasthttp.RequestCtx, x *exchange) {
 	}
 
 	res := fasthttp.AcquireResponse()
+	// An answer without Content-Type passes on without one (CopyTo below
+	// carries this over to the client's answer).
+	res.Header.SetNoDefaultContentType(true)
 	err := s.fastClient(rt).Do(req, res)
 	s.reportFast(x, res, err)
 	if err != nil {

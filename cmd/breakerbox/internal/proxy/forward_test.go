@@ -158,3 +158,28 @@ func TestHopByHopNamesArePerConnection(t *testing.T) {
 		}
 	})
 }
+
+// TestHeadAnswerIsPassedOnAsIs: the answer to a HEAD keeps the upstream's
+// Content-Length (of the body it would have sent) and gets no Content-Type
+// the upstream did not send.
+func TestHeadAnswerIsPassedOnAsIs(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["Content-Type"] = nil // no sniffing
+			w.Header().Set("Content-Length", "5")
+			if r.Method != http.MethodHead {
+				io.WriteString(w, "hello")
+			}
+		}))
+		defer up.Close()
+		f := newFixtureOn(t, engine, fmt.Sprintf("services: [{name: svc, upstream: %q}]", up.URL))
+		resp, err := http.Head(f.proxy.URL + "/svc/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ContentLength != 5 || resp.Header["Content-Type"] != nil {
+			t.Fatalf("HEAD: %d, length %d, header %v; want 200, 5, no Content-Type", resp.StatusCode, resp.ContentLength, resp.Header)
+		}
+	})
+}
