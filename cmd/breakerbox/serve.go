@@ -264,7 +264,8 @@ func logBanner(log *slog.Logger, cfg *config.Config, path string, srv *proxy.Ser
 	}
 	attrs := []any{
 		slog.Int("circuits", srv.CircuitCount()) /* not len(srv.Circuits()): 10,000 snapshots cost 0.1–0.2 s of start-up */, slog.String("config", source),
-		slog.String("proxy", fmt.Sprintf("http://%s/<service>/...", pa)), slog.String("example", fmt.Sprintf("http://%s/%s...", pa, example)),
+		slog.String("proxy", fmt.Sprintf("http://%s/<service>/...", pa)), slog.String("engine", cfg.ListenEngine),
+		slog.String("example", fmt.Sprintf("http://%s/%s...", pa, example)),
 		slog.String("dashboard", fmt.Sprintf("http://%s/", aa)), slog.String("metrics", fmt.Sprintf("http://%s/metrics", aa)),
 		slog.String("api", fmt.Sprintf("http://%s/api/circuits", aa)),
 	}

@@ -258,3 +258,16 @@ func TestRedisStateIsAccepted(t *testing.T) {
 		t.Fatalf("state %q quorum %d", c.State, c.Quorum)
 	}
 }
+
+func TestListenEngineDefaultsToNetHTTP(t *testing.T) {
+	for yaml, want := range map[string]string{svc: config.EngineNetHTTP, "listen_engine: fasthttp\n" + svc: config.EngineFastHTTP,
+		"listen_engine: net/http\n" + svc: config.EngineNetHTTP} {
+		c, err := config.Parse("t.yaml", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ListenEngine != want {
+			t.Errorf("%q: listen_engine %q, want %q", yaml, c.ListenEngine, want)
+		}
+	}
+}
