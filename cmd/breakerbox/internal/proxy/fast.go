@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,14 @@ func (s *Server) FastHandler() fasthttp.RequestHandler { return s.serveFast }
 
 func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	var x *exchange
+	// fasthttp does not recover a handler's panic: the process would die.
+	// net/http's server logs it and closes the connection; so does this.
+	defer func() {
+		if p := recover(); p != nil {
+			s.recoverFast(ctx, x, p)
+		}
+	}()
 	req := &ctx.Request
 	if isUpgrade(&req.Header) {
 		s.handOver(ctx)
@@ -85,8 +94,25 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 	// The exchange's context never ends: fasthttp does not tell when a
 	// client leaves, and its RequestCtx ends on shutdown, which must not
 	// pass for the client's cancellation (that is not counted).
-	x := &exchange{Context: context.Background(), route: rt, ticket: ticket, path: path, rawPath: rawPath, start: start}
+	x = &exchange{Context: context.Background(), route: rt, ticket: ticket, path: path, rawPath: rawPath, start: start}
 	s.forwardFast(ctx, x)
+}
+
+// recoverFast ends a request whose handler panicked with p, as net/http's
+// server and upstream.RoundTrip do: logged with its stack, the connection
+// closed after a 500, and a round trip that never returned counted as a
+// failure.
+func (s *Server) recoverFast(ctx *fasthttp.RequestCtx, x *exchange, p any) {
+	s.log.Error("panic serving a proxy request", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+	ctx.Response.Reset()
+	ctx.SetStatusCode(http.StatusInternalServerError)
+	ctx.SetConnectionClose()
+	if x != nil && !x.reported {
+		x.reported = true
+		x.ticket.Report(breaker.Failure)
+		x.status = http.StatusInternalServerError
+		x.route.metrics.observe(x.status, time.Since(x.start))
+	}
 }
 
 // fastURL is the decoded and raw path of a request, as net/http's parser

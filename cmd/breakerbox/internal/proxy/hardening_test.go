@@ -1,9 +1,11 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -210,4 +212,49 @@ func grep(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// panicOn is a log handler that panics on the record with message msg,
+// the way to make the proxy's own code panic mid-request.
+type panicOn struct {
+	slog.Handler
+	msg string
+}
+
+func (h panicOn) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h panicOn) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		panic("test: " + h.msg)
+	}
+	return nil
+}
+
+// TestAPanicEndsOnlyItsRequest: a panic in the proxy's code ends that
+// request's connection, is logged, and the proxy keeps serving (fasthttp,
+// unlike net/http's server, would not recover it by itself).
+func TestAPanicEndsOnlyItsRequest(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		up := newUpstream(t)
+		log := slog.New(panicOn{Handler: slog.DiscardHandler, msg: "upstream answered 5xx"})
+		srv := newServer(t, fmt.Sprintf("services: [{name: svc, upstream: %q}]", up.URL), log)
+		ps := startProxy(t, srv, engine)
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		up.status.Store(500) // the proxy logs it, and panics there
+		if resp, err := client.Get(ps.URL + "/svc/x"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 500 {
+				t.Fatalf("the panicking request: %d, want 500 or a cut connection", resp.StatusCode)
+			}
+		}
+		up.status.Store(200)
+		resp, err := client.Get(ps.URL + "/svc/x")
+		if err != nil {
+			t.Fatalf("after a panic: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("after a panic: %d, want 200", resp.StatusCode)
+		}
+	})
 }
