@@ -1,9 +1,11 @@
 package proxy_test
 
 import (
+	"context"
 	"net"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
@@ -54,7 +56,14 @@ func startProxyWith(t *testing.T, srv *proxy.Server, engine string, lim config.L
 		fs.Serve(l)
 	}()
 	stop := func() {
-		fs.Shutdown()
+		// A hang guard: a connection left open would make Shutdown wait
+		// for ever; say so instead.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := fs.ShutdownWithContext(ctx); err != nil {
+			t.Errorf("the fasthttp listener did not shut down: %v", err)
+			return
+		}
 		<-done
 	}
 	t.Cleanup(stop)
