@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of the sidecar, side by side in one run, on loopback:
 #   breakerbox          this tree's cmd/breakerbox, closed circuit
+#   breakerbox-fasthttp the same with listen_engine: fasthttp
 #   breakerbox@REV      the same at git revision $BASELINE (optional: the "before")
 #   rp+pool             plain httputil.ReverseProxy with a BufferPool (as breakerbox has)
 #   rp+pool+tuned       the same with breakerbox's transport settings
@@ -22,17 +23,26 @@
 #
 #   ROUNDS=5 DURATION=10s CONNS="32 256" BASELINE=087cf25 bash bench/proxy-load.sh   # full run
 #   DURATION=1s CONNS=8 bash bench/proxy-load.sh                                    # CI smoke
+#   MODE=ceiling ROUNDS=3 BASELINE=087cf25 bash bench/proxy-load.sh                  # engine ceilings
+#
+# MODE=ceiling measures what the HTTP engine alone costs (issue 13): the open
+# circuit against servers that only write breakerbox's prebuilt 503 on
+# net/http and on fasthttp (proxyload -mode reject) and nginx's static 503;
+# the closed circuit against nginx and a minimal fasthttp proxy (proxyload
+# -mode fastproxy). It skips rp+pool, HAProxy, the fixed rate and many circuits.
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin"
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-32 256}
+CONNS=${CONNS:-$([ "${MODE:-full}" = ceiling ] && echo 32 || echo 32 256)}
 ROUNDS=${ROUNDS:-1}
 THREADS=${THREADS:-2}
 BASELINE=${BASELINE:-}
 MANY=${MANY:-10000}  # 0 skips the many-circuits part
 LOAD=${LOAD:-1}      # 0 skips the load parts (only many circuits)
 RATE=${RATE:-2000}   # the fixed rate of the p99 column; 0 skips it
+MODE=${MODE:-full}   # full | ceiling
+if [ "$MODE" = ceiling ]; then RATE=0; MANY=0; fi
 
 if ! command -v wrk >/dev/null; then # the load generator is needed; nginx and HAProxy rows are skipped if missing
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; } ||
@@ -58,11 +68,13 @@ if [ -n "$BASELINE" ]; then
   (cd "$tmp/base-src" && go build -o "$tmp/breakerbox-base" ./cmd/breakerbox)
 fi
 
-mapfile -t port < <("$tmp/proxyload" -mode ports -n 14)
+mapfile -t port < <("$tmp/proxyload" -mode ports -n 19)
 up=127.0.0.1:${port[0]}; bb=127.0.0.1:${port[1]}; bbadmin=127.0.0.1:${port[2]}
 rpp=127.0.0.1:${port[3]}; rpt=127.0.0.1:${port[4]}; ngx=127.0.0.1:${port[5]}; hap=127.0.0.1:${port[6]}
 base=127.0.0.1:${port[7]}; baseadmin=127.0.0.1:${port[8]}; dead=127.0.0.1:${port[9]}
 many=127.0.0.1:${port[10]}; manyadmin=127.0.0.1:${port[11]}
+fpx=127.0.0.1:${port[12]}; rjn=127.0.0.1:${port[13]}; rjf=127.0.0.1:${port[14]}
+bbf=127.0.0.1:${port[15]}; bbfadmin=127.0.0.1:${port[16]}
 
 ngx_common() { # prefix
   cat <<NGINX
@@ -76,9 +88,10 @@ ngx_http_common="access_log off; keepalive_requests 1000000;
 body='{"ok":true,"id":"0123456789abcdef","items":['$(printf '{"n":1},%.0s' $(seq 19))'{"n":1}]}'
 
 declare -A pidof # target → pid of its main process
-start_bb() { # name binary listen admin
+start_bb() { # name binary listen admin [engine]
   cat > "$tmp/$1.yaml" <<YAML
 listen: $3
+${5:+listen_engine: $5}
 admin: $4
 services:
   - name: up
@@ -100,10 +113,16 @@ else
   "$tmp/proxyload" -mode upstream -listen "$up" & pids+=($!)
 fi
 start_bb breakerbox "$tmp/breakerbox" "$bb" "$bbadmin"
+start_bb breakerbox-fasthttp "$tmp/breakerbox" "$bbf" "$bbfadmin" fasthttp
 [ -n "$BASELINE" ] && start_bb "breakerbox@$BASELINE" "$tmp/breakerbox-base" "$base" "$baseadmin"
 # (their logs say "context canceled" for the requests in flight when wrk stops)
 "$tmp/proxyload" -mode proxy -pool -listen "$rpp" -upstream "http://$up" 2>"$tmp/rp.log" & pids+=($!); pidof[rp+pool]=$!
 "$tmp/proxyload" -mode proxy -pool -tuned -listen "$rpt" -upstream "http://$up" 2>"$tmp/rpt.log" & pids+=($!); pidof[rp+pool+tuned]=$!
+if [ "$MODE" = ceiling ]; then
+  "$tmp/proxyload" -mode fastproxy -listen "$fpx" -upstream "http://$up" 2>"$tmp/fpx.log" & pids+=($!); pidof["fasthttp proxy"]=$!
+  "$tmp/proxyload" -mode reject -engine net/http -listen "$rjn" 2>"$tmp/rjn.log" & pids+=($!); pidof["net/http static 503"]=$!
+  "$tmp/proxyload" -mode reject -engine fasthttp -listen "$rjf" 2>"$tmp/rjf.log" & pids+=($!); pidof["fasthttp static 503"]=$!
+fi
 if [ $have_nginx = 1 ]; then
   { echo "worker_processes 2;"; ngx_common "$tmp/nginx"
     cat <<NGINX
@@ -150,13 +169,19 @@ wait_up() { # url
 }
 declare -A url
 url[breakerbox]=http://$bb/up/ping
+url[breakerbox-fasthttp]=http://$bbf/up/ping
 [ -n "$BASELINE" ] && url[breakerbox@$BASELINE]=http://$base/up/ping
 url[rp+pool]=http://$rpp/up/ping
 url[rp+pool+tuned]=http://$rpt/up/ping
 [ $have_nginx = 1 ] && url[nginx]=http://$ngx/up/ping
 [ $have_haproxy = 1 ] && url[haproxy]=http://$hap/up/ping
-targets=(breakerbox); [ -n "$BASELINE" ] && targets+=("breakerbox@$BASELINE")
-targets+=(rp+pool rp+pool+tuned); [ $have_nginx = 1 ] && targets+=(nginx); [ $have_haproxy = 1 ] && targets+=(haproxy)
+targets=(breakerbox breakerbox-fasthttp); [ -n "$BASELINE" ] && targets+=("breakerbox@$BASELINE")
+if [ "$MODE" = ceiling ]; then
+  url["fasthttp proxy"]=http://$fpx/up/ping
+  targets+=("fasthttp proxy"); [ $have_nginx = 1 ] && targets+=(nginx)
+else
+  targets+=(rp+pool rp+pool+tuned); [ $have_nginx = 1 ] && targets+=(nginx); [ $have_haproxy = 1 ] && targets+=(haproxy)
+fi
 wait_up "http://$up/"
 for t in "${targets[@]}"; do wait_up "${url[$t]}"; done
 
@@ -196,11 +221,16 @@ load() { # kind target url conns pid
 echo "proxy-load: wrk -t$THREADS -d$DURATION, connections: $CONNS, $ROUNDS interleaved round(s); $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | awk '{print $3}')$([ $have_nginx = 1 ] && echo ", $(nginx -v 2>&1 | sed 's/.*: //')")$([ $have_haproxy = 1 ] && echo ", HAProxy $(haproxy -v | awk 'NR==1 {print $3}')")"
 
 # Open circuit: one failed request trips "down" (threshold 1, open for 1h).
-open_targets=(breakerbox); [ -n "$BASELINE" ] && open_targets+=("breakerbox@$BASELINE")
+open_targets=(breakerbox breakerbox-fasthttp); [ -n "$BASELINE" ] && open_targets+=("breakerbox@$BASELINE")
 declare -A open_url
 open_url[breakerbox]=http://$bb/down/x
+open_url[breakerbox-fasthttp]=http://$bbf/down/x
 [ -n "$BASELINE" ] && open_url[breakerbox@$BASELINE]=http://$base/down/x
 for t in "${open_targets[@]}"; do curl -s -o /dev/null "${open_url[$t]}"; done
+if [ "$MODE" = ceiling ]; then
+  open_targets+=("net/http static 503" "fasthttp static 503")
+  open_url["net/http static 503"]=http://$rjn/down/x; open_url["fasthttp static 503"]=http://$rjf/down/x
+fi
 if [ $have_nginx = 1 ]; then
   open_targets+=("nginx static 503" "nginx proxy to dead upstream")
   open_url["nginx static 503"]=http://$ngx/static503/x; pidof["nginx static 503"]=${pidof[nginx]}
@@ -249,8 +279,8 @@ if [ "$RATE" -gt 0 ]; then
     printf '%s %s; ' "$t" "$(col rate "$t" "$open_conns" 6 | median_range)"; done)"
 fi
 echo
-echo "Ratios to the pooled ReverseProxy (medians): "
-for c in $CONNS; do
+[ "$MODE" = ceiling ] || echo "Ratios to the pooled ReverseProxy (medians): "
+[ "$MODE" = ceiling ] || for c in $CONNS; do
   rp_cpu=$(med closed rp+pool "$c" 5)
   for t in "${targets[@]}"; do
     case $t in breakerbox*) ;; *) continue ;; esac
@@ -281,8 +311,13 @@ for t in "${open_targets[@]}"; do
     "$(col open "$t" "$open_conns" 5 | median_range)" "$(col open "$t" "$open_conns" 6 | median_range)"
 done
 if [ -n "$BASELINE" ]; then
-  awk -v n="$(med open breakerbox "$open_conns" 4)" -v o="$(med open "breakerbox@$BASELINE" "$open_conns" 4)" \
-    'BEGIN {printf "\nbreakerbox rejects %.2f× as many per second as breakerbox@'"$BASELINE"'\n", n / o}'
+  echo
+  for t in "${open_targets[@]}"; do
+    [ "$t" = "breakerbox@$BASELINE" ] && continue
+    awk -v t="$t" -v n="$(med open "$t" "$open_conns" 4)" -v o="$(med open "breakerbox@$BASELINE" "$open_conns" 4)" \
+      -v p="$(med open "$t" "$open_conns" 5)" -v q="$(med open "breakerbox@$BASELINE" "$open_conns" 5)" \
+      'BEGIN {printf "- %s answers %.2f× as many per second as breakerbox@'"$BASELINE"', at %.2f× its CPU per answer\n", t, n / o, p / q}'
+  done
 fi
 fi
 

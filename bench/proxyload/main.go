@@ -18,6 +18,10 @@
 //	                 and prints "ms pid": the time from exec to that answer,
 //	                 without a shell's or curl's start-up in it; the command
 //	                 keeps running
+//	-mode reject     answers every request with breakerbox's prebuilt open
+//	                 answer on -engine net/http or fasthttp (the ceiling of a
+//	                 rejection on that engine; see ceiling.go)
+//	-mode fastproxy  a minimal fasthttp proxy in front of -upstream
 //	-mode ports      prints -n free loopback ports, one a line
 package main
 
@@ -59,6 +63,7 @@ func main() {
 	rate := flag.Int("rate", 2000, "rate: requests per second")
 	duration := flag.Duration("duration", 10*time.Second, "rate: how long")
 	conns := flag.Int("conns", 32, "rate: connections")
+	engine := flag.String("engine", "net/http", "reject: net/http or fasthttp")
 	logPath := flag.String("log", os.DevNull, "startup: where the command's stderr goes")
 	flag.Parse()
 	switch *mode {
@@ -90,6 +95,10 @@ func main() {
 			rp.BufferPool = bufferPool{}
 		}
 		log.Fatal(http.ListenAndServe(*listen, rp))
+	case "reject":
+		serveReject(*listen, *engine)
+	case "fastproxy":
+		serveFastProxy(*listen, *upstream)
 	case "config":
 		fmt.Printf("listen: %s\nadmin: %s\nservices:\n", *proxyAddr, *adminAddr)
 		for i := range *services {

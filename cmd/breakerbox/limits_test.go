@@ -35,6 +35,13 @@ type running struct {
 
 func startServers(t *testing.T, yaml string) *running {
 	t.Helper()
+	return startServersOn(t, config.EngineNetHTTP, yaml)
+}
+
+// startServersOn is startServers with the proxy listener on engine.
+func startServersOn(t *testing.T, engine, yaml string) *running {
+	t.Helper()
+	yaml = fmt.Sprintf("listen_engine: %s\n%s", engine, yaml)
 	cfg, err := config.Parse("t.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -112,43 +119,47 @@ func closedByServer(conns []net.Conn, wait time.Duration) int {
 // request, half never sending one: a new proxy request and the admin API
 // still answer, and the held connections beyond the cap were closed.
 func TestConnectionCapKeepsBothListenersAnswering(t *testing.T) {
-	const max = 4
-	up := okUpstream(t)
-	r := startServers(t, fmt.Sprintf("limits: {proxy: {max_connections: %d}, admin: {max_connections: %d}}\nservices: [{name: svc, upstream: %q}]", max, max, up.URL))
-	var held []net.Conn
-	for _, addr := range []string{r.proxy, r.admin} {
-		for i := range 10 * max {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
+	for _, engine := range []string{config.EngineNetHTTP, config.EngineFastHTTP} {
+		t.Run(engine, func(t *testing.T) {
+			const max = 4
+			up := okUpstream(t)
+			r := startServersOn(t, engine, fmt.Sprintf("limits: {proxy: {max_connections: %d}, admin: {max_connections: %d}}\nservices: [{name: svc, upstream: %q}]", max, max, up.URL))
+			var held []net.Conn
+			for _, addr := range []string{r.proxy, r.admin} {
+				for i := range 10 * max {
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					held = append(held, c)
+					if i%2 == 0 {
+						continue // never sends a request
+					}
+					path := "/svc/x"
+					if addr == r.admin {
+						path = "/healthz"
+					}
+					fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path)
+					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+					if err != nil {
+						// Evicted already by the next connections: fine, it was idle.
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
 			}
-			defer c.Close()
-			held = append(held, c)
-			if i%2 == 0 {
-				continue // never sends a request
+			if code, body := get(t, "http://"+r.proxy+"/svc/x"); code != 200 || body != "upstream ok" {
+				t.Fatalf("new proxy request with %d connections held: %d %q", len(held), code, body)
 			}
-			path := "/svc/x"
-			if addr == r.admin {
-				path = "/healthz"
+			if code, body := get(t, "http://"+r.admin+"/api/circuits"); code != 200 || !strings.Contains(body, `"svc"`) {
+				t.Fatalf("admin API with %d connections held: %d %q", len(held), code, body)
 			}
-			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path)
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				// Evicted already by the next connections: fine, it was idle.
-				continue
+			if n := closedByServer(held, 2*time.Second); n < len(held)-2*max {
+				t.Fatalf("%d of %d held connections closed, want at least %d (the cap is %d per listener)", n, len(held), len(held)-2*max, max)
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	}
-	if code, body := get(t, "http://"+r.proxy+"/svc/x"); code != 200 || body != "upstream ok" {
-		t.Fatalf("new proxy request with %d connections held: %d %q", len(held), code, body)
-	}
-	if code, body := get(t, "http://"+r.admin+"/api/circuits"); code != 200 || !strings.Contains(body, `"svc"`) {
-		t.Fatalf("admin API with %d connections held: %d %q", len(held), code, body)
-	}
-	if n := closedByServer(held, 2*time.Second); n < len(held)-2*max {
-		t.Fatalf("%d of %d held connections closed, want at least %d (the cap is %d per listener)", n, len(held), len(held)-2*max, max)
+		})
 	}
 }
 
@@ -157,51 +168,59 @@ func TestConnectionCapKeepsBothListenersAnswering(t *testing.T) {
 // no busy request is cut) and is served once one ends; the admin listener,
 // with its own cap, answers meanwhile.
 func TestConnectionCapWaitsWhileEveryConnectionIsBusy(t *testing.T) {
-	release := make(chan struct{})
-	var hits atomic.Int32
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		<-release
-		fmt.Fprint(w, "done")
-	}))
-	defer up.Close()
-	r := startServers(t, fmt.Sprintf("limits: {proxy: {max_connections: 2}}\nservices: [{name: svc, upstream: %q}]", up.URL))
-	results := make(chan string, 3)
-	for range 3 {
-		go func() {
-			code, body, err := fetch("http://" + r.proxy + "/svc/x")
-			results <- fmt.Sprint(code, body, err)
-		}()
-	}
-	waitFor(t, func() bool { return hits.Load() == 2 })
-	if code, _ := get(t, "http://"+r.admin+"/api/circuits"); code != 200 {
-		t.Fatalf("admin API while the proxy is at its cap: %d", code)
-	}
-	time.Sleep(100 * time.Millisecond) // the third would arrive now if the cap let it through
-	if h := hits.Load(); h != 2 {
-		t.Fatalf("%d requests reached the upstream with a cap of 2 busy connections", h)
-	}
-	close(release)
-	for range 3 {
-		if got := <-results; got != "200done<nil>" {
-			t.Fatalf("request: %s", got)
-		}
+	for _, engine := range []string{config.EngineNetHTTP, config.EngineFastHTTP} {
+		t.Run(engine, func(t *testing.T) {
+			release := make(chan struct{})
+			var hits atomic.Int32
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				<-release
+				fmt.Fprint(w, "done")
+			}))
+			defer up.Close()
+			r := startServersOn(t, engine, fmt.Sprintf("limits: {proxy: {max_connections: 2}}\nservices: [{name: svc, upstream: %q}]", up.URL))
+			results := make(chan string, 3)
+			for range 3 {
+				go func() {
+					code, body, err := fetch("http://" + r.proxy + "/svc/x")
+					results <- fmt.Sprint(code, body, err)
+				}()
+			}
+			waitFor(t, func() bool { return hits.Load() == 2 })
+			if code, _ := get(t, "http://"+r.admin+"/api/circuits"); code != 200 {
+				t.Fatalf("admin API while the proxy is at its cap: %d", code)
+			}
+			time.Sleep(100 * time.Millisecond) // the third would arrive now if the cap let it through
+			if h := hits.Load(); h != 2 {
+				t.Fatalf("%d requests reached the upstream with a cap of 2 busy connections", h)
+			}
+			close(release)
+			for range 3 {
+				if got := <-results; got != "200done<nil>" {
+					t.Fatalf("request: %s", got)
+				}
+			}
+		})
 	}
 }
 
 func TestSlowRequestHeadersAreCut(t *testing.T) {
-	up := okUpstream(t)
-	r := startServers(t, fmt.Sprintf("limits: {proxy: {read_header_timeout: 100ms}, admin: {read_header_timeout: 100ms}}\nservices: [{name: svc, upstream: %q}]", up.URL))
-	for _, addr := range []string{r.proxy, r.admin} {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		fmt.Fprint(c, "GET /svc/x HTTP/1.1\r\nHost: 127.0.0.1\r\n") // and never the blank line
-		if closedByServer([]net.Conn{c}, 10*time.Second) != 1 {
-			t.Fatalf("%s kept a connection whose headers never ended", addr)
-		}
+	for _, engine := range []string{config.EngineNetHTTP, config.EngineFastHTTP} {
+		t.Run(engine, func(t *testing.T) {
+			up := okUpstream(t)
+			r := startServersOn(t, engine, fmt.Sprintf("limits: {proxy: {read_header_timeout: 100ms}, admin: {read_header_timeout: 100ms}}\nservices: [{name: svc, upstream: %q}]", up.URL))
+			for _, addr := range []string{r.proxy, r.admin} {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				fmt.Fprint(c, "GET /svc/x HTTP/1.1\r\nHost: 127.0.0.1\r\n") // and never the blank line
+				if closedByServer([]net.Conn{c}, 10*time.Second) != 1 {
+					t.Fatalf("%s kept a connection whose headers never ended", addr)
+				}
+			}
+		})
 	}
 }
 
@@ -209,41 +228,45 @@ func TestSlowRequestHeadersAreCut(t *testing.T) {
 // response of a service whose timeout is longer than the listener's read
 // and write timeouts, both run well past those timeouts.
 func TestLongStreamsOutliveTheListenerTimeouts(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for i := range 6 {
-			fmt.Fprintf(w, "chunk %d\n", i)
-			w.(http.Flusher).Flush()
-			time.Sleep(100 * time.Millisecond)
-		}
-	}))
-	defer up.Close()
-	lim := "{read_header_timeout: 50ms, read_timeout: 150ms, write_timeout: 150ms, idle_timeout: 150ms}"
-	r := startServers(t, fmt.Sprintf("limits: {proxy: %s, admin: %s}\nservices: [{name: svc, upstream: %q, timeout: 10s}]", lim, lim, up.URL))
+	for _, engine := range []string{config.EngineNetHTTP, config.EngineFastHTTP} {
+		t.Run(engine, func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for i := range 6 {
+					fmt.Fprintf(w, "chunk %d\n", i)
+					w.(http.Flusher).Flush()
+					time.Sleep(100 * time.Millisecond)
+				}
+			}))
+			defer up.Close()
+			lim := "{read_header_timeout: 50ms, read_timeout: 150ms, write_timeout: 150ms, idle_timeout: 150ms}"
+			r := startServersOn(t, engine, fmt.Sprintf("limits: {proxy: %s, admin: %s}\nservices: [{name: svc, upstream: %q, timeout: 10s}]", lim, lim, up.URL))
 
-	resp, err := http.Get("http://" + r.admin + "/api/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	events := bufio.NewReader(resp.Body)
-	if line, _ := events.ReadString('\n'); line != "retry: 1000\n" {
-		t.Fatalf("stream starts with %q", line)
-	}
+			resp, err := http.Get("http://" + r.admin + "/api/events")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			events := bufio.NewReader(resp.Body)
+			if line, _ := events.ReadString('\n'); line != "retry: 1000\n" {
+				t.Fatalf("stream starts with %q", line)
+			}
 
-	code, body := get(t, "http://"+r.proxy+"/svc/stream") // 600 ms: four write timeouts
-	if code != 200 || strings.Count(body, "chunk") != 6 {
-		t.Fatalf("streamed response cut: %d %q", code, body)
-	}
+			code, body := get(t, "http://"+r.proxy+"/svc/stream") // 600 ms: four write timeouts
+			if code != 200 || strings.Count(body, "chunk") != 6 {
+				t.Fatalf("streamed response cut: %d %q", code, body)
+			}
 
-	r.srv.Registry().MustGet("svc").ForceOpen() // an event, long after the admin timeouts
-	for {
-		line, err := events.ReadString('\n')
-		if err != nil {
-			t.Fatalf("event stream ended: %v", err)
-		}
-		if strings.HasPrefix(line, "event: transition") {
-			break
-		}
+			r.srv.Registry().MustGet("svc").ForceOpen() // an event, long after the admin timeouts
+			for {
+				line, err := events.ReadString('\n')
+				if err != nil {
+					t.Fatalf("event stream ended: %v", err)
+				}
+				if strings.HasPrefix(line, "event: transition") {
+					break
+				}
+			}
+		})
 	}
 }
 
@@ -253,7 +276,8 @@ func TestReloadRefusesWhatNeedsARestart(t *testing.T) {
 	for _, tt := range []struct {
 		yaml, want string
 	}{
-		{"listen: 127.0.0.1:7000\n" + base, "listen and admin cannot change"},
+		{"listen: 127.0.0.1:7000\n" + base, "listen, listen_engine and admin cannot change"},
+		{"listen_engine: fasthttp\n" + base, "listen, listen_engine and admin cannot change"},
 		{"limits: {proxy: {max_connections: 7}}\n" + base, "limits (other than limits.admin.max_event_streams) cannot change"},
 		{"limits: {admin: {max_event_streams: 7}}\n" + base, ""},
 		{"admin_hosts: [box]\n" + base, ""},

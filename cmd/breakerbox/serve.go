@@ -108,7 +108,7 @@ func runServers(ctx context.Context, srv *proxy.Server, pl, al net.Listener, mai
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	lim := srv.Config().Limits
-	proxySrv, pl := limitedServer(proxyDeadlines(srv, lim.Proxy), pl, lim.Proxy, errLog)
+	proxySrv, pl := limitedProxy(srv, pl, lim.Proxy, errLog)
 	adminSrv, al := limitedServer(srv.Admin(), al, lim.Admin, errLog)
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
@@ -189,8 +189,9 @@ func restartOnly(old, cfg *config.Config) error {
 		return fmt.Errorf("state and quorum cannot change on reload (was %s, quorum %d): restart breakerbox to change them",
 			old.StateRedacted(), old.Quorum)
 	}
-	if cfg.Listen != old.Listen || cfg.Admin != old.Admin {
-		return fmt.Errorf("listen and admin cannot change on reload (was %s and %s): restart breakerbox to change them", old.Listen, old.Admin)
+	if cfg.Listen != old.Listen || cfg.Admin != old.Admin || cfg.ListenEngine != old.ListenEngine {
+		return fmt.Errorf("listen, listen_engine and admin cannot change on reload (was %s on %s and %s): restart breakerbox to change them",
+			old.Listen, old.ListenEngine, old.Admin)
 	}
 	a, b := old.Limits, cfg.Limits
 	a.Admin.MaxEventStreams, b.Admin.MaxEventStreams = 0, 0
@@ -265,7 +266,8 @@ func logBanner(log *slog.Logger, cfg *config.Config, path string, srv *proxy.Ser
 	}
 	attrs := []any{
 		slog.Int("circuits", srv.CircuitCount()) /* not len(srv.Circuits()): 10,000 snapshots cost 0.1–0.2 s of start-up */, slog.String("config", source),
-		slog.String("proxy", fmt.Sprintf("http://%s/<service>/...", pa)), slog.String("example", fmt.Sprintf("http://%s/%s...", pa, example)),
+		slog.String("proxy", fmt.Sprintf("http://%s/<service>/...", pa)), slog.String("engine", cfg.ListenEngine),
+		slog.String("example", fmt.Sprintf("http://%s/%s...", pa, example)),
 		slog.String("dashboard", fmt.Sprintf("http://%s/", aa)), slog.String("metrics", fmt.Sprintf("http://%s/metrics", aa)),
 		slog.String("api", fmt.Sprintf("http://%s/api/circuits", aa)),
 	}

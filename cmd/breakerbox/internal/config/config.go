@@ -46,6 +46,12 @@ type Config struct {
 	// Listen is the proxy's address. Default 127.0.0.1:7070. The
 	// environment variable BREAKERBOX_LISTEN, if set, takes precedence.
 	Listen string `yaml:"listen"`
+	// ListenEngine is the HTTP implementation of the proxy listener:
+	// EngineNetHTTP (default), or EngineFastHTTP, which serves and forwards
+	// a request at a fraction of net/http's CPU (bench/RESULTS.md) and hands
+	// protocol upgrades to net/http; see package proxy for what it does
+	// differently. The admin listener is always net/http.
+	ListenEngine string `yaml:"listen_engine"`
 	// Admin is the dashboard, API, metrics and health address. Default
 	// 127.0.0.1:7071. The environment variable BREAKERBOX_ADMIN, if set,
 	// takes precedence.
@@ -92,6 +98,12 @@ type Config struct {
 	// logs them at startup and check-config prints them.
 	Warnings []string `yaml:"-"`
 }
+
+// The values of Config.ListenEngine.
+const (
+	EngineNetHTTP  = "net/http"
+	EngineFastHTTP = "fasthttp"
+)
 
 // Limits are the connection limits of both listeners.
 type Limits struct {
@@ -179,6 +191,12 @@ type Mail struct {
 	// Listen is the loopback host:port mail clients connect to, in plain
 	// SMTP or IMAP.
 	Listen string `yaml:"listen"`
+	// ListenEngine is the HTTP implementation of the proxy listener:
+	// EngineNetHTTP (default), or EngineFastHTTP, which serves and forwards
+	// a request at a fraction of net/http's CPU (bench/RESULTS.md) and hands
+	// protocol upgrades to net/http; see package proxy for what it does
+	// differently. The admin listener is always net/http.
+	ListenEngine string `yaml:"listen_engine"`
 	// Upstream is the provider's host:port, e.g. smtp.gmail.com:465.
 	Upstream string `yaml:"upstream"`
 	// TLS is how the connection to the provider is secured: implicit,

@@ -112,6 +112,7 @@ func TestBadConfigNamesFileLineFieldAndFix(t *testing.T) {
 		{"any address overlaps loopback", "listen: 0.0.0.0:7070\nadmin: '[::1]:7070'\n" + svc, `is also the proxy's listen address`},
 		{"upstream is the proxy", "listen: 127.0.0.1:7070\nservices: [{name: a, upstream: 'http://localhost:7070/x'}]", `services[0].upstream: "http://localhost:7070/x" is breakerbox's own listen address`},
 		{"upstream is the admin", "admin: 127.0.0.1:80\nservices: [{name: a, upstream: 'http://127.0.0.1'}]", `is breakerbox's own admin address`},
+		{"unknown engine", "listen_engine: nginx\n" + svc, `listen_engine: "nginx": want "net/http" (the default) or "fasthttp"`},
 		{"bad state", "state: disk\n" + svc, `state: "disk": want memory`},
 		{"redis url without host", "state: 'redis:///0'\n" + svc, `state: "redis:///0": no host`},
 		{"redis url bad db", "state: 'redis://127.0.0.1:6379/x'\n" + svc, `database "x" is not a number`},
@@ -255,5 +256,18 @@ func TestRedisStateIsAccepted(t *testing.T) {
 	}
 	if c.State != "redis://user:pw@127.0.0.1:6379/2" || c.Quorum != 2 || c.StateRedacted() != "redis://user:xxxxx@127.0.0.1:6379/2" {
 		t.Fatalf("state %q quorum %d", c.State, c.Quorum)
+	}
+}
+
+func TestListenEngineDefaultsToNetHTTP(t *testing.T) {
+	for yaml, want := range map[string]string{svc: config.EngineNetHTTP, "listen_engine: fasthttp\n" + svc: config.EngineFastHTTP,
+		"listen_engine: net/http\n" + svc: config.EngineNetHTTP} {
+		c, err := config.Parse("t.yaml", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ListenEngine != want {
+			t.Errorf("%q: listen_engine %q, want %q", yaml, c.ListenEngine, want)
+		}
 	}
 }

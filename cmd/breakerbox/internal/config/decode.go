@@ -134,9 +134,10 @@ func (d *decoder) decode(data []byte) *Config {
 	}
 	c := &Config{}
 	d.mapping(root, "", map[string]func(*yaml.Node, string){
-		"listen":      func(n *yaml.Node, f string) { d.str(n, f, &c.Listen) },
-		"admin":       func(n *yaml.Node, f string) { d.str(n, f, &c.Admin) },
-		"admin_token": func(n *yaml.Node, f string) { d.str(n, f, &c.AdminToken) },
+		"listen":        func(n *yaml.Node, f string) { d.str(n, f, &c.Listen) },
+		"listen_engine": func(n *yaml.Node, f string) { d.str(n, f, &c.ListenEngine) },
+		"admin":         func(n *yaml.Node, f string) { d.str(n, f, &c.Admin) },
+		"admin_token":   func(n *yaml.Node, f string) { d.str(n, f, &c.AdminToken) },
 		"admin_hosts": func(n *yaml.Node, f string) {
 			d.seq(n, f, func(n *yaml.Node, f string) {
 				var h string

@@ -40,6 +40,13 @@ func (d *decoder) validate(c *Config) {
 	if listenOK && adminOK && sameEndpoint(c.Listen, c.Admin) {
 		d.fieldf(adminField, "%q is also the proxy's listen address %q: give the admin listener its own port", c.Admin, c.Listen)
 	}
+	switch c.ListenEngine {
+	case "":
+		c.ListenEngine = EngineNetHTTP
+	case EngineNetHTTP, EngineFastHTTP:
+	default:
+		d.fieldf("listen_engine", "%q: want %q (the default) or %q", c.ListenEngine, EngineNetHTTP, EngineFastHTTP)
+	}
 	d.checkState(c)
 	if c.Replica != "" && (len(c.Replica) > 100 || strings.ContainsAny(c.Replica, " \t\r\n:")) {
 		d.fieldf("replica", "%q: want a name without spaces or colons, at most 100 characters (default: the host name)", c.Replica)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
@@ -67,10 +70,27 @@ func BenchmarkProxy(b *testing.B) {
 	}{{"plain", plain}, {"plain-with-buffer-pool", &pooled}, {"plain-with-buffer-pool-tuned", &tuned}, {"breakerbox", bb}} {
 		b.Run(tt.name, func(b *testing.B) { getParallel(b, tt.h) })
 	}
+	// The same breakerbox on the fasthttp engine, between the same net/http
+	// client and upstream: the difference to "breakerbox" is the engine's.
+	b.Run("breakerbox-fasthttp", func(b *testing.B) { getParallelURL(b, serveFast(b, bb)) })
+}
+
+// serveFast serves srv's proxy on the fasthttp engine on loopback until the
+// benchmark ends, and returns its URL.
+func serveFast(b *testing.B, srv *proxy.Server) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	fs := srv.FastServer(config.ListenerLimits{}, nil, nil)
+	go fs.Serve(l)
+	b.Cleanup(func() { fs.Shutdown() })
+	return "http://" + l.Addr().String()
 }
 
 // BenchmarkReject is a request to an open circuit, end to end over
-// loopback (client, server, handler), and in the handler alone.
+// loopback (client, server, handler), and in the handler alone, on each
+// engine.
 func BenchmarkReject(b *testing.B) {
 	cfg, err := config.Parse("bench.yaml", []byte("services: [{name: svc, upstream: 'http://127.0.0.1:1'}]"))
 	if err != nil {
@@ -82,6 +102,7 @@ func BenchmarkReject(b *testing.B) {
 	}
 	bb.Registry().MustGet("svc").ForceOpen()
 	b.Run("loopback", func(b *testing.B) { getParallel(b, bb) })
+	b.Run("loopback-fasthttp", func(b *testing.B) { getParallelURL(b, serveFast(b, bb)) })
 	b.Run("handler", func(b *testing.B) {
 		req := httptest.NewRequest("GET", "/svc/v1/items", nil)
 		w := &headerOnly{h: http.Header{}}
@@ -89,6 +110,16 @@ func BenchmarkReject(b *testing.B) {
 		for b.Loop() {
 			clear(w.h)
 			bb.ServeHTTP(w, req)
+		}
+	})
+	b.Run("handler-fasthttp", func(b *testing.B) {
+		h := bb.FastHandler()
+		var ctx fasthttp.RequestCtx
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx.Request.SetRequestURI("/svc/v1/items") // parsed again by the handler, as a request is
+			h(&ctx)
+			ctx.Response.Reset()
 		}
 	})
 }
@@ -104,11 +135,17 @@ func (w *headerOnly) WriteHeader(int)             {}
 func getParallel(b *testing.B, h http.Handler) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
+	getParallelURL(b, srv.URL)
+}
+
+// getParallelURL GETs base+"/svc/v1/items" in parallel, reading each answer
+// whole.
+func getParallelURL(b *testing.B, base string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := client.Get(srv.URL + "/svc/v1/items")
+			resp, err := client.Get(base + "/svc/v1/items")
 			if err != nil {
 				b.Fatal(err)
 			}

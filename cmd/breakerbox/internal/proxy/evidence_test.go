@@ -37,7 +37,7 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.proxy, f.admin = httptestServer(t, f.srv), httptestServer(t, f.srv.Admin())
+	f.proxy, f.admin = startProxy(t, f.srv, config.EngineNetHTTP), httptestServer(t, f.srv.Admin())
 
 	f.status("/pay/ok") // a success before the outage
 	up.status.Store(503)
@@ -119,32 +119,34 @@ services:
 
 // TestCircuitsDelta: ?since= answers only circuits that may have changed.
 func TestCircuitsDelta(t *testing.T) {
-	up := newUpstream(t)
-	f := newFixture(t, `
+	forEachEngine(t, func(t *testing.T, engine string) {
+		up := newUpstream(t)
+		f := newFixtureOn(t, engine, `
 services:
   - {name: busy, upstream: '`+up.URL+`'}
   - {name: idle, upstream: '`+up.URL+`'}
 `)
-	resp, err := http.Get(f.admin.URL + "/api/circuits")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []proxy.Circuit
-	json.NewDecoder(resp.Body).Decode(&all)
-	resp.Body.Close()
-	since := resp.Header.Get("Breakerbox-Time")
-	if len(all) != 2 || since == "" || resp.Header.Get("Breakerbox-Replica") == "" {
-		t.Fatalf("full list: %d circuits, Breakerbox-Time %q", len(all), since)
-	}
-	f.status("/busy/x")
-	var delta []proxy.Circuit
-	getJSON(t, f.admin.URL+"/api/circuits?since="+since, &delta)
-	if len(delta) != 1 || delta[0].Name != "busy" || delta[0].Stats == nil || delta[0].Stats.Buckets.Requests[len(delta[0].Stats.Buckets.Requests)-1] != 1 {
-		t.Errorf("delta = %+v, want busy alone with its call", delta)
-	}
-	if resp, _ := http.Get(f.admin.URL + "/api/circuits?since=yesterday"); resp.StatusCode != 400 {
-		t.Errorf("?since=yesterday: %d, want 400", resp.StatusCode)
-	}
+		resp, err := http.Get(f.admin.URL + "/api/circuits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []proxy.Circuit
+		json.NewDecoder(resp.Body).Decode(&all)
+		resp.Body.Close()
+		since := resp.Header.Get("Breakerbox-Time")
+		if len(all) != 2 || since == "" || resp.Header.Get("Breakerbox-Replica") == "" {
+			t.Fatalf("full list: %d circuits, Breakerbox-Time %q", len(all), since)
+		}
+		f.status("/busy/x")
+		var delta []proxy.Circuit
+		getJSON(t, f.admin.URL+"/api/circuits?since="+since, &delta)
+		if len(delta) != 1 || delta[0].Name != "busy" || delta[0].Stats == nil || delta[0].Stats.Buckets.Requests[len(delta[0].Stats.Buckets.Requests)-1] != 1 {
+			t.Errorf("delta = %+v, want busy alone with its call", delta)
+		}
+		if resp, _ := http.Get(f.admin.URL + "/api/circuits?since=yesterday"); resp.StatusCode != 400 {
+			t.Errorf("?since=yesterday: %d, want 400", resp.StatusCode)
+		}
+	})
 }
 
 func getJSON(t *testing.T, url string, v any) {

@@ -205,7 +205,12 @@ func renameBreakerboxHeaders(h http.Header) {
 
 // proxyError answers a request the upstream did not: see fault.
 func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	x := exchangeOf(r)
+	s.answerFault(w, exchangeOf(r), err)
+}
+
+// answerFault answers, on either engine, a request whose round trip
+// failed with err (x.fault says why).
+func (s *Server) answerFault(w http.ResponseWriter, x *exchange, err error) {
 	f := x.fault
 	if f == faultNone { // ReverseProxy refused the request before the round trip
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
@@ -275,7 +280,9 @@ func (b *burstLog) log(log *slog.Logger, circuit string, err error) {
 		slog.Int("unlogged_before", suppressed), slog.Duration("next_log_in", burstInterval))
 }
 
+// isTimeout reports whether err is a timeout: a net.Error's, or fasthttp's
+// ErrTimeout (which has Timeout but not net.Error's Temporary).
 func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+	var te interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) && te.Timeout()
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/valyala/fasthttp"
 
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/breakerprom"
@@ -81,6 +82,7 @@ type Server struct {
 	base           http.RoundTripper
 	transportsMu   sync.Mutex
 	transports     map[time.Duration]http.RoundTripper // one per distinct timeout, kept across reloads with their connections
+	fastClients    map[string]*fasthttp.HostClient     // the fasthttp engine's, per upstream and timeout (fastClient); under transportsMu
 	localFaults    burstLog
 	upstreamFaults *upstreamLog
 	health         Health        // set by the process serving the listeners (health.go)
@@ -96,7 +98,7 @@ type Server struct {
 // New builds a Server for cfg.
 func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{log: opts.Logger, history: newHistory(historySize), base: opts.Transport, started: time.Now(),
-		transports: map[time.Duration]http.RoundTripper{}}
+		transports: map[time.Duration]http.RoundTripper{}, fastClients: map[string]*fasthttp.HostClient{}}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -276,7 +278,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
 		return
 	case rt == nil:
-		s.notFound(w, r, t, svc)
+		s.notFound(w, r.URL.Path, t, svc)
 		return
 	}
 	b, err := s.registry.Get(rt.circuit)
@@ -348,7 +350,7 @@ var buffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 func (bufferPool) Get() []byte  { return buffers.Get().(*[32 << 10]byte)[:] }
 func (bufferPool) Put(b []byte) { buffers.Put((*[32 << 10]byte)(b)) }
 
-func (s *Server) notFound(w http.ResponseWriter, r *http.Request, t *table, svc *service) {
+func (s *Server) notFound(w http.ResponseWriter, path string, t *table, svc *service) {
 	if svc != nil {
 		regions := make([]string, 0, len(svc.regions))
 		for k := range svc.regions {
@@ -367,7 +369,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request, t *table, svc 
 	}
 	sort.Strings(names)
 	writeJSON(w, http.StatusNotFound, map[string]any{
-		"error":    fmt.Sprintf("unknown service in %q: address a service as /<service>/... (breakerbox forwards only to configured upstreams)", r.URL.Path),
+		"error":    fmt.Sprintf("unknown service in %q: address a service as /<service>/... (breakerbox forwards only to configured upstreams)", path),
 		"services": names,
 	})
 }

@@ -14,10 +14,11 @@ import (
 // rejection is a circuit's prebuilt open answer for one state and one
 // Retry-After value; it changes at most once a second.
 type rejection struct {
-	state      breaker.State
-	secs       int
-	retryAfter []string
-	body       []byte // the server adds Content-Length, after the other headers as before
+	state           breaker.State
+	secs            int
+	retryAfter      []string
+	retryAfterBytes []byte // the same, for the fasthttp engine
+	body            []byte // the server adds Content-Length, after the other headers as before
 }
 
 var (
@@ -30,6 +31,19 @@ var (
 // a small JSON body. The answer is prebuilt per route and reused while its
 // Retry-After holds, so a rejection allocates nothing here.
 func (s *Server) reject(w http.ResponseWriter, rt *route, err error) {
+	rj := rejectionFor(rt, err)
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Retry-After"] = rj.retryAfter
+	h["Breakerbox-Circuit"] = rt.circuitHeader
+	h["Breakerbox-State"] = stateOpenHeader
+	w.WriteHeader(http.StatusServiceUnavailable)
+	w.Write(rj.body)
+}
+
+// rejectionFor is the route's open answer for the breaker's refusal err,
+// rebuilt only when its state or Retry-After changed.
+func rejectionFor(rt *route, err error) *rejection {
 	oe, ok := err.(*breaker.OpenError)
 	if !ok && !errors.As(err, &oe) { // unreachable: Allow refuses with *OpenError
 		oe = &breaker.OpenError{Name: rt.circuit, State: breaker.Open}
@@ -40,13 +54,7 @@ func (s *Server) reject(w http.ResponseWriter, rt *route, err error) {
 		rj = newRejection(rt, oe.State, secs)
 		rt.rejection.Store(rj)
 	}
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h["Retry-After"] = rj.retryAfter
-	h["Breakerbox-Circuit"] = rt.circuitHeader
-	h["Breakerbox-State"] = stateOpenHeader
-	w.WriteHeader(http.StatusServiceUnavailable)
-	w.Write(rj.body)
+	return rj
 }
 
 // retryAfterSeconds is the Retry-After of a rejection: the time until a probe
@@ -69,5 +77,6 @@ func newRejection(rt *route, state breaker.State, secs int) *rejection {
 	enc.Encode(map[string]any{
 		"error": "circuit open", "circuit": rt.circuit, "state": state.String(), "retry_after_seconds": secs,
 	})
-	return &rejection{state: state, secs: secs, body: body.Bytes(), retryAfter: []string{strconv.Itoa(secs)}}
+	ra := strconv.Itoa(secs)
+	return &rejection{state: state, secs: secs, body: body.Bytes(), retryAfter: []string{ra}, retryAfterBytes: []byte(ra)}
 }

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/breakerbox/breakerbox/breaker"
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 )
@@ -35,9 +37,11 @@ type route struct {
 	// copies instead of writing into them.
 	prefixHeader  []string // X-Forwarded-Prefix: "/genesys/eu-west-1"
 	circuitHeader []string // Breakerbox-Circuit
+	circuitBytes  []byte   // the same, for the fasthttp engine
 	forwardedFor  headerValue
 	forwardedHost headerValue
 	rejection     atomic.Pointer[rejection]
+	fast          atomic.Pointer[fasthttp.HostClient] // the fasthttp engine's client (Server.fastClient)
 }
 
 // table is an immutable routing table built from one config; a reload swaps
@@ -72,6 +76,7 @@ func newTable(cfg *config.Config, m *metrics, transportFor func(time.Duration) h
 			r.upstream = u.String()
 			r.prefixHeader = []string{"/" + r.circuit}
 			r.circuitHeader = []string{r.circuit}
+			r.circuitBytes = []byte(r.circuit)
 			r.metrics = m.forRoute(r)
 			t.circuits[r.circuit] = r
 			return r, nil

@@ -33,9 +33,8 @@ func newLoggedFixture(t *testing.T, yaml string) *logged {
 	if f.srv, err = proxy.New(cfg, proxy.Options{Clock: f.clk, Logger: log}); err != nil {
 		t.Fatal(err)
 	}
-	f.proxy = httptest.NewServer(f.srv)
+	f.proxy = startProxy(t, f.srv, config.EngineNetHTTP)
 	f.admin = httptest.NewServer(f.srv.Admin())
-	t.Cleanup(f.proxy.Close)
 	t.Cleanup(f.admin.Close)
 	return &logged{f, buf}
 }

@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// headConn gives fasthttp's client http.Transport's ResponseHeaderTimeout.
+// fasthttp arms its ReadTimeout as a read deadline once the request is
+// written, and keeps it for the whole response, body included: a long
+// download or an event stream would be cut by its service's timeout. So
+// the deadline is lifted as soon as the response head has gone by (the
+// first CRLFCRLF after the deadline was set).
+//
+// fasthttp reads a connection's response from one goroutine at a time, and
+// sets the deadline from that goroutine before reading: no lock is needed.
+type headConn struct {
+	net.Conn
+	inHead  bool
+	matched int // bytes of "\r\n\r\n" seen at the end of the last read
+}
+
+var headEnd = []byte("\r\n\r\n")
+
+func (c *headConn) SetReadDeadline(t time.Time) error {
+	c.inHead, c.matched = !t.IsZero(), 0
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *headConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.inHead && n > 0 && c.headDone(p[:n]) {
+		c.inHead = false
+		c.Conn.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// headDone reports whether b completes "\r\n\r\n", counting what the
+// previous reads ended with.
+func (c *headConn) headDone(b []byte) bool {
+	for _, ch := range b {
+		switch {
+		case ch == headEnd[c.matched]:
+			c.matched++
+			if c.matched == len(headEnd) {
+				return true
+			}
+		case ch == '\r':
+			c.matched = 1
+		default:
+			c.matched = 0
+		}
+	}
+	return false
+}
+
+// handOver serves a protocol upgrade (WebSocket) on the net/http path, so
+// it is answered exactly as there: the connection is taken from fasthttp
+// with the request head fasthttp read, which a net/http server reads
+// again from the front of the connection.
+func (s *Server) handOver(ctx *fasthttp.RequestCtx) {
+	head := bytes.Clone(ctx.Request.Header.Header())
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		hc := &handedConn{Conn: c, r: io.MultiReader(bytes.NewReader(head), c), closed: make(chan struct{})}
+		srv := &http.Server{Handler: s, ErrorLog: s.rp.ErrorLog}
+		go srv.Serve(&oneConnListener{c: hc})
+		<-hc.closed // fasthttp closes c when this returns
+	})
+}
+
+// handedConn is a connection fasthttp handed over, read from the request
+// head it had already read.
+type handedConn struct {
+	net.Conn
+	r      io.Reader
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *handedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *handedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.closed) })
+	return err
+}
+
+// oneConnListener accepts its one connection, then ends.
+type oneConnListener struct {
+	mu sync.Mutex
+	c  net.Conn
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.c
+	l.c = nil
+	if c == nil {
+		return nil, io.EOF
+	}
+	return c, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return dummyAddr{} }
+
+type dummyAddr struct{}
+
+func (dummyAddr) Network() string { return "tcp" }
+func (dummyAddr) String() string  { return "handed-over" }
