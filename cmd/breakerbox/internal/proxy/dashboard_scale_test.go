@@ -239,7 +239,7 @@ func TestDashboardAtOutageScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 12 s browser measurement")
 	}
-	const healthy, failing, rate = 970, 30, 200
+	const healthy, failing, rate = 970, 30, 240 // 240 asked, so that ≥ 200 req/s are achieved (a tick can be missed)
 	_, front, admin := scaleServer(t, healthy, failing)
 	stop := make(chan struct{})
 	sent := traffic(front.URL, healthy, failing, rate, stop)

@@ -256,32 +256,24 @@ func (s *Server) answerFault(w http.ResponseWriter, x *exchange, err error) {
 // out of file descriptors every request fails, and one line per request
 // would bury the cause.
 type burstLog struct {
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
+	mu    sync.Mutex
+	burst burst
 }
 
 const burstInterval = 10 * time.Second
 
 func (b *burstLog) log(log *slog.Logger, circuit string, err error) {
 	b.mu.Lock()
-	now := time.Now()
-	if now.Before(b.next) {
-		b.suppressed++
-		b.mu.Unlock()
+	unlogged, ok := b.burst.allow(time.Now(), burstInterval)
+	b.mu.Unlock()
+	if !ok {
 		return
 	}
-	b.next = now.Add(burstInterval)
-	suppressed := b.suppressed
-	b.suppressed = 0
-	b.mu.Unlock()
 	log.Error("local resource exhausted: requests answered 503 and not counted against their upstreams",
 		slog.String("circuit", circuit), slog.String("error", err.Error()),
-		slog.Int("unlogged_before", suppressed), slog.Duration("next_log_in", burstInterval))
+		slog.Int("unlogged_before", unlogged), slog.Duration("next_log_in", burstInterval))
 }
 
-// isTimeout reports whether err is a timeout: a net.Error's, or fasthttp's
-// ErrTimeout (which has Timeout but not net.Error's Temporary).
 func isTimeout(err error) bool {
 	var te interface{ Timeout() bool }
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) && te.Timeout()

@@ -23,23 +23,36 @@ type upstreamLog struct {
 	clock breaker.Clock
 
 	mu     sync.Mutex
-	bursts map[upstreamFault]*faultBurst
+	bursts map[upstreamFault]*burst
 }
 
 type upstreamFault struct {
 	circuit, kind string
 }
 
-type faultBurst struct {
+// burst paces one kind of log line: at most one per period, each saying
+// how many were left unlogged since the previous one. Its user holds a lock.
+type burst struct {
 	next     time.Time
 	unlogged int
+}
+
+// allow reports whether a line may be written at now, and how many went
+// unlogged before it; if so, the next one may come every later.
+func (b *burst) allow(now time.Time, every time.Duration) (unlogged int, ok bool) {
+	if now.Before(b.next) {
+		b.unlogged++
+		return 0, false
+	}
+	b.next, unlogged, b.unlogged = now.Add(every), b.unlogged, 0
+	return unlogged, true
 }
 
 func newUpstreamLog(log *slog.Logger, clock breaker.Clock) *upstreamLog {
 	if clock == nil {
 		clock = breaker.SystemClock{}
 	}
-	return &upstreamLog{log: log, clock: clock, bursts: map[upstreamFault]*faultBurst{}}
+	return &upstreamLog{log: log, clock: clock, bursts: map[upstreamFault]*burst{}}
 }
 
 // fault logs one failure of rt's upstream of the given kind ("upstream
@@ -54,18 +67,14 @@ func (l *upstreamLog) fault(rt *route, kind string, detail slog.Attr) {
 	l.mu.Lock()
 	b := l.bursts[k]
 	if b == nil {
-		b = &faultBurst{}
+		b = &burst{}
 		l.bursts[k] = b
 	}
-	if now.Before(b.next) {
-		b.unlogged++
-		l.mu.Unlock()
+	unlogged, ok := b.allow(now, upstreamFaultEvery)
+	l.mu.Unlock()
+	if !ok {
 		return
 	}
-	b.next = now.Add(upstreamFaultEvery)
-	unlogged := b.unlogged
-	b.unlogged = 0
-	l.mu.Unlock()
 	attrs := []slog.Attr{slog.String("circuit", rt.circuit), slog.String("service", rt.service)}
 	if rt.region != "" {
 		attrs = append(attrs, slog.String("region", rt.region))
