@@ -27,7 +27,10 @@ func TestEveryReplicaLearnsWhichReplicaDecidedAndWhatItSaw(t *testing.T) {
 		r.b()
 	}
 	// 4 + 3 + 3: replica-3's 3rd failure is the fleet's 10th.
+	// Each replica's reports reach Redis before the next replica's: they
+	// are flushed by each replica's own loop, in no order between replicas.
 	f[0].fail(4)
+	eventually(t, 5*time.Second, func() bool { return streak(srv) == 4 }, "Redis counts 4 failures")
 	f[1].fail(3)
 	eventually(t, 5*time.Second, func() bool { return streak(srv) == 7 }, "Redis counts 7 failures")
 	f[2].fail(3)
