@@ -45,24 +45,28 @@ func BenchmarkManyCircuits(b *testing.B) {
 	})
 	_, admin := manyCircuits(b, n)
 	for _, path := range []string{"/metrics", "/api/circuits", "/api/circuits?view=summary"} {
-		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
-			req := httptest.NewRequest("GET", "http://127.0.0.1"+path, nil)
-			var w discardWriter
-			runtime.GC() // the set-up's garbage is not this benchmark's
-			cpu := cpuTime()
-			for b.Loop() {
-				w = discardWriter{h: http.Header{}}
-				admin.ServeHTTP(&w, req)
-			}
-			// CPU time is the figure to read on a busy machine, where ns/op
-			// (wall time) counts the waits for a core too.
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
-			if w.code != http.StatusOK {
-				b.Fatalf("GET %s: %d", path, w.code)
-			}
-			b.ReportMetric(float64(w.n), "resp-bytes")
-		})
+		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) { benchGet(b, admin, path) })
 	}
+}
+
+// benchGet measures GET path on admin: the process's CPU time per answer,
+// the figure to read on a busy machine, where ns/op (wall time) counts the
+// waits for a core too, and the answer's size.
+func benchGet(b *testing.B, admin http.Handler, path string) {
+	req := httptest.NewRequest("GET", "http://127.0.0.1"+path, nil)
+	var w discardWriter
+	b.ReportAllocs()
+	runtime.GC() // the set-up's garbage is not this benchmark's
+	cpu := cpuTime()
+	for b.Loop() {
+		w = discardWriter{h: http.Header{}}
+		admin.ServeHTTP(&w, req)
+	}
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	if w.code != http.StatusOK {
+		b.Fatalf("GET %s: %d", path, w.code)
+	}
+	b.ReportMetric(float64(w.n), "resp-bytes")
 }
 
 // BenchmarkCircuitsAfterTraffic is one /api/circuits answer with 10,000
@@ -80,22 +84,7 @@ func BenchmarkCircuitsAfterTraffic(b *testing.B) {
 	}
 	for _, path := range []string{"/api/circuits", "/api/circuits?view=summary",
 		"/api/circuits?view=page&sort=health&limit=48", "/api/circuits?view=page&sort=volume&limit=48"} {
-		b.Run(strings.TrimPrefix(path, "/api/circuits"), func(b *testing.B) {
-			req := httptest.NewRequest("GET", "http://127.0.0.1"+path, nil)
-			var w discardWriter
-			b.ReportAllocs()
-			runtime.GC()
-			cpu := cpuTime()
-			for b.Loop() {
-				w = discardWriter{h: http.Header{}}
-				admin.ServeHTTP(&w, req)
-			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
-			if w.code != http.StatusOK {
-				b.Fatalf("GET %s: %d", path, w.code)
-			}
-			b.ReportMetric(float64(w.n), "resp-bytes")
-		})
+		b.Run(strings.TrimPrefix(path, "/api/circuits"), func(b *testing.B) { benchGet(b, admin, path) })
 	}
 }
 
