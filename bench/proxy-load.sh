@@ -24,12 +24,20 @@
 #   ROUNDS=5 DURATION=10s CONNS="32 256" BASELINE=087cf25 bash bench/proxy-load.sh   # full run
 #   DURATION=1s CONNS=8 bash bench/proxy-load.sh                                    # CI smoke
 #   MODE=ceiling ROUNDS=3 BASELINE=087cf25 bash bench/proxy-load.sh                  # engine ceilings
+#   MODE=reject ROUNDS=5 BASELINE=087cf25 bash bench/proxy-load.sh                   # rejections per server core
 #
 # MODE=ceiling measures what the HTTP engine alone costs (issue 13): the open
 # circuit against servers that only write breakerbox's prebuilt 503 on
 # net/http and on fasthttp (proxyload -mode reject) and nginx's static 503;
 # the closed circuit against nginx and a minimal fasthttp proxy (proxyload
 # -mode fastproxy). It skips rp+pool, HAProxy, the fixed rate and many circuits.
+#
+# MODE=reject measures the open circuit alone with every server pinned to
+# CPU 1 (Go servers then run with GOMAXPROCS 1, nginx with one worker) and
+# wrk, one thread, pinned to CPU 0: the answers/s are what one server core
+# gives, not what is left of two cores after the load generator took its
+# share. The "server CPU" column says whether the core was saturated (100 %);
+# where it is not, the load generator was the limit.
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin"
@@ -41,8 +49,13 @@ BASELINE=${BASELINE:-}
 MANY=${MANY:-10000}  # 0 skips the many-circuits part
 LOAD=${LOAD:-1}      # 0 skips the load parts (only many circuits)
 RATE=${RATE:-2000}   # the fixed rate of the p99 column; 0 skips it
-MODE=${MODE:-full}   # full | ceiling
-if [ "$MODE" = ceiling ]; then RATE=0; MANY=0; fi
+MODE=${MODE:-full}   # full | ceiling | reject
+if [ "$MODE" != full ]; then RATE=0; MANY=0; fi
+on_server=(); on_client=()
+if [ "$MODE" = reject ]; then
+  [ "$(nproc)" -ge 2 ] || { echo "proxy-load: MODE=reject needs 2 CPUs (the servers on one, wrk on the other)" >&2; exit 1; }
+  on_server=(taskset -c 1); on_client=(taskset -c 0); THREADS=1
+fi
 
 if ! command -v wrk >/dev/null; then # the load generator is needed; nginx and HAProxy rows are skipped if missing
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; } ||
@@ -101,7 +114,7 @@ services:
     failure_threshold: 1
     open_timeout: 1h
 YAML
-  "$2" serve --config "$tmp/$1.yaml" >/dev/null 2>"$tmp/$1.log" & pids+=($!); pidof[$1]=$!
+  "${on_server[@]}" "$2" serve --config "$tmp/$1.yaml" >/dev/null 2>"$tmp/$1.log" & pids+=($!); pidof[$1]=$!
 }
 
 if [ $have_nginx = 1 ]; then
@@ -116,15 +129,17 @@ start_bb breakerbox "$tmp/breakerbox" "$bb" "$bbadmin"
 start_bb breakerbox-fasthttp "$tmp/breakerbox" "$bbf" "$bbfadmin" fasthttp
 [ -n "$BASELINE" ] && start_bb "breakerbox@$BASELINE" "$tmp/breakerbox-base" "$base" "$baseadmin"
 # (their logs say "context canceled" for the requests in flight when wrk stops)
-"$tmp/proxyload" -mode proxy -pool -listen "$rpp" -upstream "http://$up" 2>"$tmp/rp.log" & pids+=($!); pidof[rp+pool]=$!
-"$tmp/proxyload" -mode proxy -pool -tuned -listen "$rpt" -upstream "http://$up" 2>"$tmp/rpt.log" & pids+=($!); pidof[rp+pool+tuned]=$!
-if [ "$MODE" = ceiling ]; then
-  "$tmp/proxyload" -mode fastproxy -listen "$fpx" -upstream "http://$up" 2>"$tmp/fpx.log" & pids+=($!); pidof["fasthttp proxy"]=$!
-  "$tmp/proxyload" -mode reject -engine net/http -listen "$rjn" 2>"$tmp/rjn.log" & pids+=($!); pidof["net/http static 503"]=$!
-  "$tmp/proxyload" -mode reject -engine fasthttp -listen "$rjf" 2>"$tmp/rjf.log" & pids+=($!); pidof["fasthttp static 503"]=$!
+if [ "$MODE" = full ]; then
+  "$tmp/proxyload" -mode proxy -pool -listen "$rpp" -upstream "http://$up" 2>"$tmp/rp.log" & pids+=($!); pidof[rp+pool]=$!
+  "$tmp/proxyload" -mode proxy -pool -tuned -listen "$rpt" -upstream "http://$up" 2>"$tmp/rpt.log" & pids+=($!); pidof[rp+pool+tuned]=$!
+fi
+[ "$MODE" = ceiling ] && { "$tmp/proxyload" -mode fastproxy -listen "$fpx" -upstream "http://$up" 2>"$tmp/fpx.log" & pids+=($!); pidof["fasthttp proxy"]=$!; }
+if [ "$MODE" != full ]; then
+  "${on_server[@]}" "$tmp/proxyload" -mode reject -engine net/http -listen "$rjn" 2>"$tmp/rjn.log" & pids+=($!); pidof["net/http static 503"]=$!
+  "${on_server[@]}" "$tmp/proxyload" -mode reject -engine fasthttp -listen "$rjf" 2>"$tmp/rjf.log" & pids+=($!); pidof["fasthttp static 503"]=$!
 fi
 if [ $have_nginx = 1 ]; then
-  { echo "worker_processes 2;"; ngx_common "$tmp/nginx"
+  { echo "worker_processes $([ "$MODE" = reject ] && echo 1 || echo 2);"; ngx_common "$tmp/nginx"
     cat <<NGINX
 http {
   $ngx_http_common
@@ -138,9 +153,9 @@ http {
 }
 NGINX
   } > "$tmp/nginx.conf"
-  nginx -c "$tmp/nginx.conf" -p "$tmp" -g 'daemon off;' & pids+=($!); pidof[nginx]=$!
+  "${on_server[@]}" nginx -c "$tmp/nginx.conf" -p "$tmp" -g 'daemon off;' & pids+=($!); pidof[nginx]=$!
 fi
-if [ $have_haproxy = 1 ]; then
+if [ $have_haproxy = 1 ] && [ "$MODE" = full ]; then
   cat > "$tmp/haproxy.cfg" <<HAPROXY
 global
   nbthread 2
@@ -159,7 +174,7 @@ backend be
   server up $up
 HAPROXY
   haproxy -f "$tmp/haproxy.cfg" -db >/dev/null 2>"$tmp/haproxy.log" & pids+=($!); pidof[haproxy]=$!
-else
+elif [ $have_haproxy = 0 ]; then
   echo "(haproxy is not installed: its rows are skipped; apt-get install haproxy)"
 fi
 
@@ -176,24 +191,27 @@ url[rp+pool+tuned]=http://$rpt/up/ping
 [ $have_nginx = 1 ] && url[nginx]=http://$ngx/up/ping
 [ $have_haproxy = 1 ] && url[haproxy]=http://$hap/up/ping
 targets=(breakerbox breakerbox-fasthttp); [ -n "$BASELINE" ] && targets+=("breakerbox@$BASELINE")
-if [ "$MODE" = ceiling ]; then
-  url["fasthttp proxy"]=http://$fpx/up/ping
-  targets+=("fasthttp proxy"); [ $have_nginx = 1 ] && targets+=(nginx)
-else
-  targets+=(rp+pool rp+pool+tuned); [ $have_nginx = 1 ] && targets+=(nginx); [ $have_haproxy = 1 ] && targets+=(haproxy)
-fi
+case $MODE in
+  ceiling) url["fasthttp proxy"]=http://$fpx/up/ping
+    targets+=("fasthttp proxy"); [ $have_nginx = 1 ] && targets+=(nginx) ;;
+  reject) ;;
+  *) targets+=(rp+pool rp+pool+tuned); [ $have_nginx = 1 ] && targets+=(nginx); [ $have_haproxy = 1 ] && targets+=(haproxy) ;;
+esac
 wait_up "http://$up/"
 for t in "${targets[@]}"; do wait_up "${url[$t]}"; done
+[ "$MODE" = reject ] && targets=() # only the open circuit is measured
 
 procs() { echo "$1"; pgrep -P "$1" || true; } # a target's processes: nginx has workers
-ticks() { # total utime+stime of pid and its children (clock ticks)
-  local sum=0 p f
+utsys() { # "utime stime" of pid and its children (clock ticks)
+  local u=0 s=0 p f pu ps
   for p in $(procs "$1"); do
     f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
-    sum=$((sum + $(awk '{print $12 + $13}' <<<"$f")))
+    read -r pu ps < <(awk '{print $12, $13}' <<<"$f")
+    u=$((u + pu)); s=$((s + ps))
   done
-  echo $sum
+  echo $u $s
 }
+ticks() { local u s; read -r u s < <(utsys "$1"); echo $((u + s)); } # total CPU of pid and its children (clock ticks)
 hwm() { # peak RSS in MB, summed over the processes
   local kb=0 p
   for p in $(procs "$1"); do kb=$((kb + $(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done
@@ -205,17 +223,22 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$
 results=$tmp/results.tsv
 : > "$results"
 load() { # kind target url conns pid
-  local before after out rps reqs p99 errs
-  before=$(ticks "$5")
-  out=$(wrk -t"$THREADS" -c"$4" -d"$DURATION" --latency "$3")
-  after=$(ticks "$5")
+  local u0 s0 u1 s1 before after out rps reqs secs p99 errs
+  read -r u0 s0 < <(utsys "$5")
+  out=$("${on_client[@]}" wrk -t"$THREADS" -c"$4" -d"$DURATION" --latency "$3")
+  read -r u1 s1 < <(utsys "$5")
+  before=$((u0 + s0)); after=$((u1 + s1))
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  secs=$(awk '/requests in/ {sub(/s,?$/, "", $4); print $4}' <<<"$out")
   p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
   errs=$(awk '/Socket errors/ {print}' <<<"$out" | tr -s ' ')
   [ -n "$errs" ] && echo "  ($2 at $4 conns: $errs)" >&2
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$4" "$rps" \
-    "$(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", n ? t / hz / n * 100000 : 0}')" "$p99" >> "$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$4" "$rps" \
+    "$(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", n ? t / hz / n * 100000 : 0}')" "$p99" \
+    "$(awk -v t=$((after - before)) -v hz="$hz" -v s="$secs" 'BEGIN {printf "%.0f", s ? t / hz / s * 100 : 0}')" \
+    "$(awk -v t=$((u1 - u0)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", n ? t / hz / n * 1e6 : 0}')" \
+    "$(awk -v t=$((s1 - s0)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", n ? t / hz / n * 1e6 : 0}')" >> "$results"
 }
 
 echo "proxy-load: wrk -t$THREADS -d$DURATION, connections: $CONNS, $ROUNDS interleaved round(s); $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | awk '{print $3}')$([ $have_nginx = 1 ] && echo ", $(nginx -v 2>&1 | sed 's/.*: //')")$([ $have_haproxy = 1 ] && echo ", HAProxy $(haproxy -v | awk 'NR==1 {print $3}')")"
@@ -227,7 +250,7 @@ open_url[breakerbox]=http://$bb/down/x
 open_url[breakerbox-fasthttp]=http://$bbf/down/x
 [ -n "$BASELINE" ] && open_url[breakerbox@$BASELINE]=http://$base/down/x
 for t in "${open_targets[@]}"; do curl -s -o /dev/null "${open_url[$t]}"; done
-if [ "$MODE" = ceiling ]; then
+if [ "$MODE" != full ]; then
   open_targets+=("net/http static 503" "fasthttp static 503")
   open_url["net/http static 503"]=http://$rjn/down/x; open_url["fasthttp static 503"]=http://$rjf/down/x
 fi
@@ -261,6 +284,7 @@ col() { awk -F'\t' -v k="$1" -v t="$2" -v c="$3" -v i="$4" '$1==k && $2==t && $3
 med() { col "$@" | sort -g | awk '{v[NR]=$1} END {if (NR) print NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 if [ "$LOAD" = 1 ]; then
+if [ ${#targets[@]} -gt 0 ]; then
 echo
 echo "### Closed circuit (median of $ROUNDS, range in brackets)"
 echo
@@ -301,14 +325,16 @@ if [ $have_nginx = 1 ]; then
   done
 fi
 
+fi
 echo
 echo "### Open circuit at $open_conns connections (median of $ROUNDS)"
 echo
-echo "| target | answers/s | CPU s per 100k answers | p99 ms |"
-echo "|---|---:|---:|---:|"
+echo "| target | answers/s | CPU s per 100k answers | µs in user / kernel per answer | p99 ms | server CPU % |"
+echo "|---|---:|---:|---:|---:|---:|"
 for t in "${open_targets[@]}"; do
-  printf '| %s | %s | %s | %s |\n' "$t" "$(col open "$t" "$open_conns" 4 | median_range)" \
-    "$(col open "$t" "$open_conns" 5 | median_range)" "$(col open "$t" "$open_conns" 6 | median_range)"
+  printf '| %s | %s | %s | %s / %s | %s | %s |\n' "$t" "$(col open "$t" "$open_conns" 4 | median_range)" \
+    "$(col open "$t" "$open_conns" 5 | median_range)" "$(med open "$t" "$open_conns" 8)" "$(med open "$t" "$open_conns" 9)" \
+    "$(col open "$t" "$open_conns" 6 | median_range)" "$(col open "$t" "$open_conns" 7 | median_range)"
 done
 if [ -n "$BASELINE" ]; then
   echo
