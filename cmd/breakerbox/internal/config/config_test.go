@@ -271,3 +271,26 @@ func TestListenEngineDefaultsToNetHTTP(t *testing.T) {
 		}
 	}
 }
+
+// fasthttp's client does not use a forward proxy from the environment:
+// a service the environment routes through one is refused on that engine,
+// with the way out named; NO_PROXY and the net/http engine are fine.
+func TestFastHTTPRefusesUpstreamsBehindAnEnvironmentProxy(t *testing.T) {
+	for _, k := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "REQUEST_METHOD"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+	y := "services:\n  - name: reg\n    upstream: https://api.registrar.example\n"
+	_, err := config.Parse("t.yaml", []byte("listen_engine: fasthttp\n"+y))
+	want := `services[0].upstream: "https://api.registrar.example": the environment (HTTP_PROXY, HTTPS_PROXY) sends it through a forward proxy, which listen_engine: fasthttp does not use; use listen_engine: net/http, or add the host to NO_PROXY`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want it to contain %q", err, want)
+	}
+	if _, err := config.Parse("t.yaml", []byte(y)); err != nil { // net/http uses the proxy
+		t.Fatalf("net/http: %v", err)
+	}
+	t.Setenv("NO_PROXY", "api.registrar.example")
+	if _, err := config.Parse("t.yaml", []byte("listen_engine: fasthttp\n"+y)); err != nil {
+		t.Fatalf("with NO_PROXY: %v", err)
+	}
+}

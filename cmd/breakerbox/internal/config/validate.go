@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpproxy"
+
 	"github.com/breakerbox/breakerbox/breaker"
 )
 
@@ -275,6 +277,13 @@ func (d *decoder) upstream(c *Config, field, raw string) {
 		for _, l := range []struct{ name, addr string }{{"listen", c.Listen}, {"admin", c.Admin}} {
 			if sameEndpoint(hp, l.addr) {
 				d.fieldf(field, "%q is breakerbox's own %s address %s: requests would loop through the proxy; point it at the real service", raw, l.name, l.addr)
+			}
+		}
+		// net/http's transport honours HTTP_PROXY, HTTPS_PROXY and NO_PROXY;
+		// fasthttp's client does not, and would go around the proxy.
+		if c.ListenEngine == EngineFastHTTP {
+			if p, err := httpproxy.FromEnvironment().ProxyFunc()(u); err != nil || p != nil {
+				d.fieldf(field, "%q: the environment (HTTP_PROXY, HTTPS_PROXY) sends it through a forward proxy, which listen_engine: fasthttp does not use; use listen_engine: net/http, or add the host to NO_PROXY", raw)
 			}
 		}
 	}

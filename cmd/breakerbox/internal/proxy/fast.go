@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -34,6 +35,8 @@ import (
 //   - Upstreams speak HTTP/1.1 only: an https:// upstream gets TLS, never
 //     HTTP/2 (net/http negotiates HTTP/2). 1xx answers other than
 //     100 Continue are not passed on.
+//   - A forward proxy from the environment (HTTPS_PROXY, HTTP_PROXY) is
+//     not used; the config refuses a service it would apply to.
 //   - A client that leaves does not cancel its upstream request: fasthttp
 //     does not watch the client's connection while the handler runs. The
 //     request ends with its service's timeout at the latest.
@@ -477,32 +480,56 @@ func (s *Server) fastClient(rt *route) *fasthttp.HostClient {
 	defer s.transportsMu.Unlock()
 	c := s.fastClients[key]
 	if c == nil {
-		c = newFastClient(rt.target, rt.timeout)
+		var conf *tls.Config
+		if t, ok := s.base.(*http.Transport); ok {
+			conf = t.TLSClientConfig
+		}
+		c = newFastClient(rt.target, rt.timeout, conf)
 		s.fastClients[key] = c
 	}
 	rt.fast.Store(c)
 	return c
 }
 
-func newFastClient(target *url.URL, timeout time.Duration) *fasthttp.HostClient {
+// newFastClient is the client of one upstream whose service's timeout is
+// timeout. For an https:// upstream it makes the TLS connections itself,
+// with conf (the base transport's TLSClientConfig; nil for the defaults)
+// and the handshake bounded by timeout, as http.Transport's
+// TLSHandshakeTimeout: headConn must read the response head in clear, so
+// it goes above TLS, where fasthttp would put it below.
+func newFastClient(target *url.URL, timeout time.Duration, conf *tls.Config) *fasthttp.HostClient {
 	addr := target.Host
+	isTLS := target.Scheme == "https"
 	if target.Port() == "" {
 		port := "80"
-		if target.Scheme == "https" {
+		if isTLS {
 			port = "443"
 		}
 		addr = net.JoinHostPort(target.Hostname(), port)
 	}
+	if isTLS {
+		conf = conf.Clone()
+		if conf == nil {
+			conf = &tls.Config{}
+		}
+		if conf.ServerName == "" {
+			conf.ServerName = target.Hostname()
+		}
+		conf.NextProtos = []string{"http/1.1"} // this client speaks nothing else
+	}
 	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	return &fasthttp.HostClient{
 		Addr:  addr,
-		IsTLS: target.Scheme == "https",
+		IsTLS: isTLS,
 		Dial: func(addr string) (net.Conn, error) {
 			c, err := dialer.Dial("tcp", addr)
 			if err != nil {
 				return nil, err
 			}
-			return &headConn{Conn: c}, nil
+			if !isTLS {
+				return &headConn{Conn: c}, nil
+			}
+			return handshake(c, conf, timeout)
 		},
 		// ReadTimeout is armed after the request is written; headConn
 		// lifts it once the response head is in: it bounds the wait for the

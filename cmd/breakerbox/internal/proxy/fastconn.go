@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -60,6 +62,33 @@ func (c *headConn) headDone(b []byte) bool {
 	}
 	return false
 }
+
+// handshake makes c a TLS client connection with conf, the handshake
+// bounded by timeout (0: none), under headConn. fasthttp takes a
+// connection with a Handshake method for one that is TLS already.
+func handshake(c net.Conn, conf *tls.Config, timeout time.Duration) (net.Conn, error) {
+	tc := tls.Client(c, conf)
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tlsHeadConn{&headConn{Conn: tc}, tc}, nil
+}
+
+// tlsHeadConn is a headConn over TLS, with the Handshake method by which
+// fasthttp knows not to add TLS itself.
+type tlsHeadConn struct {
+	*headConn
+	tls *tls.Conn
+}
+
+func (c tlsHeadConn) Handshake() error { return c.tls.Handshake() }
 
 // handOver serves a protocol upgrade (WebSocket) on the net/http path, so
 // it is answered exactly as there: the connection is taken from fasthttp

@@ -40,7 +40,9 @@ type Options struct {
 	// http.DefaultTransport tuned for a sidecar (see newTransport). An
 	// *http.Transport is cloned once per distinct service timeout, which it
 	// then enforces (see Server.transportFor); any other RoundTripper is used
-	// as is and must bound its round trips itself.
+	// as is and must bound its round trips itself. The fasthttp engine
+	// (FastServer) forwards with its own client: it takes only an
+	// *http.Transport's TLSClientConfig from here.
 	Transport http.RoundTripper
 	// Sync, if set, shares every circuit with the other replicas of a fleet
 	// (a *redisstate.Fleet for state: redis://).
