@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
@@ -31,7 +32,7 @@ import (
 //	/dlc?n=N&seed=S    the same, chunked, flushed every piece
 //	/pause?n=N&seed=S&ms=M  the same with a Content-Length, pausing M ms half way
 //	/up                reads the body, answers "<length> <sha256>"
-//	/sse?n=N           N events "data: i", flushed each
+//	/sse?n=N&ms=M      N events "data: i", flushed each, M ms apart
 //	/proto             the protocol the request came in ("HTTP/1.1", "HTTP/2.0")
 func soakUpstream(t *testing.T, h2 bool) *httptest.Server {
 	mux := http.NewServeMux()
@@ -79,8 +80,12 @@ func soakUpstream(t *testing.T, h2 bool) *httptest.Server {
 	})
 	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := range n {
+			if ms > 0 && i > 0 {
+				<-time.After(time.Duration(ms) * time.Millisecond)
+			}
 			fmt.Fprintf(w, "data: %d\n\n", i)
 			w.(http.Flusher).Flush()
 		}
@@ -162,7 +167,9 @@ func TestTLSUpstreamProtocolPerEngine(t *testing.T) {
 // Content-Length and chunked (up to 32 MiB each way), event streams, and
 // bodies that pause mid-way; every byte is checked, and every exchange must be counted as exactly one
 // success. BREAKERBOX_SOAK=10m makes it a soak run: the clients go on for
-// that long, and the test logs what went through and the heap.
+// that long, one more client holds an event stream (10 a second) open for
+// the whole run, and the test logs what went through and the heap every
+// minute.
 func TestSoak(t *testing.T) {
 	soakFor, _ := time.ParseDuration(os.Getenv("BREAKERBOX_SOAK"))
 	forEachEngine(t, func(t *testing.T, engine string) {
@@ -175,7 +182,7 @@ func TestSoak(t *testing.T) {
 		var done, moved atomic.Int64
 		deadline := time.Now().Add(soakFor)
 		var wg sync.WaitGroup
-		errs := make(chan error, workers)
+		errs := make(chan error, workers+1)
 		for w := range workers {
 			wg.Go(func() {
 				for r := 0; r < rounds || time.Now().Before(deadline); r++ {
@@ -188,6 +195,46 @@ func TestSoak(t *testing.T) {
 					moved.Add(int64(n))
 				}
 			})
+		}
+		if soakFor > 0 {
+			events := int(soakFor / (100 * time.Millisecond))
+			wg.Go(func() {
+				resp, err := client.Get(fmt.Sprintf("%s/soak/sse?n=%d&ms=100", p.URL, events))
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer resp.Body.Close()
+				sc := bufio.NewScanner(resp.Body)
+				for i := 0; i < events; {
+					if !sc.Scan() {
+						errs <- fmt.Errorf("long stream: ended after %d of %d events: %v", i, events, sc.Err())
+						return
+					}
+					if line := sc.Text(); line != "" {
+						if want := fmt.Sprintf("data: %d", i); line != want {
+							errs <- fmt.Errorf("long stream: %q, want %q", line, want)
+							return
+						}
+						i++
+					}
+				}
+				done.Add(1)
+			})
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				tick := time.NewTicker(time.Minute)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+						t.Logf("%s: %d exchanges, %.1f MB so far; %s", engine, done.Load(), float64(moved.Load())/1e6, heapNote())
+					}
+				}
+			}()
 		}
 		wg.Wait()
 		close(errs)
