@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -47,7 +48,16 @@ import (
 //     runs, and answers a stall within them 408 itself: such a request
 //     never reaches the breaker (on net/http it is counted as ignored).
 //   - A request head over 16 KiB is answered 431 (FastServer; net/http
-//     allows 1 MB).
+//     allows 1 MB). A head whose lines all end in a bare LF waits for a
+//     CRLFCRLF until the head timeout, then is answered 400 (net/http
+//     takes bare LFs as line ends).
+//   - A chunked request keeps its connection unless it also had
+//     Content-Length (net/http cannot tell, and closes after every
+//     chunked request and every HTTP/1.0 one: closeIfFramingHidden).
+//     fasthttp refuses repeated Content-Length fields even when equal,
+//     Transfer-Encoding in HTTP/1.0, and trailers that may not be trailers
+//     (Host…), where net/http accepts them; it skips an empty line before
+//     the request-line, where net/http refuses it.
 //   - Header fields are written in fasthttp's order (Content-Type and
 //     Content-Length first) and Date is the proxy's, not the upstream's.
 func (s *Server) FastHandler() fasthttp.RequestHandler { return s.serveFast }
@@ -63,6 +73,9 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 	req := &ctx.Request
+	if refuseHostileHead(ctx) {
+		return
+	}
 	if isUpgrade(&req.Header) {
 		s.handOver(ctx)
 		return
@@ -192,7 +205,7 @@ func (s *Server) forwardFast(ctx *fasthttp.RequestCtx, x *exchange) {
 	}
 	for _, v := range h.PeekAll("Connection") {
 		for f := range bytes.SplitSeq(v, []byte(",")) {
-			if f = bytes.TrimSpace(f); len(f) > 0 {
+			if f = bytes.TrimSpace(f); len(f) > 0 && nominable(f) {
 				h.DelBytes(f)
 			}
 		}
@@ -201,6 +214,9 @@ func (s *Server) forwardFast(ctx *fasthttp.RequestCtx, x *exchange) {
 		h.Del(k)
 	}
 	h.ResetConnectionClose()
+	// A body without Content-Type goes on without one, as the client sent
+	// it (fasthttp's client would add application/octet-stream).
+	h.SetNoDefaultContentType(true)
 	if teTrailers {
 		h.Set("Te", "trailers")
 	}
@@ -292,6 +308,58 @@ func (s *Server) forwardFast(ctx *fasthttp.RequestCtx, x *exchange) {
 	out.SetBody(res.Body())
 	fasthttp.ReleaseResponse(res)
 	x.finish(x.start)
+}
+
+// refuseHostileHead answers, and closes the connection of, a request
+// whose head fasthttp accepts but net/http refuses, because a peer could
+// frame or read it otherwise:
+//   - Transfer-Encoding other than chunked: fasthttp takes "identity" for
+//     no coding, reads no body, and would read the bytes that follow as
+//     the next request; RFC 9112 section 6.3 asks for an error and a
+//     closed connection (net/http answers 501).
+//   - a field name with a space inside ("X A"): not a token, so not HTTP
+//     (RFC 9110 section 5.1); fasthttp keeps it and would forward it.
+//
+// It reads the head as received, in one pass, without allocating.
+func refuseHostileHead(ctx *fasthttp.RequestCtx) bool {
+	h := &ctx.Request.Header
+	chunked := h.ContentLength() == -1
+	for raw := h.RawHeaders(); len(raw) > 0; {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' { // a folded value's continuation
+			continue
+		}
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		switch {
+		case bytes.IndexByte(name, ' ') >= 0:
+			refuseHead(ctx, http.StatusBadRequest, fmt.Sprintf("the header field name %q has a space in it: send field names as tokens (RFC 9110 section 5.1)", name))
+			return true
+		case !chunked && strings.EqualFold(string(name), "Transfer-Encoding"):
+			refuseHead(ctx, http.StatusNotImplemented, "Transfer-Encoding: only chunked is supported; send the body chunked or with Content-Length alone")
+			return true
+		}
+	}
+	return false
+}
+
+func refuseHead(ctx *fasthttp.RequestCtx, code int, msg string) {
+	writeJSON(&fastWriter{ctx: ctx}, code, map[string]any{"error": msg})
+	ctx.SetConnectionClose()
+}
+
+// nominable reports whether a field the client's Connection header names
+// may be dropped as hop-by-hop. Not Content-Length and Host: fasthttp
+// keeps them in the request's own state, so dropping them drops the
+// body's length (the round trip then fails, counted against the upstream)
+// or the Host X-Forwarded-Host is set from. net/http never has them in
+// its header map, so there they are not dropped either.
+func nominable(name []byte) bool {
+	return !strings.EqualFold(string(name), "Content-Length") && !strings.EqualFold(string(name), "Host")
 }
 
 func (s *Server) closeIf(ctx *fasthttp.RequestCtx, clientClose bool) {

@@ -95,7 +95,25 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	}
 }
 
-var teTrailers, emptyValue = []string{"trailers"}, []string{""}
+var teTrailers, emptyValue, closeValue = []string{"trailers"}, []string{""}, []string{"close"}
+
+// closeIfFramingHidden closes the client's connection after a request
+// whose framing net/http's server may have hidden from the handler: it
+// reads a request that has both Transfer-Encoding: chunked and
+// Content-Length as chunked and drops Content-Length, and it drops
+// Transfer-Encoding from an HTTP/1.0 request and reads no body — keeping
+// the connection in both cases, so the bytes a peer framing by the other
+// header takes for this request's body are read as a request of their own
+// (smuggled to the upstream). RFC 9112 sections 6.1 and 6.3 require
+// closing after such requests; as the handler cannot tell them from
+// plain ones, every chunked request and every HTTP/1.0 keep-alive request
+// closes its connection (the fasthttp engine can tell, and closes only
+// those).
+func closeIfFramingHidden(w http.ResponseWriter, r *http.Request) {
+	if len(r.TransferEncoding) > 0 || !r.ProtoAtLeast(1, 1) && !r.Close {
+		w.Header()["Connection"] = closeValue
+	}
+}
 
 // plain reports whether ReverseProxy would forward r as forward does: no
 // protocol switch, and a query it would not re-encode.

@@ -273,6 +273,7 @@ func (s *Server) Config() *config.Config { return s.table.Load().cfg }
 // lookup, an atomic load and a prebuilt answer (see reject).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	closeIfFramingHidden(w, r)
 	t := s.table.Load()
 	rt, path, rawPath, svc, err := t.resolve(r.URL)
 	switch {
