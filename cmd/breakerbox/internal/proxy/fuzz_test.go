@@ -20,7 +20,8 @@ import (
 // the base plus the client's decoded rest. The seed corpus (plain, encoded,
 // dot-segment, backslash and double-slash targets) is in
 // testdata/fuzz/FuzzPathMapping, run by every go test; CI fuzzes for a few
-// seconds:
+// seconds. Each target is also mapped as the fasthttp engine maps it, with
+// the same checks and the same route and rest required:
 //
 //	go test -run '^$' -fuzz FuzzPathMapping -fuzztime 10s ./proxy/
 func FuzzPathMapping(f *testing.F) {
@@ -52,23 +53,52 @@ func FuzzPathMapping(f *testing.F) {
 		if out.Scheme != rt.target.Scheme || out.Host != rt.target.Host || pr.Out.Host != "" || out.User != nil {
 			t.Fatalf("%q → %s: not the configured upstream %s", target, out, rt.target)
 		}
-		// What the upstream parses from the request line.
-		sent, err := url.ParseRequestURI(out.RequestURI())
+		checkMapped(t, target, in, rt, p, out.RequestURI())
+
+		// The fasthttp engine's mapping of the same path (fastURL, then
+		// forwardFast's appendJoined): the same route and rest, and a
+		// request-target that passes the same checks. Not for a target with
+		// a query or fragment, which fasthttp splits off before.
+		if strings.ContainsAny(target, "?#") {
+			return
+		}
+		fu, err := fastURL([]byte(target))
 		if err != nil {
-			t.Fatalf("%q → request-target %q does not parse: %v", target, out.RequestURI(), err)
+			t.Fatalf("%q: net/http parses it, fastURL does not: %v", target, err)
 		}
-		base := rt.target.Path
-		for _, decoded := range []string{sent.Path, strings.ReplaceAll(sent.Path, `\`, "/")} {
-			clean := path.Clean(decoded)
-			if clean != base && !strings.HasPrefix(clean, base+"/") {
-				t.Fatalf("%q → %q cleans to %q, above the base path %q", target, out.RequestURI(), clean, base)
-			}
+		frt, fp, frawPath, _, err := tbl.resolve(&fu)
+		if err != nil || frt != rt || fp != p { // the raw paths may differ in form: the request-targets are checked
+			t.Fatalf("%q: fasthttp resolves it to rest %q (%v), net/http to %q, or another route", target, fp, err, p)
 		}
-		if want := base + p; sent.Path != want && !(p == "" && sent.Path == base+"/") {
-			t.Fatalf("%q → upstream path %q, want %q", target, sent.Path, want)
+		rest := frawPath
+		if rest == "" {
+			rest = fp
 		}
-		if got, want := strings.Count(strings.ToUpper(sent.EscapedPath()), "%2F"), strings.Count(strings.ToUpper(in.EscapedPath()), "%2F"); got != want {
-			t.Fatalf("%q → %q: %d encoded slashes, want %d", target, sent.EscapedPath(), got, want)
-		}
+		checkMapped(t, target, in, frt, fp, string(appendJoined(nil, frt.basePath(), rest)))
 	})
+}
+
+// checkMapped checks the request-target sent upstream for target (parsed
+// as in) on route rt with rest p: never above the base path (even for an
+// upstream that decodes %2F and "\" into separators and then removes dot
+// segments), encoded slashes kept, and the decoded path the base plus p.
+func checkMapped(t *testing.T, target string, in *url.URL, rt *route, p, requestURI string) {
+	t.Helper()
+	sent, err := url.ParseRequestURI(requestURI)
+	if err != nil {
+		t.Fatalf("%q → request-target %q does not parse: %v", target, requestURI, err)
+	}
+	base := rt.target.Path
+	for _, decoded := range []string{sent.Path, strings.ReplaceAll(sent.Path, `\`, "/")} {
+		clean := path.Clean(decoded)
+		if clean != base && !strings.HasPrefix(clean, base+"/") {
+			t.Fatalf("%q → %q cleans to %q, above the base path %q", target, requestURI, clean, base)
+		}
+	}
+	if want := base + p; sent.Path != want && !(p == "" && sent.Path == base+"/") {
+		t.Fatalf("%q → upstream path %q, want %q", target, sent.Path, want)
+	}
+	if got, want := strings.Count(strings.ToUpper(sent.EscapedPath()), "%2F"), strings.Count(strings.ToUpper(in.EscapedPath()), "%2F"); got != want {
+		t.Fatalf("%q → %q: %d encoded slashes, want %d", target, sent.EscapedPath(), got, want)
+	}
 }
