@@ -95,14 +95,36 @@ func (c tlsHeadConn) Handshake() error { return c.tls.Handshake() }
 // with the request head fasthttp read, which a net/http server reads
 // again from the front of the connection.
 func (s *Server) handOver(ctx *fasthttp.RequestCtx) {
+	// The head as fasthttp writes it, without a Content-Type the client
+	// did not send.
+	ctx.Request.Header.SetNoDefaultContentType(true)
 	head := bytes.Clone(ctx.Request.Header.Header())
+	body := handedBody(&ctx.Request)
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		hc := &handedConn{Conn: c, r: io.MultiReader(bytes.NewReader(head), c), closed: make(chan struct{})}
+		hc := &handedConn{Conn: c, r: io.MultiReader(bytes.NewReader(head), body, c), closed: make(chan struct{})}
 		srv := &http.Server{Handler: s, ErrorLog: s.rp.ErrorLog}
 		go srv.Serve(&oneConnListener{c: hc})
 		<-hc.closed // fasthttp closes c when this returns
 	})
+}
+
+// handedBody is the body of a request with a Content-Length as handOver
+// passes it on after the head: fasthttp has read it, or its first 8 KiB,
+// before the handler ran, and those bytes are no longer on the
+// connection (without them the net/http server would wait for ever for a
+// body that had arrived). The stream stays readable in the hijack handler.
+// A chunked body is left on the connection: fasthttp reads no chunk
+// before the handler asks for it.
+func handedBody(req *fasthttp.Request) io.Reader {
+	n := req.Header.ContentLength()
+	switch {
+	case n <= 0:
+		return bytes.NewReader(nil)
+	case req.BodyStream() != nil:
+		return io.LimitReader(req.BodyStream(), int64(n))
+	}
+	return bytes.NewReader(bytes.Clone(req.Body()))
 }
 
 // handedConn is a connection fasthttp handed over, read from the request
