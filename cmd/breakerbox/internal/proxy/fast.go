@@ -334,12 +334,12 @@ func refuseHostileHead(ctx *fasthttp.RequestCtx) bool {
 		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' { // a folded value's continuation
 			continue
 		}
-		name, _, _ := bytes.Cut(line, []byte(":"))
+		name := line[:max(bytes.IndexByte(line, ':'), 0)]
 		switch {
 		case bytes.IndexByte(name, ' ') >= 0:
 			refuseHead(ctx, http.StatusBadRequest, fmt.Sprintf("the header field name %q has a space in it: send field names as tokens (RFC 9110 section 5.1)", name))
 			return true
-		case !chunked && strings.EqualFold(string(name), "Transfer-Encoding"):
+		case !chunked && len(name) == len("Transfer-Encoding") && strings.EqualFold(string(name), "Transfer-Encoding"):
 			refuseHead(ctx, http.StatusNotImplemented, "Transfer-Encoding: only chunked is supported; send the body chunked or with Content-Length alone")
 			return true
 		}

@@ -180,8 +180,9 @@ type want struct {
 	// aborted: the upstream may also see the start of the request, cut
 	// mid-body (bodies stream to the upstream as they arrive, so a
 	// malformed chunk can come after the head went upstream).
-	aborted bool
-	ignored uint64 // the breaker's Ignored count; Successes must be len(up), Failures 0
+	aborted  bool
+	ignored  uint64 // the breaker's Ignored count; Successes must be len(up), Failures 0
+	rejected uint64 // the breaker's Rejected count
 }
 
 // hostileCase is raw bytes a client sends, and each engine's answer to
@@ -191,6 +192,7 @@ type hostileCase struct {
 	name, raw string
 	eof       bool // the client half-closes after sending raw
 	timeout   bool // the listener has a 1 s head timeout (for a head one engine waits on)
+	open      bool // the circuit is forced open
 	net       want
 	fast      *want
 	note      string
@@ -225,6 +227,9 @@ func runHostile(t *testing.T, engine string, tc hostileCase, w want) {
 	var lim config.ListenerLimits
 	if tc.timeout {
 		lim.ReadHeaderTimeout, lim.ReadTimeout = config.Dur(time.Second), config.Dur(time.Second)
+	}
+	if tc.open {
+		srv.Registry().MustGet("svc").ForceOpen()
 	}
 	p := startProxyWith(t, srv, engine, lim)
 	conv := converse(t, strings.TrimPrefix(p.URL, "http://"), tc.raw, len(w.answers), tc.eof)
@@ -276,12 +281,13 @@ func runHostile(t *testing.T, engine string, tc hostileCase, w want) {
 	wantS := uint64(len(w.up) + probes)
 	deadline := time.Now().Add(5 * time.Second)
 	snap := b.Snapshot()
-	for (snap.Successes != wantS || snap.Ignored != w.ignored) && time.Now().Before(deadline) {
+	for (snap.Successes != wantS || snap.Ignored != w.ignored || snap.Rejected != w.rejected) && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 		snap = b.Snapshot()
 	}
-	if snap.Failures != 0 || snap.Successes != wantS || snap.Ignored != w.ignored {
-		t.Errorf("breaker: %d successes, %d failures, %d ignored; want %d, 0, %d", snap.Successes, snap.Failures, snap.Ignored, wantS, w.ignored)
+	if snap.Failures != 0 || snap.Successes != wantS || snap.Ignored != w.ignored || snap.Rejected != w.rejected {
+		t.Errorf("breaker: %d successes, %d failures, %d ignored, %d rejected; want %d, 0, %d, %d",
+			snap.Successes, snap.Failures, snap.Ignored, snap.Rejected, wantS, w.ignored, w.rejected)
 	}
 	t.Logf("%s %s: answers %v closed %v; upstream %q (+%d cut); S=%d F=%d I=%d", tc.name, engine, got, conv.closed, short(complete), aborted, snap.Successes, snap.Failures, snap.Ignored)
 }
@@ -369,6 +375,13 @@ func hostileCases() []hostileCase {
 			net: okClosed("POST /base/x|hello")},
 		{name: "cl.te", raw: post + "Content-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
 			net: okClosed("POST /base/x|")},
+		// The same where the proxy answers without forwarding: the
+		// connection is closed all the same (the server, not the handler,
+		// reads what is left of the body).
+		{name: "cl.te, circuit open", raw: post + "Content-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, open: true,
+			net: want{answers: []int{503}, closed: true, rejected: 1}},
+		{name: "cl.te, unknown service", raw: "POST /nope/x HTTP/1.1\r\nHost: a\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			net: answeredClosed(404)},
 		{name: "te.cl", raw: post + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggled), smuggled),
 			net: okClosed("POST /base/x|" + smuggled)},
 		{name: "two content-lengths", raw: post + "Content-Length: 5\r\nContent-Length: 44\r\n\r\nhello" + smuggled, net: bad},
@@ -482,6 +495,14 @@ func hostileCases() []hostileCase {
 		{name: "no host in http/1.0", raw: "GET /svc/x HTTP/1.0\r\n\r\n", net: okClosed("GET /base/x|"), check: header("X-Forwarded-Host", "")},
 		{name: "two hosts", raw: "GET /svc/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", net: bad},
 		{name: "host with space", raw: "GET /svc/x HTTP/1.1\r\nHost: a b\r\n\r\n", net: bad},
+		{name: "host with userinfo", raw: "GET /svc/x HTTP/1.1\r\nHost: u@evil\r\n\r\n", net: bad},
+		{name: "host with a path", raw: "GET /svc/x HTTP/1.1\r\nHost: evil/x\r\n\r\n", net: bad},
+		{name: "host unclosed bracket", raw: "GET /svc/x HTTP/1.1\r\nHost: [::1\r\n\r\n", net: ok("GET /base/x|"), fast: fast(bad),
+			check: header("X-Forwarded-Host", "[::1"),
+			note:  "harmless: net/http's Host check lets it through, to X-Forwarded-Host only (the upstream's Host is its own); fasthttp refuses it"},
+		{name: "host empty", raw: "GET /svc/x HTTP/1.1\r\nHost:\r\n\r\n", net: ok("GET /base/x|"), fast: fast(bad),
+			check: header("X-Forwarded-Host", ""),
+			note:  "harmless: RFC 9112 section 3.2 allows an empty Host (net/http), fasthttp refuses it"},
 
 		// Hop-by-hop abuse: a field the client nominates in Connection is
 		// dropped, but never what the proxy sets itself, nor the framing.
