@@ -77,7 +77,10 @@ type conversation struct {
 	err     string  // a read that failed before the expected answers came
 }
 
-const probePath = "/svc/probe"
+// probePath is the probe's target: another service on the same upstream,
+// so that the probe neither counts on svc's breaker nor meets its open
+// circuit.
+const probePath = "/other/probe"
 
 // converse writes raw to a new connection to addr (then half-closes it if
 // eof), reads want answers, and then finds out whether the connection is
@@ -181,7 +184,7 @@ type want struct {
 	// mid-body (bodies stream to the upstream as they arrive, so a
 	// malformed chunk can come after the head went upstream).
 	aborted  bool
-	ignored  uint64 // the breaker's Ignored count; Successes must be len(up), Failures 0
+	ignored  uint64 // svc's breaker's Ignored count; Successes must be len(up), Failures 0
 	rejected uint64 // the breaker's Rejected count
 }
 
@@ -223,7 +226,7 @@ func TestHostileRequests(t *testing.T) {
 
 func runHostile(t *testing.T, engine string, tc hostileCase, w want) {
 	up := newRecordingUpstream(t)
-	srv := newServer(t, fmt.Sprintf("services: [{name: svc, upstream: '%s/base'}]", up.URL), slog.New(slog.DiscardHandler))
+	srv := newServer(t, fmt.Sprintf("services: [{name: svc, upstream: '%[1]s/base'}, {name: other, upstream: '%[1]s/base'}]", up.URL), slog.New(slog.DiscardHandler))
 	var lim config.ListenerLimits
 	if tc.timeout {
 		lim.ReadHeaderTimeout, lim.ReadTimeout = config.Dur(time.Second), config.Dur(time.Second)
@@ -244,9 +247,7 @@ func runHostile(t *testing.T, engine string, tc hostileCase, w want) {
 	if !slices.Equal(got, w.answers) || conv.closed != w.closed {
 		t.Errorf("client got %v, closed %v; want %v, closed %v (bodies %q)", got, conv.closed, w.answers, w.closed, bodies(conv.answers))
 	}
-	probes := 0
 	if conv.probe != nil {
-		probes = 1
 		if conv.probe.status != 200 || conv.probe.body != "uri=/base/probe" {
 			t.Errorf("the probe after the answers got %d %q: the connection is out of step", conv.probe.status, conv.probe.body)
 		}
@@ -278,7 +279,7 @@ func runHostile(t *testing.T, engine string, tc hostileCase, w want) {
 	// The counts are final once the answers are read; the poll only spares
 	// the test a report that lands just after the answer is written.
 	b := srv.Registry().MustGet("svc")
-	wantS := uint64(len(w.up) + probes)
+	wantS := uint64(len(w.up))
 	deadline := time.Now().Add(5 * time.Second)
 	snap := b.Snapshot()
 	for (snap.Successes != wantS || snap.Ignored != w.ignored || snap.Rejected != w.rejected) && time.Now().Before(deadline) {
@@ -353,6 +354,10 @@ func header(k, v string) func(*testing.T, seen) {
 		}
 	}
 }
+
+// expectNote is why the engines differ on an Expect: 100-continue request
+// answered without reading its body.
+const expectNote = "harmless: net/http has not sent 100 Continue, cannot tell whether the body will come, and closes; fasthttp sent 100 Continue before the handler ran, so it reads the body and keeps the connection"
 
 func hostileCases() []hostileCase {
 	post := "POST /svc/x HTTP/1.1\r\nHost: a\r\n"
@@ -560,6 +565,19 @@ func hostileCases() []hostileCase {
 		{name: "get with a body", raw: get + "Content-Length: 39\r\n\r\n" + smuggled, net: ok("GET /base/x|" + smuggled)},
 		{name: "big body then pipelined", raw: post + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(big)) + big + "GET /svc/second HTTP/1.1\r\nHost: a\r\n\r\n",
 			net: want{answers: []int{200, 200}, up: []string{"POST /base/x|" + big, "GET /base/second|"}}},
+
+		{name: "expect, circuit open", raw: post + "Expect: 100-continue\r\nContent-Length: 5\r\n\r\nhello", open: true,
+			net: want{answers: []int{503}, closed: true, rejected: 1}, fast: fast(want{answers: []int{503}, rejected: 1}), note: expectNote},
+		{name: "body, circuit open, then pipelined", raw: post + "Content-Length: 5\r\n\r\nhelloGET /svc/second HTTP/1.1\r\nHost: a\r\n\r\n", open: true,
+			net: want{answers: []int{503, 503}, rejected: 2}},
+		// The server drains an unread body of up to 256 KiB (net/http)
+		// to read the next request; past that it closes.
+		{name: "big body, circuit open, then pipelined", raw: post + fmt.Sprintf("Content-Length: %d\r\n\r\n", 300<<10) + strings.Repeat("a", 300<<10) + "GET /svc/second HTTP/1.1\r\nHost: a\r\n\r\n", open: true,
+			net: want{answers: []int{503}, closed: true, rejected: 1}},
+		{name: "body, unknown service, then pipelined", raw: "POST /nope/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /svc/second HTTP/1.1\r\nHost: a\r\n\r\n",
+			net: want{answers: []int{404, 200}, up: []string{"GET /base/second|"}}},
+		{name: "expect, unknown service", raw: "POST /nope/x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+			net: answeredClosed(404), fast: fast(answered(404)), note: expectNote},
 
 		// Upgrades: the fasthttp engine hands the connection to net/http
 		// (handOver), with what it had read of it. The upstream here does
