@@ -53,7 +53,8 @@ import (
 //     takes bare LFs as line ends).
 //   - A chunked request keeps its connection unless it also had
 //     Content-Length (net/http cannot tell, and closes after every
-//     chunked request and every HTTP/1.0 one: closeIfFramingHidden).
+//     chunked request and every HTTP/1.0 keep-alive one:
+//     closeIfFramingHidden).
 //     fasthttp refuses repeated Content-Length fields even when equal,
 //     Transfer-Encoding in HTTP/1.0, and trailers that may not be trailers
 //     (Host…), where net/http accepts them; it skips an empty line before
