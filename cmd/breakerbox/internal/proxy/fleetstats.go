@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -9,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,6 +24,13 @@ import (
 // in the replicas' sorted set (score: the time of writing). GET /api/fleet
 // reads every replica seen within fleetTTL and sums per circuit. A replica
 // that stops writing (crashed, partitioned) drops out after fleetTTL.
+//
+// "_replica" is "degraded unix-time instance twin": instance is random per
+// process, so a process that finds another instance's report under its own
+// name, fresh, knows two processes share the name (a copied config, a
+// fixed host name) and says so, in its log and in its report (twin "1"):
+// their totals would overwrite each other, and the transitions' replica
+// and decided_by could not tell them apart.
 const (
 	fleetEvery = 10 * time.Second
 	fleetTTL   = 3 * fleetEvery
@@ -31,12 +41,18 @@ type fleetStats struct {
 	client   redis.UniversalClient
 	prefix   string
 	degraded func() bool
+	instance string       // this process's, random
+	twinAt   atomic.Int64 // unix time another instance was last seen under this name; 0: never
+	twinLog  atomic.Int64 // unix time that was last logged
+	lastPub  atomic.Int64 // unix time of this process's last report; 0: none yet
+	twinRun  atomic.Int32 // reports in a row that replaced another live instance's
 	stop     chan struct{}
 	done     chan struct{}
 }
 
 func newFleetStats(s *Server, client redis.UniversalClient, prefix string, degraded func() bool) *fleetStats {
-	f := &fleetStats{s: s, client: client, prefix: prefix, degraded: degraded, stop: make(chan struct{}), done: make(chan struct{})}
+	f := &fleetStats{s: s, client: client, prefix: prefix, degraded: degraded, instance: rand.Text()[:12],
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go f.loop()
 	return f
 }
@@ -78,7 +94,10 @@ func (f *fleetStats) publish(ctx context.Context, now time.Time) error {
 		}
 	}
 	key := f.hashKey(f.s.replica)
-	_, err := f.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	mine := f.lastPub.Load()
+	var prev *redis.StringCmd
+	cmds, err := f.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		prev = p.HGet(ctx, key, "_replica") // the last report under this name
 		p.Del(ctx, key)
 		p.HSet(ctx, key, fields)
 		p.Expire(ctx, key, fleetTTL)
@@ -86,7 +105,49 @@ func (f *fleetStats) publish(ctx context.Context, now time.Time) error {
 		p.ZRemRangeByScore(ctx, f.prefix+"replicas", "-inf", strconv.FormatInt(now.Add(-fleetTTL).Unix(), 10))
 		return nil
 	})
+	if errors.Is(err, redis.Nil) { // no report under this name yet: only a later command's error counts
+		err = nil
+		for _, c := range cmds {
+			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+				err = e
+				break
+			}
+		}
+	}
+	if err == nil {
+		f.checkTwin(prev.Val(), mine, now)
+		f.lastPub.Store(now.Unix())
+	}
 	return err
+}
+
+// checkTwin looks at the report this one replaced (prev), mine being the
+// time of this process's report before: another instance's, written since
+// then, means another process publishes under this replica's name. One
+// written before may be the last of a process this one replaced, as in a
+// restart, and one report in a row may be a brief overlap of the two; two
+// in a row is a twin. That is logged at once, then every 10 minutes while
+// it lasts.
+func (f *fleetStats) checkTwin(prev string, mine int64, now time.Time) {
+	v := strings.Fields(prev)
+	if len(v) < 3 || v[2] == f.instance || mine == 0 {
+		f.twinRun.Store(0)
+		return
+	}
+	if at, err := strconv.ParseInt(v[1], 10, 64); err != nil || at < mine {
+		f.twinRun.Store(0)
+		return
+	}
+	if f.twinRun.Add(1) < 2 {
+		return
+	}
+	f.twinAt.Store(now.Unix())
+	last := f.twinLog.Load()
+	if now.Unix()-last < int64((10*time.Minute).Seconds()) || !f.twinLog.CompareAndSwap(last, now.Unix()) {
+		return
+	}
+	f.s.log.Error("another process reports to the fleet as this replica: give each replica its own name (replica: in the config, or a distinct host name); until then their totals overwrite each other in /api/fleet, and the transitions' replica and decided_by cannot tell them apart",
+		slog.String("replica", f.s.replica), slog.String("instance", f.instance), slog.String("other_instance", v[2]))
 }
 
 func (f *fleetStats) health(now time.Time) string {
@@ -94,7 +155,11 @@ func (f *fleetStats) health(now time.Time) string {
 	if f.degraded != nil && f.degraded() {
 		d = "1"
 	}
-	return d + " " + strconv.FormatInt(now.Unix(), 10)
+	twin := "0"
+	if at := f.twinAt.Load(); at != 0 && now.Sub(time.Unix(at, 0)) <= fleetTTL {
+		twin = "1"
+	}
+	return d + " " + strconv.FormatInt(now.Unix(), 10) + " " + f.instance + " " + twin
 }
 
 // ReplicaJSON is a replica of the fleet as GET /api/fleet shows it.
@@ -105,7 +170,10 @@ type ReplicaJSON struct {
 	Degraded bool `json:"degraded"`
 	// ReportedSecondsAgo is the age of its last report.
 	ReportedSecondsAgo float64 `json:"reported_seconds_ago"`
-	Circuits           int     `json:"circuits_with_traffic"`
+	// Duplicate: more than one process reports under this name (see its
+	// log); the figures are whichever reported last.
+	Duplicate bool `json:"duplicate,omitempty"`
+	Circuits  int  `json:"circuits_with_traffic"`
 }
 
 // FleetCircuitJSON is one circuit's last-minute totals over the fleet.
@@ -147,14 +215,15 @@ func (f *fleetStats) read(ctx context.Context, now time.Time, names map[string]b
 	for i, m := range members {
 		h := cmds[i].Val()
 		rep := ReplicaJSON{Replica: m}
-		if deg, at, ok := strings.Cut(h["_replica"], " "); ok {
-			rep.Degraded = deg == "1"
-			if t, err := strconv.ParseInt(at, 10, 64); err == nil {
-				rep.ReportedSecondsAgo = math.Max(0, now.Sub(time.Unix(t, 0)).Seconds())
-			}
-		} else {
+		v := strings.Fields(h["_replica"]) // degraded, time, and from newer replicas instance and twin
+		if len(v) < 2 {
 			continue // expired between the two reads
 		}
+		rep.Degraded = v[0] == "1"
+		if t, err := strconv.ParseInt(v[1], 10, 64); err == nil {
+			rep.ReportedSecondsAgo = math.Max(0, now.Sub(time.Unix(t, 0)).Seconds())
+		}
+		rep.Duplicate = len(v) >= 4 && v[3] == "1"
 		for name, v := range h {
 			if name == "_replica" {
 				continue

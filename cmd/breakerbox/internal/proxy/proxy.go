@@ -93,6 +93,7 @@ type Server struct {
 	stats          statsTable
 	started        time.Time
 	replica        string
+	closeOnce      sync.Once
 	store          transitionStore
 	fleetStats     *fleetStats
 }
@@ -188,14 +189,17 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 }
 
 // Close stops the work Options.Redis started, after writing the queued
-// transitions (for at most 2 s). The Server must not be used afterwards.
+// transitions (for at most 2 s). The Server must not be used afterwards;
+// closing it again does nothing.
 func (s *Server) Close() {
-	if s.fleetStats != nil {
-		s.fleetStats.close()
-	}
-	if h, ok := s.store.(*RedisHistory); ok {
-		h.Close()
-	}
+	s.closeOnce.Do(func() {
+		if s.fleetStats != nil {
+			s.fleetStats.close()
+		}
+		if h, ok := s.store.(*RedisHistory); ok {
+			h.Close()
+		}
+	})
 }
 
 // newTransport is http.DefaultTransport tuned for a sidecar that sends many

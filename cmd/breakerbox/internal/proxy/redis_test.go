@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -13,11 +14,18 @@ import (
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/config"
 	"github.com/breakerbox/breakerbox/cmd/breakerbox/internal/proxy"
 	"github.com/breakerbox/breakerbox/internal/redistest"
+	"github.com/breakerbox/breakerbox/internal/syncbuf"
 )
 
 // replicaOf is a Server named replica on the shared Redis, with its proxy
 // and admin listeners.
 func replicaOf(t *testing.T, client redis.UniversalClient, replica, upstream string, degraded bool) (*proxy.Server, string, string) {
+	t.Helper()
+	return loggedReplicaOf(t, client, replica, upstream, degraded, slog.New(slog.DiscardHandler))
+}
+
+// loggedReplicaOf is replicaOf logging to log.
+func loggedReplicaOf(t *testing.T, client redis.UniversalClient, replica, upstream string, degraded bool, log *slog.Logger) (*proxy.Server, string, string) {
 	t.Helper()
 	cfg, err := config.Parse("fleet.yaml", []byte(fmt.Sprintf(`
 services:
@@ -27,7 +35,7 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler), Replica: replica,
+	srv, err := proxy.New(cfg, proxy.Options{Logger: log, Replica: replica,
 		Redis: client, RedisPrefix: "test:", Degraded: func() bool { return degraded }})
 	if err != nil {
 		t.Fatal(err)
@@ -128,5 +136,70 @@ func TestFleetTotals(t *testing.T) {
 	}
 	if _, ok := fleet.Circuits["mail"]; ok {
 		t.Errorf("?name=pay answered mail too")
+	}
+}
+
+// Two processes with one replica name (a copied config, a fixed host
+// name): each says so in its log, once, and /api/fleet marks the name as
+// a duplicate; a process that replaces another of the same name, as a
+// restart does, says nothing, nor does one report in a row (a brief
+// overlap).
+func TestTwoProcessesWithOneReplicaNameAreTold(t *testing.T) {
+	rs := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	t.Cleanup(func() { client.Close() })
+	up := newUpstream(t)
+	ctx := context.Background()
+	publish := func(ss ...*proxy.Server) {
+		t.Helper()
+		for _, s := range ss {
+			if err := s.PublishFleetStats(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const twinMsg = "another process reports to the fleet as this replica"
+	newReplica := func(name string) (*proxy.Server, *syncbuf.Buffer, string) {
+		buf := new(syncbuf.Buffer)
+		s, _, admin := loggedReplicaOf(t, client, name, up.URL, false, slog.New(slog.NewTextHandler(buf, nil)))
+		t.Cleanup(s.Close)
+		return s, buf, admin
+	}
+
+	// A restart: the old process's last report is replaced by the new one's.
+	old, oldLog, _ := newReplica("web-1")
+	publish(old)
+	old.Close()
+	restarted, restartedLog, _ := newReplica("web-1")
+	publish(restarted, restarted)
+	if strings.Contains(oldLog.String()+restartedLog.String(), twinMsg) {
+		t.Fatalf("a restart was taken for two processes: %s%s", oldLog, restartedLog)
+	}
+
+	// A second live process under the same name, and one under its own:
+	// once each replaced the other's report, nothing yet.
+	twin, twinLog, _ := newReplica("web-1")
+	other, otherLog, admin := newReplica("web-2")
+	publish(twin, restarted, twin)
+	if strings.Contains(twinLog.String()+restartedLog.String(), twinMsg) {
+		t.Fatalf("one overlap was taken for two processes: %s%s", twinLog, restartedLog)
+	}
+	publish(twin, restarted, twin, other, restarted, twin, restarted, twin, other)
+	for name, buf := range map[string]*syncbuf.Buffer{"restarted": restartedLog, "twin": twinLog} {
+		if n := strings.Count(buf.String(), twinMsg); n != 1 || !strings.Contains(buf.String(), "level=ERROR") || !strings.Contains(buf.String(), "replica=web-1") {
+			t.Errorf("%s's log has %d lines about the twin, want 1 ERROR naming web-1:\n%s", name, n, buf)
+		}
+	}
+	if strings.Contains(otherLog.String(), twinMsg) {
+		t.Errorf("web-2 was told of a twin: %s", otherLog)
+	}
+	var fleet proxy.FleetJSON
+	getJSON(t, admin+"/api/fleet", &fleet)
+	dup := map[string]bool{}
+	for _, r := range fleet.Replicas {
+		dup[r.Replica] = r.Duplicate
+	}
+	if len(dup) != 2 || !dup["web-1"] || dup["web-2"] {
+		t.Errorf("fleet replicas %+v: want web-1 a duplicate, web-2 not", fleet.Replicas)
 	}
 }

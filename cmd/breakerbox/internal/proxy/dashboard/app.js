@@ -232,17 +232,20 @@
     }
   }
 
-  // renderFleet says, with a shared state, how many replicas the fleet has
-  // and which are degraded.
+  // renderFleet says, with a shared state, how many replicas the fleet has,
+  // which are degraded, and which names more than one process uses.
   function renderFleet() {
     const f = model.fleet;
     const box = $("#fleet");
     box.hidden = !f;
     if (!f) return;
     const degraded = f.replicas.filter((r) => r.degraded).map((r) => r.replica);
-    setText(box, `fleet: ${f.replicas.length} replica${f.replicas.length === 1 ? "" : "s"}` + (degraded.length ? ` · degraded: ${degraded.join(", ")}` : ""));
-    box.dataset.degraded = degraded.length ? "true" : "false";
-    setAttr(box, "title", f.replicas.map((r) => `${r.replica}${r.degraded ? " (degraded)" : ""}: ${r.circuits_with_traffic} circuits with traffic, reported ${Math.round(r.reported_seconds_ago)} s ago`).join("\n"));
+    const twins = f.replicas.filter((r) => r.duplicate).map((r) => r.replica);
+    setText(box, `fleet: ${f.replicas.length} replica${f.replicas.length === 1 ? "" : "s"}` +
+      (degraded.length ? ` · degraded: ${degraded.join(", ")}` : "") +
+      (twins.length ? ` · name used by two processes: ${twins.join(", ")}` : ""));
+    box.dataset.degraded = degraded.length || twins.length ? "true" : "false";
+    setAttr(box, "title", f.replicas.map((r) => `${r.replica}${r.degraded ? " (degraded)" : ""}${r.duplicate ? " (name used by two processes)" : ""}: ${r.circuits_with_traffic} circuits with traffic, reported ${Math.round(r.reported_seconds_ago)} s ago`).join("\n"));
   }
 
   function mergeDetails(list) {
