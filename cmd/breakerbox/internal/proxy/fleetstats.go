@@ -26,9 +26,9 @@ import (
 // that stops writing (crashed, partitioned) drops out after fleetTTL.
 //
 // "_replica" is "degraded unix-time instance twin": instance is random per
-// process, so a process that finds another instance's report under its own
-// name, fresh, knows two processes share the name (a copied config, a
-// fixed host name) and says so, in its log and in its report (twin "1"):
+// process, so a process whose reports keep replacing another instance's
+// knows two processes share its name (a copied config, a fixed host name)
+// and says so, in its log and in its report (twin "1", see checkTwin):
 // their totals would overwrite each other, and the transitions' replica
 // and decided_by could not tell them apart.
 const (
