@@ -45,8 +45,33 @@ func (c *headConn) Read(p []byte) (int, error) {
 }
 
 // headDone reports whether b completes "\r\n\r\n", counting what the
-// previous reads ended with.
+// previous reads ended with. A read of four bytes or more is searched with
+// bytes.Index (vectorized), then its last three bytes give what the next
+// read may complete.
 func (c *headConn) headDone(b []byte) bool {
+	if len(b) < len(headEnd) {
+		return c.headDoneBytes(b)
+	}
+	// The longest partial match is enough: "\r\n\r" needs "\n", and the
+	// only shorter one it holds, "\r", needs "\n\r\n", which begins alike.
+	if c.matched > 0 && bytes.HasPrefix(b, headEnd[c.matched:]) || bytes.Contains(b, headEnd) {
+		return true
+	}
+	switch {
+	case bytes.HasSuffix(b, headEnd[:3]):
+		c.matched = 3
+	case bytes.HasSuffix(b, headEnd[:2]):
+		c.matched = 2
+	case b[len(b)-1] == '\r':
+		c.matched = 1
+	default:
+		c.matched = 0
+	}
+	return false
+}
+
+// headDoneBytes is headDone one byte at a time.
+func (c *headConn) headDoneBytes(b []byte) bool {
 	for _, ch := range b {
 		switch {
 		case ch == headEnd[c.matched]:

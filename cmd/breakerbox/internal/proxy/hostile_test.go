@@ -404,7 +404,7 @@ func hostileCases() []hostileCase {
 		{name: "te xchunked and cl", raw: post + "Content-Length: 5\r\nTransfer-Encoding: xchunked\r\n\r\nhello",
 			net: notImpl, fast: fast(bad), note: "harmless: both refuse and close; fasthttp says 400"},
 		// fasthttp reads "identity" as no coding, so the body was read as
-		// the next request: fixed (refuseHostileHead).
+		// the next request: fixed (scanHead).
 		{name: "te identity", raw: post + "Transfer-Encoding: identity\r\n\r\n" + smuggled, net: notImpl},
 		{name: "te identity and cl", raw: post + "Transfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", net: notImpl},
 		{name: "te twice", raw: post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -452,7 +452,7 @@ func hostileCases() []hostileCase {
 		{name: "obs-fold", raw: get + "X-A: one\r\n two\r\nX-B: b\r\n\r\n", net: ok("GET /base/x|"), check: header("X-A", "one two")},
 		{name: "obs-fold hiding a header", raw: get + "X-A: one\r\n\tX-Injected: 1\r\n\r\n", net: ok("GET /base/x|"), check: header("X-A", "one X-Injected: 1")},
 		// fasthttp forwarded a name with an inner space, which the
-		// upstream refused: fixed (refuseHostileHead).
+		// upstream refused: fixed (scanHead).
 		{name: "header name with space", raw: get + "X A: b\r\n\r\n", net: bad},
 		{name: "header name starting with colon", raw: get + ":X: b\r\n\r\n", net: bad},
 		{name: "header name with nul", raw: get + "X\x00A: b\r\n\r\n", net: bad},

@@ -36,6 +36,7 @@ type route struct {
 	// values, and their capacity equals their length, so an Add by anyone
 	// copies instead of writing into them.
 	prefixHeader  []string // X-Forwarded-Prefix: "/genesys/eu-west-1"
+	prefixBytes   []byte   // the same, for the fasthttp engine
 	circuitHeader []string // Breakerbox-Circuit
 	circuitBytes  []byte   // the same, for the fasthttp engine
 	forwardedFor  headerValue
@@ -75,6 +76,7 @@ func newTable(cfg *config.Config, m *metrics, transportFor func(time.Duration) h
 			}
 			r.upstream = u.String()
 			r.prefixHeader = []string{"/" + r.circuit}
+			r.prefixBytes = []byte(r.prefixHeader[0])
 			r.circuitHeader = []string{r.circuit}
 			r.circuitBytes = []byte(r.circuit)
 			r.metrics = m.forRoute(r)
