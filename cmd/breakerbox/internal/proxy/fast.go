@@ -84,8 +84,7 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	t := s.table.Load()
-	sentPath, query := requestTarget(req)
-	u, err := fastURL(sentPath)
+	u, err := fastURL(req.URI().PathOriginal())
 	var rt *route
 	var path, rawPath string
 	var svc *service
@@ -117,7 +116,7 @@ func (s *Server) serveFast(ctx *fasthttp.RequestCtx) {
 	// client leaves, and its RequestCtx ends on shutdown, which must not
 	// pass for the client's cancellation (that is not counted).
 	x = &exchange{Context: context.Background(), route: rt, ticket: ticket, path: path, rawPath: rawPath, start: start}
-	s.forwardFast(ctx, x, fields, query)
+	s.forwardFast(ctx, x, fields)
 }
 
 // recoverFast ends a request whose handler panicked with p, as net/http's
@@ -135,39 +134,6 @@ func (s *Server) recoverFast(ctx *fasthttp.RequestCtx, x *exchange, p any) {
 		x.status = http.StatusInternalServerError
 		x.route.metrics.observe(x.status, time.Since(x.start))
 	}
-}
-
-// requestTarget is the path and the query of the request-target as the
-// client sent them. An origin-form target ("/path?query#fragment", every
-// request a client sends a proxy it addresses by path) is split here, as
-// fasthttp's URI parse splits it; the parse, which also decodes and
-// normalizes a path the proxy does not use (a tenth of the engine's
-// instructions per request), takes the others (absolute-form, "*") and a
-// target with a control byte, which it refuses (an empty path).
-func requestTarget(req *fasthttp.Request) (path, query []byte) {
-	raw := req.Header.RequestURI()
-	if len(raw) == 0 || raw[0] != '/' || hasCTL(raw) {
-		u := req.URI()
-		return u.PathOriginal(), u.QueryString()
-	}
-	path = raw
-	if i := bytes.IndexByte(raw, '#'); i >= 0 {
-		path = raw[:i]
-	}
-	if i := bytes.IndexByte(path, '?'); i >= 0 {
-		path, query = path[:i], path[i+1:]
-	}
-	return path, query
-}
-
-// hasCTL reports whether b has a control byte.
-func hasCTL(b []byte) bool {
-	for _, c := range b {
-		if c < ' ' || c == 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 // fastURL is the decoded and raw path of a request, as net/http's parser
@@ -313,7 +279,7 @@ func delHop(h interface{ Del(string) }, fields headFields) {
 // forwardFast sends the client's request upstream, rewritten in place
 // (fasthttp owns and recycles it), and answers with the upstream's
 // response, its body streamed.
-func (s *Server) forwardFast(ctx *fasthttp.RequestCtx, x *exchange, fields headFields, query []byte) {
+func (s *Server) forwardFast(ctx *fasthttp.RequestCtx, x *exchange, fields headFields) {
 	req, rt := &ctx.Request, x.route
 	h := &req.Header
 	clientClose := h.ConnectionClose()
@@ -370,7 +336,7 @@ func (s *Server) forwardFast(ctx *fasthttp.RequestCtx, x *exchange, fields headF
 		rest = x.path
 	}
 	uri = appendJoined(uri, rt.basePath(), rest)
-	if q := query; len(q) > 0 {
+	if q := req.URI().QueryString(); len(q) > 0 {
 		uri = append(uri, '?')
 		if plainQuery(string(q)) {
 			uri = append(uri, q...)

@@ -4,8 +4,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-
-	"github.com/valyala/fasthttp"
 )
 
 // TestHeadDoneAgreesWithByteByByte checks headDone, which searches reads of
@@ -77,27 +75,6 @@ func TestFieldOf(t *testing.T) {
 	for _, n := range []string{"", "T", "Host", "Breakerbox-", "Content-Length", "X-Forwarded-For", "Keep-Alivf", "Connectiom"} {
 		if got := fieldOf([]byte(n)); got != 0 {
 			t.Errorf("fieldOf(%q) = %b, want 0", n, got)
-		}
-	}
-}
-
-// TestRequestTargetAgreesWithURIParse checks requestTarget's split of a
-// request-target against fasthttp's URI parse, which it stands in for.
-func TestRequestTargetAgreesWithURIParse(t *testing.T) {
-	targets := []string{"/", "/a", "/a?b", "/a?b#c", "/a#b?c", "/a??b", "/a?", "/a#", "/?#", "/#?",
-		"/svc/x?a=%zz&b=1", "/%2F%2f/..//./x?q=/../", "/ü/ä?ö=1", "/a;b=c?d", "*", "http://h:1/p?q#f",
-		"/a\x01b?c", "/a?b\x7f", "//h/p"}
-	for _, target := range targets {
-		var req fasthttp.Request
-		req.Header.SetHost("sidecar")
-		req.Header.SetRequestURI(target)
-		path, query := requestTarget(&req)
-		var ref fasthttp.Request
-		ref.Header.SetHost("sidecar")
-		ref.Header.SetRequestURI(target)
-		u := ref.URI()
-		if string(path) != string(u.PathOriginal()) || string(query) != string(u.QueryString()) {
-			t.Errorf("%q: path %q query %q, URI parse: path %q query %q", target, path, query, u.PathOriginal(), u.QueryString())
 		}
 	}
 }
