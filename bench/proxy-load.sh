@@ -337,12 +337,19 @@ for t in "${open_targets[@]}"; do
     "$(col open "$t" "$open_conns" 6 | median_range)" "$(col open "$t" "$open_conns" 7 | median_range)"
 done
 if [ -n "$BASELINE" ]; then
+  # Each round's ratio too: the two ran minutes apart, so a drift of the
+  # machine between rounds cancels out of it.
+  per_round() { # target column: target ÷ baseline, round by round, "median (min–max)"
+    paste <(col open "$1" "$open_conns" "$2") <(col open "breakerbox@$BASELINE" "$open_conns" "$2") |
+      awk '$2 > 0 {printf "%.2f\n", $1 / $2}' | median_range
+  }
   echo
   for t in "${open_targets[@]}"; do
     [ "$t" = "breakerbox@$BASELINE" ] && continue
     awk -v t="$t" -v n="$(med open "$t" "$open_conns" 4)" -v o="$(med open "breakerbox@$BASELINE" "$open_conns" 4)" \
       -v p="$(med open "$t" "$open_conns" 5)" -v q="$(med open "breakerbox@$BASELINE" "$open_conns" 5)" \
-      'BEGIN {printf "- %s answers %.2f× as many per second as breakerbox@'"$BASELINE"', at %.2f× its CPU per answer\n", t, n / o, p / q}'
+      -v r="$(per_round "$t" 4)" -v rc="$(per_round "$t" 5)" \
+      'BEGIN {printf "- %s answers %.2f× as many per second as breakerbox@'"$BASELINE"', at %.2f× its CPU per answer (each round'"'"'s two ratios, median and range: %s and %s)\n", t, n / o, p / q, r, rc}'
   done
 fi
 fi
