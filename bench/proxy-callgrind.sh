@@ -12,11 +12,12 @@
 #   MODE=reject bash bench/proxy-callgrind.sh net/http 087cf25 .   # per rejection (open circuit)
 #
 # For each revision (git revisions are built from `git archive`; "." is the
-# working tree; "rp+pool" is proxy-load.sh's pooled httputil.ReverseProxy,
-# proxyload -mode proxy -pool) it runs `breakerbox serve` under valgrind --tool=callgrind in
-# front of the Go upstream (proxyload -mode upstream) or, with MODE=reject,
-# of a closed port (the first GET opens the circuit for an hour), warms it
-# with 200 GETs, then counts the instructions of $N GETs over one keep-alive
+# working tree) it runs `breakerbox serve` under valgrind --tool=callgrind
+# ("rp+pool" runs proxy-load.sh's pooled httputil.ReverseProxy instead:
+# proxyload -mode proxy -pool) in front of the Go upstream (proxyload -mode
+# upstream) or, with MODE=reject, of a closed port (the first GET opens the
+# circuit for an hour), warms it with 200 GETs, then counts the
+# instructions of $N GETs over one keep-alive
 # connection (curl) and prints the count per request. What the idle sidecar
 # does meanwhile (its timers, the Go runtime's monitor) is counted too. The
 # sidecar runs with GOMAXPROCS 1: callgrind runs one thread at a time, and

@@ -337,8 +337,8 @@ for t in "${open_targets[@]}"; do
     "$(col open "$t" "$open_conns" 6 | median_range)" "$(col open "$t" "$open_conns" 7 | median_range)"
 done
 if [ -n "$BASELINE" ]; then
-  # Each round's ratio too: the two ran minutes apart, so a drift of the
-  # machine between rounds cancels out of it.
+  # Each round's ratio too: within a round the two ran about a minute
+  # apart, so a drift of the machine between rounds cancels out of it.
   per_round() { # target column: target ÷ baseline, round by round, "median (min–max)"
     paste <(col open "$1" "$open_conns" "$2") <(col open "breakerbox@$BASELINE" "$open_conns" "$2") |
       awk '$2 > 0 {printf "%.2f\n", $1 / $2}' | median_range
